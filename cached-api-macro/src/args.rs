@@ -1,0 +1,143 @@
+//! The attribute's syntax: `name = value` pairs, each kept with its span.
+
+use proc_macro2::Span;
+use syn::parse::{Parse, ParseStream};
+use syn::{Expr, Ident, LitBool, LitInt, LitStr, Token};
+
+mod kw {
+    syn::custom_keyword!(key);
+    syn::custom_keyword!(user);
+    syn::custom_keyword!(ttl);
+    syn::custom_keyword!(error_ttl);
+    syn::custom_keyword!(none);
+    syn::custom_keyword!(version);
+    syn::custom_keyword!(name);
+}
+
+const VALID: &str = "key, user, ttl, error_ttl, none, version, name";
+
+/// One argument: where its name was written, and its value.
+pub struct Arg<T> {
+    pub span: Span,
+    pub value: T,
+}
+
+/// `key = "template:{arg}"` or `key = <expression>`.
+pub enum KeyArg {
+    Template(LitStr),
+    Expr(Expr),
+}
+
+/// `ttl = 90` or `ttl = "15m"`.
+pub enum DurationArg {
+    Secs(LitInt),
+    Text(LitStr),
+}
+
+/// Every argument, as written; meaning is checked in `valid`.
+#[derive(Default)]
+pub struct Args {
+    pub key: Option<Arg<KeyArg>>,
+    pub user: Option<Arg<Expr>>,
+    pub ttl: Option<Arg<DurationArg>>,
+    pub error_ttl: Option<Arg<DurationArg>>,
+    pub none: Option<Arg<LitBool>>,
+    pub version: Option<Arg<LitInt>>,
+    pub name: Option<Arg<LitStr>>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut args = Args::default();
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::key) {
+                let span = input.parse::<kw::key>()?.span;
+                let value = value(input, |input| {
+                    if input.peek(LitStr) {
+                        input.parse().map(KeyArg::Template)
+                    } else {
+                        input.parse().map(KeyArg::Expr)
+                    }
+                })?;
+                set_once(&mut args.key, "key", span, value)?;
+            } else if lookahead.peek(kw::user) {
+                let span = input.parse::<kw::user>()?.span;
+                set_once(&mut args.user, "user", span, value(input, Expr::parse)?)?;
+            } else if lookahead.peek(kw::ttl) {
+                let span = input.parse::<kw::ttl>()?.span;
+                set_once(&mut args.ttl, "ttl", span, value(input, duration)?)?;
+            } else if lookahead.peek(kw::error_ttl) {
+                let span = input.parse::<kw::error_ttl>()?.span;
+                set_once(
+                    &mut args.error_ttl,
+                    "error_ttl",
+                    span,
+                    value(input, duration)?,
+                )?;
+            } else if lookahead.peek(kw::none) {
+                let span = input.parse::<kw::none>()?.span;
+                set_once(&mut args.none, "none", span, value(input, LitBool::parse)?)?;
+            } else if lookahead.peek(kw::version) {
+                let span = input.parse::<kw::version>()?.span;
+                set_once(
+                    &mut args.version,
+                    "version",
+                    span,
+                    value(input, LitInt::parse)?,
+                )?;
+            } else if lookahead.peek(kw::name) {
+                let span = input.parse::<kw::name>()?.span;
+                set_once(
+                    &mut args.name,
+                    "name",
+                    span,
+                    value(input, <LitStr as Parse>::parse)?,
+                )?;
+            } else if input.peek(Ident) {
+                let unknown: Ident = input.parse()?;
+                return Err(syn::Error::new(
+                    unknown.span(),
+                    format!("unknown argument `{unknown}`; expected one of: {VALID}"),
+                ));
+            } else {
+                return Err(lookahead.error());
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
+    }
+}
+
+/// `= value`, parsed by `parse`.
+fn value<T>(input: ParseStream, parse: fn(ParseStream) -> syn::Result<T>) -> syn::Result<T> {
+    input.parse::<Token![=]>()?;
+    parse(input)
+}
+
+fn duration(input: ParseStream) -> syn::Result<DurationArg> {
+    let lookahead = input.lookahead1();
+    if lookahead.peek(LitInt) {
+        input.parse().map(DurationArg::Secs)
+    } else if lookahead.peek(LitStr) {
+        input.parse().map(DurationArg::Text)
+    } else if input.peek(Token![-]) {
+        Err(input.error("a duration must be positive: seconds (`90`) or a string like \"15m\""))
+    } else {
+        Err(lookahead.error())
+    }
+}
+
+fn set_once<T>(slot: &mut Option<Arg<T>>, name: &str, span: Span, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(syn::Error::new(
+            span,
+            format!("duplicate argument `{name}`"),
+        ));
+    }
+    *slot = Some(Arg { span, value });
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Tokens of the cache-aside wrapper. Nothing here can fail: every check
+//! happened in `valid`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::valid::{KeyPart, Model, Policy};
+
+/// The function with its body wrapped in the cache-aside call.
+///
+/// The user's block is moved, untouched, into an `async move` block or a
+/// closure, so `return`, `?` and spans inside it keep their meaning; the
+/// attributes and signature are emitted as written.
+pub fn expand(model: &Model) -> TokenStream {
+    let item = &model.func.item;
+    let attrs = &item.attrs;
+    let vis = &item.vis;
+    let sig = &item.sig;
+    let block = &item.block;
+    let ret_span = match &sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => Span::call_site(),
+    };
+
+    let id = match &model.name {
+        Some(name) => quote!(#name),
+        None => {
+            let ident = sig.ident.to_string();
+            quote!(::core::concat!(::core::module_path!(), "::", #ident))
+        }
+    };
+    let version = model.version;
+    let ttl = model.ttl_secs;
+    let error_ttl = model.error_ttl_secs;
+    let reserved = &model.reserved;
+    let owner = if model.func.has_receiver() {
+        quote!(::core::option::Option::Some(
+            ::core::any::type_name::<Self>()
+        ))
+    } else {
+        quote!(::core::option::Option::None)
+    };
+    let user = match &model.user {
+        Some(user) => quote_spanned! {user.span()=>
+            ::core::option::Option::Some(&(#user) as &dyn ::core::fmt::Display)
+        },
+        None => quote!(::core::option::Option::None),
+    };
+    let writes = model.key.iter().map(|part| match part {
+        KeyPart::Literal(text) => quote!(__cached_api_key.literal(#text);),
+        KeyPart::Value(value) => quote!(__cached_api_key.value(#value);),
+    });
+    let policy = match model.policy {
+        Policy::Whole => quote!(Whole),
+        Policy::OkOnly => quote!(OkOnly),
+        Policy::OkAndErr => quote!(OkAndErr),
+        Policy::SomeOnly => quote!(SomeOnly),
+    };
+    let stored = &model.stored;
+    let stored_check = quote_spanned! {stored.span()=>
+        let _ = ::cached_api::__private::assert_cache_value::<#stored>;
+    };
+    let call = if model.func.is_async() {
+        quote_spanned! {ret_span=>
+            ::cached_api::__private::call::<::cached_api::__private::#policy, _>(
+                __cached_api_cache,
+                &__CACHED_API_SPEC,
+                __cached_api_key,
+                async move #block,
+            )
+            .await
+        }
+    } else {
+        let output = &sig.output;
+        quote_spanned! {ret_span=>
+            ::cached_api::__private::call_blocking::<::cached_api::__private::#policy, _>(
+                __cached_api_cache,
+                &__CACHED_API_SPEC,
+                __cached_api_key,
+                move || #output #block,
+            )
+        }
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __CACHED_API_SPEC: ::cached_api::__private::FnSpec =
+                ::cached_api::__private::FnSpec::new(#id, #version, #ttl, #error_ttl, #reserved);
+            #stored_check
+            let __cached_api_cache = ::cached_api::__private::global();
+            let __cached_api_key = ::cached_api::__private::key(
+                __cached_api_cache,
+                &__CACHED_API_SPEC,
+                #owner,
+                #user,
+                |__cached_api_key| { #(#writes)* },
+            );
+            #call
+        }
+    }
+}
+
+/// The function as written plus the errors, so that the rest of the crate
+/// (and the IDE) still sees it.
+pub fn fallback(item: TokenStream, error: syn::Error) -> TokenStream {
+    let mut tokens = item;
+    tokens.extend(error.to_compile_error());
+    tokens
+}

@@ -1,0 +1,328 @@
+//! What the arguments mean for this function: every check, every error
+//! gathered, and the model that `expand` turns into tokens.
+
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, GenericParam, LitBool, LitStr, Type};
+
+use crate::args::{Arg, Args, DurationArg, KeyArg};
+use crate::ast::{Function, Output, Receiver};
+use crate::template::{KeyTemplate, Piece};
+
+/// What the function caches, checked.
+pub struct Model {
+    pub func: Function,
+    pub name: Option<LitStr>,
+    pub version: u32,
+    /// 0: the cache's default.
+    pub ttl_secs: u64,
+    /// 0: errors are not cached.
+    pub error_ttl_secs: u64,
+    pub key: Vec<KeyPart>,
+    /// Characters of the template's literal text.
+    pub reserved: String,
+    pub user: Option<Expr>,
+    pub policy: Policy,
+    /// The type written to the store, for the check that names it.
+    pub stored: Type,
+}
+
+/// One step of writing the key.
+pub enum KeyPart {
+    Literal(String),
+    Value(TokenStream),
+}
+
+/// Which part of the return value is cached.
+#[derive(Clone, Copy)]
+pub enum Policy {
+    Whole,
+    OkOnly,
+    OkAndErr,
+    SomeOnly,
+}
+
+/// Collects errors so that one compile shows all of them.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: Span, message: impl std::fmt::Display) {
+        let error = syn::Error::new(span, message);
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+}
+
+pub fn check(args: Args, func: Function) -> syn::Result<Model> {
+    let mut errors = Errors::default();
+    check_signature(&func, &mut errors);
+
+    let ttl_secs = args
+        .ttl
+        .as_ref()
+        .map_or(0, |ttl| seconds(ttl, "ttl", &mut errors));
+    let error_ttl_secs = args
+        .error_ttl
+        .as_ref()
+        .map_or(0, |ttl| seconds(ttl, "error_ttl", &mut errors));
+    let version = args.version.as_ref().map_or(0, |version| {
+        version.value.base10_parse::<u32>().unwrap_or_else(|_| {
+            errors.push(
+                version.value.span(),
+                "`version` must be a whole number from 0 to 4294967295",
+            );
+            0
+        })
+    });
+    if let Some(name) = &args.name {
+        if name.value.value().is_empty() {
+            errors.push(
+                name.value.span(),
+                "`name` must not be empty: it identifies the function in keys and stats",
+            );
+        }
+    }
+    let user = args.user.map(|user| {
+        if !mentions_any(user.value.to_token_stream(), &func.bindings) {
+            errors.push(
+                user.value.span(),
+                "`user` must be an expression over the function's arguments, e.g. `user = user_id` or `user = claims.sub`",
+            );
+        }
+        user.value
+    });
+    let (key, reserved) = match args.key {
+        Some(Arg {
+            value: KeyArg::Template(lit),
+            ..
+        }) => template_key(&lit, &func, &mut errors),
+        Some(Arg {
+            value: KeyArg::Expr(expr),
+            ..
+        }) => {
+            let span = expr.span();
+            (
+                vec![KeyPart::Value(quote_spanned!(span=> &(#expr)))],
+                String::new(),
+            )
+        }
+        None => (default_key(&func, user.as_ref()), String::new()),
+    };
+    let none = args.none.as_ref().is_some_and(|none| none.value.value);
+    let (policy, stored) = policy(&func, &args.error_ttl, &args.none, none, &mut errors);
+
+    match errors.0 {
+        Some(errors) => Err(errors),
+        None => Ok(Model {
+            func,
+            name: args.name.map(|name| name.value),
+            version,
+            ttl_secs,
+            error_ttl_secs,
+            key,
+            reserved,
+            user,
+            policy,
+            stored,
+        }),
+    }
+}
+
+fn check_signature(func: &Function, errors: &mut Errors) {
+    let sig = &func.item.sig;
+    if let Receiver::Value(span) = func.receiver {
+        errors.push(span, "#[cached_api] cannot take `self` by value: a hit would skip consuming it; take `&self`");
+    }
+    if let Some(constness) = &sig.constness {
+        errors.push(constness.span, "#[cached_api] cannot apply to a `const fn`");
+    }
+    for param in &sig.generics.params {
+        if let GenericParam::Type(ty) = param {
+            errors.push(
+                ty.ident.span(),
+                "#[cached_api] cannot cache a generic function: its instantiations would share entries; write one function per type",
+            );
+        }
+    }
+    match &func.output {
+        Output::Unit(span) => errors.push(*span, "#[cached_api] needs a return type: a function that returns nothing has nothing to cache"),
+        Output::ImplTrait(span) => errors.push(*span, "#[cached_api] cannot cache an `impl Trait` return: name the concrete type, which must implement Serialize and Deserialize"),
+        _ => {}
+    }
+}
+
+fn policy(
+    func: &Function,
+    error_ttl: &Option<Arg<DurationArg>>,
+    none_arg: &Option<Arg<LitBool>>,
+    none: bool,
+    errors: &mut Errors,
+) -> (Policy, Type) {
+    let whole = || match &func.item.sig.output {
+        syn::ReturnType::Type(_, ty) => (**ty).clone(),
+        syn::ReturnType::Default => syn::parse_quote!(()),
+    };
+    if let Some(error_ttl) = error_ttl {
+        if !matches!(func.output, Output::Result(_)) {
+            errors.push(
+                error_ttl.span,
+                "`error_ttl` applies only to functions returning `Result`",
+            );
+        }
+    }
+    if let Some(none_arg) = none_arg {
+        if !matches!(func.output, Output::Option(_)) {
+            errors.push(
+                none_arg.span,
+                "`none` applies only to functions returning `Option`",
+            );
+        }
+    }
+    match &func.output {
+        Output::Result(_) if error_ttl.is_some() => (Policy::OkAndErr, whole()),
+        Output::Result(ok) => (Policy::OkOnly, ok.clone()),
+        Output::Option(_) if none => (Policy::Whole, whole()),
+        Output::Option(some) => (Policy::SomeOnly, some.clone()),
+        _ => (Policy::Whole, whole()),
+    }
+}
+
+fn template_key(lit: &LitStr, func: &Function, errors: &mut Errors) -> (Vec<KeyPart>, String) {
+    let template = match KeyTemplate::parse(&lit.value()) {
+        Ok(template) => template,
+        Err(message) => {
+            errors.push(lit.span(), message);
+            return (Vec::new(), String::new());
+        }
+    };
+    for name in template.placeholders() {
+        if !func.bindings.iter().any(|binding| binding == name) {
+            let known: Vec<String> = func.bindings.iter().map(Ident::to_string).collect();
+            let known = if known.is_empty() {
+                "the function has none".to_owned()
+            } else {
+                format!("the function's arguments are: {}", known.join(", "))
+            };
+            errors.push(
+                lit.span(),
+                format!("no argument named `{name}` for placeholder `{{{name}}}`; {known}"),
+            );
+        }
+    }
+    let parts = template
+        .pieces
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Literal(text) => KeyPart::Literal(text),
+            Piece::Placeholder(name) => {
+                let ident = Ident::new(&name, lit.span());
+                KeyPart::Value(quote_spanned!(lit.span()=> &#ident))
+            }
+        })
+        .collect();
+    (parts, template.reserved)
+}
+
+/// Every argument but those the user expression names, in order, `:`-separated.
+fn default_key(func: &Function, user: Option<&Expr>) -> Vec<KeyPart> {
+    let user_tokens = user.map(|user| user.to_token_stream()).unwrap_or_default();
+    let mut parts = Vec::new();
+    for binding in &func.bindings {
+        if mentions_any(user_tokens.clone(), std::slice::from_ref(binding)) {
+            continue;
+        }
+        if !parts.is_empty() {
+            parts.push(KeyPart::Literal(":".to_owned()));
+        }
+        parts.push(KeyPart::Value(quote_spanned!(binding.span()=> &#binding)));
+    }
+    parts
+}
+
+fn seconds(arg: &Arg<DurationArg>, what: &str, errors: &mut Errors) -> u64 {
+    let result = match &arg.value {
+        DurationArg::Secs(lit) => match lit.base10_parse::<u64>() {
+            Ok(0) => Err((
+                lit.span(),
+                format!(
+                    "`{what} = 0` would cache nothing; give a positive number of seconds or leave `{what}` out"
+                ),
+            )),
+            Ok(secs) if secs > MAX_SECS => Err((
+                lit.span(),
+                format!("`{what}` is too long: at most {MAX_SECS} seconds (100 years)"),
+            )),
+            Ok(secs) => Ok(secs),
+            Err(_) => Err((
+                lit.span(),
+                format!(
+                    "`{what}` must be a positive whole number of seconds or a string like \"15m\""
+                ),
+            )),
+        },
+        DurationArg::Text(lit) => parse_duration(&lit.value())
+            .map_err(|message| (lit.span(), format!("`{what}`: {message}"))),
+    };
+    result.unwrap_or_else(|(span, message)| {
+        errors.push(span, message);
+        0
+    })
+}
+
+/// 100 years: longer than any cache entry should live, short enough for Redis' PX.
+const MAX_SECS: u64 = 100 * 365 * 86_400;
+
+/// The runtime accepts the same grammar in `CACHED_API_DEFAULT_TTL`.
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            let hint = match (digits.is_empty(), canonical_unit(unit.trim())) {
+                (false, Some(unit)) => format!("; did you mean \"{digits}{unit}\"?"),
+                _ => String::new(),
+            };
+            return Err(format!(
+                "{text:?} is not a duration: write seconds (`90`) or a number and one unit: \"30s\", \"15m\", \"24h\", \"7d\"{hint}"
+            ));
+        }
+    };
+    let count: u64 = digits.parse().map_err(|_| {
+        format!("{text:?} is not a duration: it must start with a whole number, as in \"15m\"")
+    })?;
+    match count.checked_mul(scale) {
+        Some(0) => Err("a duration of zero would cache nothing".to_owned()),
+        Some(secs) if secs <= MAX_SECS => Ok(secs),
+        _ => Err(format!("{text:?} is too long: at most 100 years")),
+    }
+}
+
+/// The unit meant by a common spelling, for the hint of `"15 min"`.
+fn canonical_unit(unit: &str) -> Option<&'static str> {
+    Some(match unit {
+        "s" | "sec" | "secs" | "second" | "seconds" => "s",
+        "m" | "min" | "mins" | "minute" | "minutes" => "m",
+        "h" | "hr" | "hrs" | "hour" | "hours" => "h",
+        "d" | "day" | "days" => "d",
+        _ => return None,
+    })
+}
+
+fn mentions_any(tokens: TokenStream, bindings: &[Ident]) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => bindings.iter().any(|binding| *binding == ident),
+        TokenTree::Group(group) => mentions_any(group.stream(), bindings),
+        _ => false,
+    })
+}

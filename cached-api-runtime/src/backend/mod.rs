@@ -1,0 +1,111 @@
+//! Stores that move bytes under keys: the seam between the cache logic and
+//! where entries live. Backends know no user types and no escaping.
+
+mod memory;
+mod redis;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub(crate) use self::memory::MemoryStore;
+pub(crate) use self::redis::RedisStore;
+use crate::Error;
+use crate::key::EntryKey;
+
+/// How long a user's generation outlives its last change. Entries are
+/// checked against it, so when it expires they become misses: nothing stale
+/// is ever served, and idle users cost no memory forever.
+pub(crate) const GENERATION_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// What one lookup returns: the entry's bytes and, for per-user entries,
+/// the user's current generation, read together in one round trip.
+#[derive(Debug, Default)]
+pub(crate) struct Read {
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) generation: Option<u64>,
+}
+
+/// The operations the cache needs from a store.
+///
+/// Each has a blocking form, for sync functions, and an async form; the
+/// async forms default to the blocking ones for stores that never wait.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Reads the entry and, if the key has one, the user's generation.
+    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error>;
+    /// Stores `bytes` under `key`, expiring after `ttl`, in one command.
+    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error>;
+    /// Returns the generation stored at `key`, storing `candidate` first if
+    /// there is none. `None` if what is stored is not a generation.
+    fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error>;
+    /// Replaces the generation at `key`.
+    fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error>;
+
+    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send {
+        std::future::ready(self.read_blocking(key))
+    }
+    fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.write_blocking(key, bytes, ttl))
+    }
+    fn init_generation(
+        &self,
+        key: &str,
+        candidate: u64,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
+        std::future::ready(self.init_generation_blocking(key, candidate))
+    }
+    fn set_generation(
+        &self,
+        key: &str,
+        generation: u64,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.set_generation_blocking(key, generation))
+    }
+}
+
+/// The store a [`Cache`](crate::Cache) was built with.
+pub(crate) enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+/// Forwards each operation to the store variant, without boxing futures.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Memory($store) => $call,
+            Store::Redis($store) => $call,
+        }
+    };
+}
+
+impl Backend for Store {
+    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+        dispatch!(self, s => s.read_blocking(key))
+    }
+    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        dispatch!(self, s => s.write_blocking(key, bytes, ttl))
+    }
+    fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        dispatch!(self, s => s.init_generation_blocking(key, candidate))
+    }
+    fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
+        dispatch!(self, s => s.set_generation_blocking(key, generation))
+    }
+    async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
+        dispatch!(self, s => s.read(key).await)
+    }
+    async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        dispatch!(self, s => s.write(key, bytes, ttl).await)
+    }
+    async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        dispatch!(self, s => s.init_generation(key, candidate).await)
+    }
+    async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
+        dispatch!(self, s => s.set_generation(key, generation).await)
+    }
+}

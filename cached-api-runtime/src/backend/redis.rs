@@ -1,0 +1,191 @@
+//! The Redis store: one multiplexed, self-reconnecting connection for async
+//! callers, a small pool of plain connections for sync callers.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd, Connection, FromRedisValue};
+
+use super::{Backend, GENERATION_TTL, Read};
+use crate::Error;
+use crate::key::EntryKey;
+
+pub(crate) struct RedisStore {
+    client: Client,
+    op_timeout: Duration,
+    multiplexed: OnceLock<ConnectionManager>,
+    pool: Mutex<Vec<Connection>>,
+    pool_size: usize,
+}
+
+impl RedisStore {
+    /// Checks the URL; connections are opened on first use, so a server that
+    /// is down at start-up is a fail-open miss, not a start-up failure.
+    pub(crate) fn new(
+        url: &str,
+        op_timeout: Duration,
+        pool_size: usize,
+    ) -> Result<RedisStore, Error> {
+        let client = Client::open(url).map_err(|error| Error::Config {
+            what: "redis_url",
+            detail: format!("{url:?} is not a Redis URL ({error}); expected redis://host:port/db"),
+        })?;
+        Ok(RedisStore {
+            client,
+            op_timeout,
+            multiplexed: OnceLock::new(),
+            pool: Mutex::new(Vec::with_capacity(pool_size)),
+            pool_size,
+        })
+    }
+
+    /// The shared async connection, created inside the caller's runtime on first use.
+    fn multiplexed(&self) -> Result<ConnectionManager, Error> {
+        if let Some(manager) = self.multiplexed.get() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.op_timeout))
+            .set_response_timeout(Some(self.op_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(self.op_timeout);
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        Ok(self.multiplexed.get_or_init(|| manager).clone())
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let mut connection = self.multiplexed()?;
+        match tokio::time::timeout(self.op_timeout, cmd.query_async(&mut connection)).await {
+            Ok(reply) => Ok(reply?),
+            Err(_) => Err(Error::Timeout(self.op_timeout)),
+        }
+    }
+
+    fn query_blocking<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => {
+                let connection = self.client.get_connection_with_timeout(self.op_timeout)?;
+                connection.set_read_timeout(Some(self.op_timeout))?;
+                connection.set_write_timeout(Some(self.op_timeout))?;
+                connection
+            }
+        };
+        // A connection that failed may hold half a reply: it is dropped, not pooled.
+        let reply = cmd.query(&mut connection)?;
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < self.pool_size {
+            pool.push(connection);
+        }
+        Ok(reply)
+    }
+}
+
+fn read_cmd(key: &EntryKey) -> Cmd {
+    match key.generation() {
+        Some(generation) => redis::cmd("MGET").arg(key.entry()).arg(generation).clone(),
+        None => redis::cmd("GET").arg(key.entry()).clone(),
+    }
+}
+
+fn read_reply(key: &EntryKey, mut reply: Vec<Option<Vec<u8>>>) -> Read {
+    let generation = match key.generation() {
+        Some(_) => reply
+            .pop()
+            .flatten()
+            .and_then(|bytes| parse_generation(&bytes)),
+        None => None,
+    };
+    Read {
+        value: reply.pop().flatten(),
+        generation,
+    }
+}
+
+fn parse_generation(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+fn write_cmd(key: &str, bytes: &[u8], ttl: Duration) -> Cmd {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(bytes)
+        .arg("PX")
+        .arg(millis(ttl))
+        .clone()
+}
+
+/// `SET NX GET` answers the existing value, or nil when it stored ours: one
+/// round trip, and racing writers all end up with the same generation.
+fn init_generation_cmd(key: &str, candidate: u64) -> Cmd {
+    redis::cmd("SET")
+        .arg(key)
+        .arg(candidate)
+        .arg("NX")
+        .arg("GET")
+        .arg("PX")
+        .arg(millis(GENERATION_TTL))
+        .clone()
+}
+
+fn init_generation_reply(candidate: u64, existing: Option<Vec<u8>>) -> Option<u64> {
+    match existing {
+        None => Some(candidate),
+        Some(bytes) => parse_generation(&bytes),
+    }
+}
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Backend for RedisStore {
+    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+        let reply = match key.generation() {
+            Some(_) => self.query_blocking(&read_cmd(key))?,
+            None => vec![self.query_blocking(&read_cmd(key))?],
+        };
+        Ok(read_reply(key, reply))
+    }
+
+    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.query_blocking(&write_cmd(key, bytes, ttl))
+    }
+
+    fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        let existing = self.query_blocking(&init_generation_cmd(key, candidate))?;
+        Ok(init_generation_reply(candidate, existing))
+    }
+
+    fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
+        self.query_blocking(&write_cmd(
+            key,
+            generation.to_string().as_bytes(),
+            GENERATION_TTL,
+        ))
+    }
+
+    async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
+        let reply = match key.generation() {
+            Some(_) => self.query(&read_cmd(key)).await?,
+            None => vec![self.query(&read_cmd(key)).await?],
+        };
+        Ok(read_reply(key, reply))
+    }
+
+    async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.query(&write_cmd(key, bytes, ttl)).await
+    }
+
+    async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        let existing = self.query(&init_generation_cmd(key, candidate)).await?;
+        Ok(init_generation_reply(candidate, existing))
+    }
+
+    async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
+        let cmd = write_cmd(key, generation.to_string().as_bytes(), GENERATION_TTL);
+        self.query(&cmd).await
+    }
+}

@@ -1,0 +1,475 @@
+//! The cache-aside call: look up, single-flight on a miss, compute, store.
+//! It orchestrates key, codec, flight and stats over one [`Backend`].
+
+use std::fmt::Display;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use crate::Error;
+use crate::backend::{Backend, MemoryStore, Read, RedisStore, Store};
+use crate::codec::{Bincode, Codec, Header};
+use crate::config::Config;
+use crate::flight::{Flights, Outcome, Role};
+use crate::key::{self, EntryKey, KeyWriter};
+use crate::policy::{Lifetime, Policy};
+use crate::spec::{self, FnSpec};
+use crate::stats::{self, Event};
+
+/// A configured cache: where entries live and how calls use them.
+///
+/// Cheap to clone; clones share the store and the in-flight computations.
+/// Most programs never build one: cached functions use the process-wide
+/// cache, configured from the environment (see [`crate::config`]) or by
+/// [`set_global`].
+///
+/// ```
+/// let cache = cached_api_runtime::Cache::builder()
+///     .prefix("my_service")
+///     .default_ttl(std::time::Duration::from_secs(300))
+///     .build()?;
+/// cached_api_runtime::set_global(cache)?;
+/// # Ok::<(), cached_api_runtime::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    flights: Flights,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let store = match self.inner.store {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        };
+        f.debug_struct("Cache")
+            .field("store", &store)
+            .field("prefix", &self.inner.config.prefix)
+            .field("disabled", &self.inner.config.disabled)
+            .finish()
+    }
+}
+
+/// Builds a [`Cache`]; every setting starts at its default.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct CacheBuilder {
+    config: Config,
+}
+
+impl CacheBuilder {
+    /// Stores entries on the Redis server at `url` (`redis://host:port/db`)
+    /// instead of in this process.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
+    }
+
+    /// First segment of every key (default `cached_api`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.prefix = prefix.into();
+        self
+    }
+
+    /// TTL of functions whose attribute names none (default 60 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// Longest wait for one Redis operation before the call fails open (default 250 ms).
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.config.op_timeout = timeout;
+        self
+    }
+
+    /// Most idle connections kept for sync functions (default 8).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.config.pool_size = size;
+        self
+    }
+
+    /// Most entries of the embedded store (default 100,000).
+    pub fn memory_capacity(mut self, entries: u64) -> Self {
+        self.config.memory_capacity = entries;
+        self
+    }
+
+    /// With `true`, cached functions run every time; invalidations still reach the store.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.config.disabled = disabled;
+        self
+    }
+
+    /// Checks the settings and builds the cache. Connections to Redis open
+    /// on first use, so a server that is down now is not an error here.
+    pub fn build(self) -> Result<Cache, Error> {
+        let config = self.config;
+        config.validate()?;
+        let store = match &config.redis_url {
+            Some(url) => Store::Redis(RedisStore::new(url, config.op_timeout, config.pool_size)?),
+            None => Store::Memory(MemoryStore::new(config.memory_capacity)),
+        };
+        Ok(Cache {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                flights: Flights::default(),
+            }),
+        })
+    }
+}
+
+/// Where a lookup left the call.
+enum Lookup<R> {
+    Hit(R),
+    /// Not cached, or not usable, at the user's generation (`None`: the user has none yet).
+    Miss(Option<u64>),
+    /// The store failed: run the function without caching.
+    Unavailable,
+}
+
+impl Cache {
+    /// A builder with every setting at its default (embedded store).
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// A cache configured from `CACHED_API_*` environment variables.
+    pub fn from_env() -> Result<Cache, Error> {
+        CacheBuilder {
+            config: Config::from_env()?,
+        }
+        .build()
+    }
+
+    /// Whether cached functions run every time.
+    pub fn is_disabled(&self) -> bool {
+        self.inner.config.disabled
+    }
+
+    /// Makes every entry of `user` unreachable, in one store command.
+    ///
+    /// On failure the entries may still be served: the error is returned so
+    /// that the caller can retry or fail the write that prompted it.
+    pub async fn invalidate_user<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
+        let generation_key = key::generation_key(&self.inner.config.prefix, &user);
+        let result = self
+            .inner
+            .store
+            .set_generation(&generation_key, fresh_generation())
+            .await;
+        record_invalidation(result)
+    }
+
+    /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
+    pub fn invalidate_user_blocking<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
+        let generation_key = key::generation_key(&self.inner.config.prefix, &user);
+        let result = self
+            .inner
+            .store
+            .set_generation_blocking(&generation_key, fresh_generation());
+        record_invalidation(result)
+    }
+
+    /// The key of one call of `spec`; `None` when the cache is disabled.
+    pub(crate) fn key(
+        &self,
+        spec: &'static FnSpec,
+        owner: Option<&str>,
+        user: Option<&dyn Display>,
+        write_key: impl FnOnce(&mut KeyWriter),
+    ) -> Option<EntryKey> {
+        if self.inner.config.disabled {
+            return None;
+        }
+        let mut writer = KeyWriter::new(
+            &self.inner.config.prefix,
+            spec.key_segment(),
+            owner,
+            spec.reserved(),
+            user,
+        );
+        write_key(&mut writer);
+        Some(writer.finish())
+    }
+
+    /// Serves a call of an async function from the cache, or computes and stores it.
+    pub(crate) async fn call<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        key: EntryKey,
+        compute: impl Future<Output = R>,
+    ) -> R {
+        let store = &self.inner.store;
+        loop {
+            let generation = match self.lookup::<P, R>(spec, &key, store.read(&key).await) {
+                Lookup::Hit(value) => return value,
+                Lookup::Miss(Some(generation)) => generation,
+                Lookup::Miss(None) => {
+                    let (gen_key, candidate) = new_generation(&key);
+                    let existing = store.init_generation(gen_key, candidate).await;
+                    match self.settle_generation(spec, existing) {
+                        Some(generation) => generation,
+                        None => return self.uncached(spec, compute.await),
+                    }
+                }
+                Lookup::Unavailable => return self.uncached(spec, compute.await),
+            };
+            match self.inner.flights.join(key.entry(), generation) {
+                Role::Follower(flight) => match self.follow::<P, R>(spec, flight.wait().await) {
+                    Some(Some(value)) => return value,
+                    Some(None) => return self.uncached(spec, compute.await),
+                    None => continue,
+                },
+                Role::Leader(leader) => {
+                    let value = self.uncached(spec, compute.await);
+                    let outcome = match self.seal::<P, R>(spec, generation, &value) {
+                        Some((bytes, ttl)) => {
+                            let written = store.write(key.entry(), &bytes, ttl).await;
+                            self.record_write(spec, &key, written);
+                            Outcome::Value(bytes.into())
+                        }
+                        None => Outcome::NotShared,
+                    };
+                    leader.land(outcome);
+                    return value;
+                }
+            }
+        }
+    }
+
+    /// [`call`](Self::call) for sync functions: the same steps, blocking.
+    pub(crate) fn call_blocking<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        key: EntryKey,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        let store = &self.inner.store;
+        loop {
+            let generation = match self.lookup::<P, R>(spec, &key, store.read_blocking(&key)) {
+                Lookup::Hit(value) => return value,
+                Lookup::Miss(Some(generation)) => generation,
+                Lookup::Miss(None) => {
+                    let (gen_key, candidate) = new_generation(&key);
+                    let existing = store.init_generation_blocking(gen_key, candidate);
+                    match self.settle_generation(spec, existing) {
+                        Some(generation) => generation,
+                        None => return self.uncached(spec, compute()),
+                    }
+                }
+                Lookup::Unavailable => return self.uncached(spec, compute()),
+            };
+            match self.inner.flights.join(key.entry(), generation) {
+                Role::Follower(flight) => match self.follow::<P, R>(spec, flight.wait_blocking()) {
+                    Some(Some(value)) => return value,
+                    Some(None) => return self.uncached(spec, compute()),
+                    None => continue,
+                },
+                Role::Leader(leader) => {
+                    let value = self.uncached(spec, compute());
+                    let outcome = match self.seal::<P, R>(spec, generation, &value) {
+                        Some((bytes, ttl)) => {
+                            let written = store.write_blocking(key.entry(), &bytes, ttl);
+                            self.record_write(spec, &key, written);
+                            Outcome::Value(bytes.into())
+                        }
+                        None => Outcome::NotShared,
+                    };
+                    leader.land(outcome);
+                    return value;
+                }
+            }
+        }
+    }
+
+    /// Judges what the store returned for `key`.
+    fn lookup<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        key: &EntryKey,
+        read: Result<Read, Error>,
+    ) -> Lookup<R> {
+        let read = match read {
+            Ok(read) => read,
+            Err(error) => {
+                record_error(spec, &error, "read failed; running the function uncached");
+                return Lookup::Unavailable;
+            }
+        };
+        let expected = match (key.generation(), read.generation) {
+            (None, _) => None,
+            (Some(_), Some(generation)) => Some(generation),
+            (Some(_), None) => return Lookup::Miss(None),
+        };
+        let generation = expected.unwrap_or(GLOBAL_GENERATION);
+        let Some(bytes) = read.value else {
+            return Lookup::Miss(Some(generation));
+        };
+        match self.unseal::<P, R>(spec, &bytes, expected) {
+            Some(value) => {
+                spec.counters.count(Event::Hit);
+                tracing::debug!(function = spec.id(), "cache hit");
+                Lookup::Hit(value)
+            }
+            None => Lookup::Miss(Some(generation)),
+        }
+    }
+
+    /// What a follower does with its leader's outcome: `Some(Some(value))`
+    /// to return it, `Some(None)` to compute for itself, `None` to start over.
+    fn follow<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        outcome: Outcome,
+    ) -> Option<Option<R>> {
+        match outcome {
+            Outcome::Value(bytes) => {
+                let shared = self.unseal::<P, R>(spec, &bytes, None);
+                if shared.is_some() {
+                    spec.counters.count(Event::Hit);
+                    tracing::debug!(function = spec.id(), "shared result of a concurrent call");
+                }
+                Some(shared)
+            }
+            Outcome::NotShared => Some(None),
+            Outcome::Abandoned => None,
+        }
+    }
+
+    /// The stored value, if it was written by this shape of the function and,
+    /// when `generation` is given, at that generation of its user.
+    fn unseal<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        bytes: &[u8],
+        generation: Option<u64>,
+    ) -> Option<R> {
+        let (header, payload) = Header::open(bytes)?;
+        let current = header.version == spec.version()
+            && header.fingerprint == spec::fingerprint::<P::Stored>()
+            && generation.is_none_or(|generation| header.generation == generation);
+        if !current {
+            return None;
+        }
+        Bincode.decode::<P::Stored>(payload).map(P::restore)
+    }
+
+    /// The bytes to store for `value` and their TTL; `None` if it is not cached.
+    fn seal<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        generation: u64,
+        value: &R,
+    ) -> Option<(Vec<u8>, Duration)> {
+        let (stored, lifetime) = P::keep(value)?;
+        let header = Header {
+            version: spec.version(),
+            fingerprint: spec::fingerprint::<P::Stored>(),
+            generation,
+        };
+        let ttl = match lifetime {
+            Lifetime::Value => spec.ttl(self.inner.config.default_ttl),
+            Lifetime::Error => spec.error_ttl(),
+        };
+        Some((header.seal(&Bincode, stored)?, ttl))
+    }
+
+    fn settle_generation(
+        &self,
+        spec: &'static FnSpec,
+        existing: Result<Option<u64>, Error>,
+    ) -> Option<u64> {
+        match existing {
+            Ok(Some(generation)) => Some(generation),
+            Ok(None) => {
+                spec.counters.count(Event::Error);
+                tracing::warn!(
+                    function = spec.id(),
+                    "user generation holds foreign bytes; not caching until the user is invalidated"
+                );
+                None
+            }
+            Err(error) => {
+                record_error(
+                    spec,
+                    &error,
+                    "generation unavailable; running the function uncached",
+                );
+                None
+            }
+        }
+    }
+
+    fn uncached<R>(&self, spec: &'static FnSpec, value: R) -> R {
+        spec.counters.count(Event::Miss);
+        tracing::debug!(function = spec.id(), "cache miss");
+        value
+    }
+
+    fn record_write(&self, spec: &'static FnSpec, key: &EntryKey, written: Result<(), Error>) {
+        match written {
+            Ok(()) => {
+                spec.counters.count(Event::Set);
+                tracing::debug!(function = spec.id(), "cache set");
+            }
+            Err(error) => {
+                tracing::trace!(key = key.entry(), "write failed");
+                record_error(
+                    spec,
+                    &error,
+                    "write failed; the result was returned uncached",
+                );
+            }
+        }
+    }
+}
+
+/// The generation written into global entries, which no user can invalidate.
+const GLOBAL_GENERATION: u64 = 0;
+
+fn new_generation(key: &EntryKey) -> (&str, u64) {
+    let gen_key = key
+        .generation()
+        .expect("only per-user entries miss without a generation");
+    (gen_key, fresh_generation())
+}
+
+fn record_error(spec: &'static FnSpec, error: &Error, what: &'static str) {
+    spec.counters.count(Event::Error);
+    tracing::warn!(function = spec.id(), %error, "{what}");
+}
+
+fn record_invalidation(result: Result<(), Error>) -> Result<(), Error> {
+    match &result {
+        Ok(()) => {
+            stats::PROCESS.count(Event::Invalidation);
+            tracing::debug!("invalidated user");
+        }
+        Err(error) => {
+            stats::PROCESS.count(Event::Error);
+            tracing::error!(%error, "invalidation failed; entries of the user may still be served");
+        }
+    }
+    result
+}
+
+/// A random generation: keyed SipHash of a counter, so values differ across
+/// processes (random keys) and within one (the counter).
+fn fresh_generation() -> u64 {
+    static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = KEYS.build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Relaxed));
+    // 0 is what global entries carry; a user's generation is never 0.
+    hasher.finish().max(1)
+}

@@ -1,0 +1,113 @@
+//! How values become bytes: a [`Codec`] for the payload inside an envelope
+//! whose header says which format, function version, type and user
+//! generation wrote it.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Turns values into bytes and back.
+///
+/// `decode` returns `None` for bytes it cannot read; the caller treats them
+/// as a miss and overwrites them.
+pub trait Codec: Send + Sync + 'static {
+    /// Appends the encoding of `value` to `out`.
+    fn encode<T: Serialize>(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Reads a value from exactly `bytes`.
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T>;
+}
+
+/// The default codec: bincode 2 in its standard configuration, through serde.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bincode;
+
+impl Codec for Bincode {
+    fn encode<T: Serialize>(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
+        match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+            Ok((value, read)) if read == bytes.len() => Some(value),
+            _ => None,
+        }
+    }
+}
+
+const MAGIC: u8 = 0xCA;
+const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 2 + 4 + 8 + 8;
+
+/// What an envelope's header records besides the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The function's `version` argument.
+    pub(crate) version: u32,
+    /// Fingerprint of the stored type.
+    pub(crate) fingerprint: u64,
+    /// The user's generation seen before the value was computed; 0 for global entries.
+    pub(crate) generation: u64,
+}
+
+impl Header {
+    /// Writes header then payload; `None` if the codec refused the value.
+    pub(crate) fn seal<C: Codec, T: Serialize>(self, codec: &C, value: &T) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 64);
+        out.push(MAGIC);
+        out.push(FORMAT);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        match codec.encode(value, &mut out) {
+            Ok(()) => Some(out),
+            Err(error) => {
+                tracing::warn!(%error, "value could not be encoded; it is not cached");
+                None
+            }
+        }
+    }
+
+    /// Splits bytes into header and payload; `None` for foreign or truncated bytes.
+    pub(crate) fn open(bytes: &[u8]) -> Option<(Header, &[u8])> {
+        let (head, payload) = bytes.split_at_checked(HEADER_LEN)?;
+        if head[0] != MAGIC || head[1] != FORMAT {
+            return None;
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
+        let header = Header {
+            version: u32::from_le_bytes(head[2..6].try_into().unwrap()),
+            fingerprint: u64_at(6),
+            generation: u64_at(14),
+        };
+        Some((header, payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: Header = Header {
+        version: 3,
+        fingerprint: 7,
+        generation: 9,
+    };
+
+    #[test]
+    fn round_trip() {
+        let bytes = HEADER.seal(&Bincode, &("hi".to_owned(), 5u32)).unwrap();
+        let (header, payload) = Header::open(&bytes).unwrap();
+        assert_eq!(header, HEADER);
+        assert_eq!(Bincode.decode(payload), Some(("hi".to_owned(), 5u32)));
+    }
+
+    #[test]
+    fn foreign_and_truncated_bytes_are_rejected() {
+        let bytes = HEADER.seal(&Bincode, &"value".to_owned()).unwrap();
+        assert!(Header::open(b"plain text set by hand").is_none());
+        assert!(Header::open(&bytes[..10]).is_none());
+        let (_, payload) = Header::open(&bytes[..bytes.len() - 1]).unwrap();
+        assert_eq!(Bincode.decode::<String>(payload), None);
+    }
+}

@@ -1,0 +1,141 @@
+//! Settings of a [`Cache`](crate::Cache): defaults, environment, builder.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Environment variable naming the Redis server; unset means the embedded store.
+pub const ENV_REDIS_URL: &str = "CACHED_API_REDIS_URL";
+/// Environment variable overriding the key prefix.
+pub const ENV_PREFIX: &str = "CACHED_API_PREFIX";
+/// Environment variable overriding the TTL of functions that name none.
+pub const ENV_DEFAULT_TTL: &str = "CACHED_API_DEFAULT_TTL";
+/// Environment variable that, set to `1`, turns every cached call into a plain call.
+pub const ENV_DISABLED: &str = "CACHED_API_DISABLED";
+
+/// Everything a [`Cache`](crate::Cache) is built from.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) redis_url: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) default_ttl: Duration,
+    pub(crate) op_timeout: Duration,
+    pub(crate) pool_size: usize,
+    pub(crate) memory_capacity: u64,
+    pub(crate) disabled: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            redis_url: None,
+            prefix: "cached_api".to_owned(),
+            default_ttl: Duration::from_secs(60),
+            op_timeout: Duration::from_millis(250),
+            pool_size: 8,
+            memory_capacity: 100_000,
+            disabled: false,
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn from_env() -> Result<Config, Error> {
+        let mut config = Config::default();
+        if let Some(url) = env(ENV_REDIS_URL) {
+            config.redis_url = Some(url);
+        }
+        if let Some(prefix) = env(ENV_PREFIX) {
+            config.prefix = prefix;
+        }
+        if let Some(ttl) = env(ENV_DEFAULT_TTL) {
+            config.default_ttl = parse_duration(&ttl).map_err(|detail| Error::Config {
+                what: ENV_DEFAULT_TTL,
+                detail,
+            })?;
+        }
+        config.disabled = env(ENV_DISABLED).is_some_and(|v| v == "1" || v == "true");
+        Ok(config)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            return Err(Error::Config {
+                what: "prefix",
+                detail: format!(
+                    "{:?} must be non-empty and free of '{{' and '}}', which Redis reads as hash tags",
+                    self.prefix
+                ),
+            });
+        }
+        for (what, value) in [
+            ("default_ttl", self.default_ttl),
+            ("op_timeout", self.op_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::Config {
+                    what,
+                    detail: "must be greater than zero".to_owned(),
+                });
+            }
+        }
+        if self.pool_size == 0 {
+            return Err(Error::Config {
+                what: "pool_size",
+                detail: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Parses `"90"` (seconds) or a number with one unit: `"30s"`, `"15m"`, `"24h"`, `"7d"`.
+///
+/// The attribute's `ttl` accepts the same forms; there they are checked at
+/// compile time.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration; write seconds (\"90\") or one of \"30s\", \"15m\", \"24h\", \"7d\""
+            ));
+        }
+    };
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number of units"))?;
+    match count.checked_mul(scale) {
+        Some(0) => Err("a duration of zero would cache nothing".to_owned()),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => Err(format!("{text:?} is too long a duration")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("15 min").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}

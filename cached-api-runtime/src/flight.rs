@@ -1,0 +1,118 @@
+//! In-process single-flight: concurrent misses of one entry run the function
+//! once, and the others take its result.
+//!
+//! The leader holds a [`Leader`] guard; dropping it without a result (panic,
+//! cancelled future) wakes the followers with [`Outcome::Abandoned`] so one
+//! of them takes over: nobody waits on a leader that is gone.
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// What the leader left for its followers.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// The sealed entry, as written to the store.
+    Value(Arc<[u8]>),
+    /// The result is not cacheable (an `Err`, a `None`): run the function yourself.
+    NotShared,
+    /// The leader panicked or was cancelled: start over.
+    Abandoned,
+}
+
+/// One entry being computed: the entry key and the generation it was read at.
+type FlightKey = (String, u64);
+
+#[derive(Default)]
+pub(crate) struct Flight {
+    outcome: Mutex<Option<Outcome>>,
+    landed: Condvar,
+    notify: Notify,
+}
+
+impl Flight {
+    fn outcome(&self) -> MutexGuard<'_, Option<Outcome>> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) async fn wait(&self) -> Outcome {
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            if let Some(outcome) = self.outcome().clone() {
+                return outcome;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn wait_blocking(&self) -> Outcome {
+        let guard = self
+            .landed
+            .wait_while(self.outcome(), |outcome| outcome.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        guard
+            .clone()
+            .expect("wait_while returns once an outcome is set")
+    }
+}
+
+/// The entries being computed in this process.
+#[derive(Default)]
+pub(crate) struct Flights {
+    in_flight: Mutex<HashMap<FlightKey, Arc<Flight>>>,
+}
+
+/// Whether the caller computes the entry or waits for who does.
+pub(crate) enum Role<'a> {
+    Leader(Leader<'a>),
+    Follower(Arc<Flight>),
+}
+
+impl Flights {
+    pub(crate) fn join(&self, entry: &str, generation: u64) -> Role<'_> {
+        let key = (entry.to_owned(), generation);
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = in_flight.get(&key) {
+            return Role::Follower(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight::default());
+        in_flight.insert(key.clone(), Arc::clone(&flight));
+        Role::Leader(Leader {
+            flights: self,
+            key,
+            flight,
+            outcome: Outcome::Abandoned,
+        })
+    }
+}
+
+/// Held by the caller that computes the entry; lands its outcome when dropped.
+pub(crate) struct Leader<'a> {
+    flights: &'a Flights,
+    key: FlightKey,
+    flight: Arc<Flight>,
+    outcome: Outcome,
+}
+
+impl Leader<'_> {
+    pub(crate) fn land(mut self, outcome: Outcome) {
+        self.outcome = outcome;
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.flights
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+        let outcome = std::mem::replace(&mut self.outcome, Outcome::Abandoned);
+        *self.flight.outcome() = Some(outcome);
+        self.flight.landed.notify_all();
+        self.flight.notify.notify_waiters();
+    }
+}

@@ -1,0 +1,58 @@
+//! The process-wide cache that `#[cached_api]` functions use, and the
+//! invalidation calls that act on it.
+
+use std::fmt::Display;
+use std::sync::OnceLock;
+
+use crate::{Cache, Error};
+
+static GLOBAL: OnceLock<Cache> = OnceLock::new();
+
+/// The process-wide cache, built from the environment on first use.
+///
+/// A malformed environment must not fail the requests of a service, so it
+/// is logged and the cache is disabled: every call runs its function.
+pub fn global() -> &'static Cache {
+    GLOBAL.get_or_init(|| {
+        Cache::from_env().unwrap_or_else(|error| {
+            tracing::error!(%error, "cached_api is disabled: its environment is invalid");
+            Cache::builder()
+                .disabled(true)
+                .build()
+                .expect("the default configuration is valid")
+        })
+    })
+}
+
+/// Makes `cache` the process-wide cache.
+///
+/// Call it at start-up, before the first cached call: after that the
+/// process-wide cache is fixed and this returns [`Error::GlobalAlreadySet`].
+pub fn set_global(cache: Cache) -> Result<(), Error> {
+    GLOBAL.set(cache).map_err(|_| Error::GlobalAlreadySet)
+}
+
+/// Drops every cached entry of `user`, across all functions, in one command.
+///
+/// `user` is compared by its `Display` form, as in the attribute's `user = …`.
+/// An `Err` means the entries may still be served: retry, or fail the write
+/// that prompted the invalidation.
+///
+/// ```
+/// # async fn demo() -> Result<(), cached_api_runtime::Error> {
+/// cached_api_runtime::invalidate_user(&42).await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error> {
+    global().invalidate_user(user).await
+}
+
+/// Invalidation for code outside an async runtime.
+pub mod blocking {
+    use super::*;
+
+    /// Blocking form of [`invalidate_user`](super::invalidate_user).
+    pub fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error> {
+        global().invalidate_user_blocking(user)
+    }
+}

@@ -1,0 +1,260 @@
+//! Redis key layout: escaping of user-supplied parts, the per-user hash tag,
+//! hashing of parts too long to keep.
+//!
+//! An entry lives at `{prefix}:{fn_id}:v{version}:{user_tag}:{key}` where
+//! `user_tag` is `{u:<user>}` (a Redis hash tag, so one user's entries and
+//! generation share a cluster slot) or `g` for global entries. Methods add
+//! `@{Self type}:` before `user_tag`, since the attribute cannot see the impl.
+//! The user's generation lives at `{prefix}:gen:{user_tag}`.
+//!
+//! Every user-supplied string is escaped: `%`, `:`, `{`, `}`, `#` and the
+//! characters of the function's key template become `%XX`. Escaping is
+//! injective and leaves no separator raw, so two different (function, user,
+//! key) triples never meet at one Redis key. A user longer than
+//! [`MAX_USER_LEN`] escaped bytes becomes `{h:<sha256>}`, a key longer than
+//! [`MAX_KEY_LEN`] becomes `#<sha256>`: hashed, never truncated.
+
+use std::fmt::{self, Display, Write};
+
+use sha2::{Digest, Sha256};
+
+/// Longest escaped user kept readable inside the hash tag.
+pub const MAX_USER_LEN: usize = 128;
+/// Longest escaped key part kept readable.
+pub const MAX_KEY_LEN: usize = 256;
+
+const ALWAYS_ESCAPED: &str = "%:{}#";
+
+/// The Redis keys of one cached call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryKey {
+    pub(crate) entry: String,
+    pub(crate) generation: Option<String>,
+}
+
+impl EntryKey {
+    /// The key the entry is stored under.
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    /// The key of the owning user's generation; `None` for global entries.
+    pub fn generation(&self) -> Option<&str> {
+        self.generation.as_deref()
+    }
+}
+
+/// Builds an [`EntryKey`] from the parts the generated code hands over.
+///
+/// The macro writes the template's literal text with [`literal`](Self::literal)
+/// and each captured argument with [`value`](Self::value); values are escaped
+/// as they are formatted, without an intermediate `String`.
+pub struct KeyWriter {
+    buf: String,
+    prefix_len: usize,
+    tag: Option<(usize, usize)>,
+    key_start: usize,
+    reserved: &'static str,
+}
+
+impl KeyWriter {
+    /// Starts a key under `prefix` and the function's `id_segment`, for a
+    /// method of `owner` if it is one, owned by `user` when there is one;
+    /// `reserved` is escaped inside values.
+    pub(crate) fn new(
+        prefix: &str,
+        id_segment: &str,
+        owner: Option<&str>,
+        reserved: &'static str,
+        user: Option<&dyn Display>,
+    ) -> KeyWriter {
+        let mut buf = String::with_capacity(prefix.len() + id_segment.len() + 48);
+        buf.push_str(prefix);
+        buf.push(':');
+        buf.push_str(id_segment);
+        if let Some(owner) = owner {
+            buf.push('@');
+            escape_str(&mut buf, owner);
+            buf.push(':');
+        }
+        let tag = user.map(|user| {
+            let start = buf.len();
+            buf.push_str("{u:");
+            escape_display(&mut buf, user, "");
+            if buf.len() - (start + 3) > MAX_USER_LEN {
+                let digest = hex_sha256(&buf[start + 3..]);
+                buf.truncate(start);
+                buf.push_str("{h:");
+                buf.push_str(&digest);
+            }
+            buf.push('}');
+            (start, buf.len())
+        });
+        if tag.is_none() {
+            buf.push('g');
+        }
+        buf.push(':');
+        let key_start = buf.len();
+        KeyWriter {
+            buf,
+            prefix_len: prefix.len(),
+            tag,
+            key_start,
+            reserved,
+        }
+    }
+
+    /// Appends fixed text of the key template, as it is.
+    pub fn literal(&mut self, text: &str) -> &mut Self {
+        self.buf.push_str(text);
+        self
+    }
+
+    /// Appends an argument, escaped.
+    pub fn value(&mut self, value: &dyn Display) -> &mut Self {
+        escape_display(&mut self.buf, value, self.reserved);
+        self
+    }
+
+    /// Finishes the key, hashing the key part if it is too long.
+    pub fn finish(mut self) -> EntryKey {
+        if self.buf.len() - self.key_start > MAX_KEY_LEN {
+            let digest = hex_sha256(&self.buf[self.key_start..]);
+            self.buf.truncate(self.key_start);
+            self.buf.push('#');
+            self.buf.push_str(&digest);
+        }
+        let generation = self.tag.map(|(start, end)| {
+            let tag = &self.buf[start..end];
+            let mut key = String::with_capacity(self.prefix_len + 5 + tag.len());
+            key.push_str(&self.buf[..self.prefix_len]);
+            key.push_str(":gen:");
+            key.push_str(tag);
+            key
+        });
+        EntryKey {
+            entry: self.buf,
+            generation,
+        }
+    }
+}
+
+/// The generation key of `user`, as [`KeyWriter`] derives it for entries.
+pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
+    KeyWriter::new(prefix, "", None, "", Some(user))
+        .finish()
+        .generation
+        .expect("a user always has a generation key")
+}
+
+/// Escapes `text` into the form used for function ids.
+pub(crate) fn escape_str(out: &mut String, text: &str) {
+    let _ = Escaper { out, reserved: "" }.write_str(text);
+}
+
+fn escape_display(out: &mut String, value: &dyn Display, reserved: &str) {
+    // Writing into a String cannot fail; a Display impl that reports an error
+    // still leaves what it wrote, which stays injective for that input.
+    let _ = write!(Escaper { out, reserved }, "{value}");
+}
+
+struct Escaper<'a> {
+    out: &'a mut String,
+    reserved: &'a str,
+}
+
+impl Write for Escaper<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let special = |c: char| ALWAYS_ESCAPED.contains(c) || self.reserved.contains(c);
+        if !text.contains(special) {
+            self.out.push_str(text);
+            return Ok(());
+        }
+        for c in text.chars() {
+            if special(c) {
+                for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                    write!(self.out, "%{byte:02X}")?;
+                }
+            } else {
+                self.out.push(c);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hex_sha256(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(user: Option<&str>, parts: &[&str]) -> EntryKey {
+        method_key(None, user, parts)
+    }
+
+    fn method_key(owner: Option<&str>, user: Option<&str>, parts: &[&str]) -> EntryKey {
+        let user = user.as_ref().map(|u| u as &dyn Display);
+        let mut writer = KeyWriter::new("p", "app%3A%3Af:v1:", owner, ":", user);
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                writer.literal(":");
+            }
+            writer.value(part);
+        }
+        writer.finish()
+    }
+
+    #[test]
+    fn layout_is_readable() {
+        let k = key(Some("42"), &["profile", "7"]);
+        assert_eq!(k.entry(), "p:app%3A%3Af:v1:{u:42}:profile:7");
+        assert_eq!(k.generation(), Some("p:gen:{u:42}"));
+        let g = key(None, &["x"]);
+        assert_eq!(g.entry(), "p:app%3A%3Af:v1:g:x");
+        assert_eq!(g.generation(), None);
+    }
+
+    #[test]
+    fn separators_in_values_do_not_collide() {
+        assert_ne!(key(Some("a:b"), &["c"]), key(Some("a"), &["b:c"]));
+        assert_ne!(key(Some("a}"), &["c"]), key(Some("a"), &["}c"]));
+        assert_ne!(key(None, &["a:b", "c"]), key(None, &["a", "b:c"]));
+        assert_ne!(key(Some(""), &[""]), key(None, &[""]));
+        assert_ne!(key(Some("%3A"), &[]), key(Some(":"), &[]));
+    }
+
+    #[test]
+    fn methods_of_different_types_do_not_collide() {
+        let a = method_key(Some("app::A"), Some("u"), &["k"]);
+        assert_eq!(a.entry(), "p:app%3A%3Af:v1:@app%3A%3AA:{u:u}:k");
+        assert_ne!(a, method_key(Some("app::B"), Some("u"), &["k"]));
+        assert_ne!(method_key(Some("g"), None, &["k"]), key(None, &["g:k"]));
+    }
+
+    #[test]
+    fn long_parts_are_hashed_not_truncated() {
+        let long = "x".repeat(10_000);
+        let longer = format!("{long}y");
+        let a = key(Some(&long), &[&long]);
+        let b = key(Some(&longer), &[&long]);
+        let c = key(Some(&long), &[&longer]);
+        assert!(a.entry().len() < 400, "{}", a.entry());
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.generation(), c.generation());
+    }
+
+    #[test]
+    fn generation_key_matches_entries() {
+        let k = key(Some("a:{b}"), &["k"]);
+        assert_eq!(k.generation().unwrap(), generation_key("p", &"a:{b}"));
+    }
+}

@@ -1,0 +1,81 @@
+//! Runtime of [`cached-api`](https://docs.rs/cached-api): stores, keys,
+//! codec, single-flight, invalidation and stats behind the `#[cached_api]`
+//! attribute. Depend on the `cached-api` crate, which re-exports this one.
+//!
+//! Calls flow one way: generated code → [`__private`] → [`Cache`] (key,
+//! single-flight, codec, stats) → a backend (memory or Redis) that moves
+//! bytes under keys.
+
+mod backend;
+mod cache;
+mod codec;
+pub mod config;
+mod error;
+mod flight;
+mod global;
+mod key;
+mod policy;
+mod spec;
+mod stats;
+
+pub use crate::cache::{Cache, CacheBuilder};
+pub use crate::codec::{Bincode, Codec};
+pub use crate::error::Error;
+pub use crate::global::{blocking, global, invalidate_user, set_global};
+pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
+pub use crate::stats::{Counts, Stats, stats};
+
+/// What `#[cached_api]` expands to calls. Not a public API: it changes
+/// whenever the macro does.
+#[doc(hidden)]
+pub mod __private {
+    use std::fmt::Display;
+    use std::future::Future;
+
+    pub use crate::global::global;
+    pub use crate::key::KeyWriter;
+    pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
+    pub use crate::spec::FnSpec;
+    use crate::{Cache, EntryKey};
+
+    /// The key of one call; `None` when the cache is disabled. `owner` is
+    /// `type_name::<Self>()` for methods.
+    pub fn key(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        owner: Option<&str>,
+        user: Option<&dyn Display>,
+        write_key: impl FnOnce(&mut KeyWriter),
+    ) -> Option<EntryKey> {
+        cache.key(spec, owner, user, write_key)
+    }
+
+    /// The body of an async `#[cached_api]` function.
+    pub async fn call<P: Policy<R>, R>(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        key: Option<EntryKey>,
+        compute: impl Future<Output = R>,
+    ) -> R {
+        match key {
+            Some(key) => cache.call::<P, R>(spec, key, compute).await,
+            None => compute.await,
+        }
+    }
+
+    /// The body of a sync `#[cached_api]` function.
+    pub fn call_blocking<P: Policy<R>, R>(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        key: Option<EntryKey>,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        match key {
+            Some(key) => cache.call_blocking::<P, R>(spec, key, compute),
+            None => compute(),
+        }
+    }
+
+    /// Fails to compile, naming `T`, when `T` cannot be stored.
+    pub const fn assert_cache_value<T: CacheValue>() {}
+}

@@ -58,14 +58,15 @@ pub fn expand(model: &Model) -> TokenStream {
         Policy::SomeOnly => quote!(SomeOnly),
     };
     let stored = &model.stored;
-    let stored_check = quote_spanned! {stored.span()=>
-        let _ = ::cached_api::__private::assert_cache_value::<#stored>;
+    let codec = quote_spanned! {stored.span()=>
+        let __cached_api_codec = ::cached_api::__private::codec::<#stored>();
     };
     let call = if model.func.is_async() {
         quote_spanned! {ret_span=>
-            ::cached_api::__private::call::<::cached_api::__private::#policy, _>(
+            ::cached_api::__private::call::<::cached_api::__private::#policy, _, _>(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
+                __cached_api_codec,
                 __cached_api_key,
                 async move #block,
             )
@@ -74,9 +75,10 @@ pub fn expand(model: &Model) -> TokenStream {
     } else {
         let output = &sig.output;
         quote_spanned! {ret_span=>
-            ::cached_api::__private::call_blocking::<::cached_api::__private::#policy, _>(
+            ::cached_api::__private::call_blocking::<::cached_api::__private::#policy, _, _>(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
+                __cached_api_codec,
                 __cached_api_key,
                 move || #output #block,
             )
@@ -88,7 +90,7 @@ pub fn expand(model: &Model) -> TokenStream {
         #vis #sig {
             static __CACHED_API_SPEC: ::cached_api::__private::FnSpec =
                 ::cached_api::__private::FnSpec::new(#id, #version, #ttl, #error_ttl, #reserved);
-            #stored_check
+            #codec
             let __cached_api_cache = ::cached_api::__private::global();
             let __cached_api_key = ::cached_api::__private::key(
                 __cached_api_cache,

@@ -78,13 +78,13 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             0
         })
     });
-    if let Some(name) = &args.name {
-        if name.value.value().is_empty() {
-            errors.push(
-                name.value.span(),
-                "`name` must not be empty: it identifies the function in keys and stats",
-            );
-        }
+    if let Some(name) = &args.name
+        && name.value.value().is_empty()
+    {
+        errors.push(
+            name.value.span(),
+            "`name` must not be empty: it identifies the function in keys and stats",
+        );
     }
     let user = args.user.map(|user| {
         if !mentions_any(user.value.to_token_stream(), &func.bindings) {
@@ -166,21 +166,21 @@ fn policy(
         syn::ReturnType::Type(_, ty) => (**ty).clone(),
         syn::ReturnType::Default => syn::parse_quote!(()),
     };
-    if let Some(error_ttl) = error_ttl {
-        if !matches!(func.output, Output::Result(_)) {
-            errors.push(
-                error_ttl.span,
-                "`error_ttl` applies only to functions returning `Result`",
-            );
-        }
+    if let Some(error_ttl) = error_ttl
+        && !matches!(func.output, Output::Result(_))
+    {
+        errors.push(
+            error_ttl.span,
+            "`error_ttl` applies only to functions returning `Result`",
+        );
     }
-    if let Some(none_arg) = none_arg {
-        if !matches!(func.output, Output::Option(_)) {
-            errors.push(
-                none_arg.span,
-                "`none` applies only to functions returning `Option`",
-            );
-        }
+    if let Some(none_arg) = none_arg
+        && !matches!(func.output, Output::Option(_))
+    {
+        errors.push(
+            none_arg.span,
+            "`none` applies only to functions returning `Option`",
+        );
     }
     match &func.output {
         Output::Result(_) if error_ttl.is_some() => (Policy::OkAndErr, whole()),
@@ -321,7 +321,7 @@ fn canonical_unit(unit: &str) -> Option<&'static str> {
 
 fn mentions_any(tokens: TokenStream, bindings: &[Ident]) -> bool {
     tokens.into_iter().any(|tree| match tree {
-        TokenTree::Ident(ident) => bindings.iter().any(|binding| *binding == ident),
+        TokenTree::Ident(ident) => bindings.contains(&ident),
         TokenTree::Group(group) => mentions_any(group.stream(), bindings),
         _ => false,
     })

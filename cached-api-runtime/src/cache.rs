@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::backend::{Backend, MemoryStore, Read, RedisStore, Store};
-use crate::codec::{Bincode, Codec, Header};
+use crate::codec::{Header, TypedCodec};
 use crate::config::Config;
 use crate::flight::{Flights, Outcome, Role};
 use crate::key::{self, EntryKey, KeyWriter};
 use crate::policy::{Lifetime, Policy};
-use crate::spec::{self, FnSpec};
+use crate::spec::FnSpec;
 use crate::stats::{self, Event};
 
 /// A configured cache: where entries live and how calls use them.
@@ -23,7 +23,7 @@ use crate::stats::{self, Event};
 /// Cheap to clone; clones share the store and the in-flight computations.
 /// Most programs never build one: cached functions use the process-wide
 /// cache, configured from the environment (see [`crate::config`]) or by
-/// [`set_global`].
+/// [`set_global`](crate::set_global).
 ///
 /// ```
 /// let cache = cached_api_runtime::Cache::builder()
@@ -206,12 +206,14 @@ impl Cache {
     pub(crate) async fn call<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
         key: EntryKey,
         compute: impl Future<Output = R>,
     ) -> R {
         let store = &self.inner.store;
+        let mut seen = Some(self.inner.flights.epoch());
         loop {
-            let generation = match self.lookup::<P, R>(spec, &key, store.read(&key).await) {
+            let generation = match self.lookup::<P, R>(spec, codec, &key, store.read(&key).await) {
                 Lookup::Hit(value) => return value,
                 Lookup::Miss(Some(generation)) => generation,
                 Lookup::Miss(None) => {
@@ -224,15 +226,22 @@ impl Cache {
                 }
                 Lookup::Unavailable => return self.uncached(spec, compute.await),
             };
-            match self.inner.flights.join(key.entry(), generation) {
-                Role::Follower(flight) => match self.follow::<P, R>(spec, flight.wait().await) {
-                    Some(Some(value)) => return value,
-                    Some(None) => return self.uncached(spec, compute.await),
-                    None => continue,
-                },
+            match self
+                .inner
+                .flights
+                .join(key.entry(), generation, seen.take())
+            {
+                Role::LookAgain => continue,
+                Role::Follower(flight) => {
+                    match self.follow::<P, R>(spec, codec, flight.wait().await) {
+                        Some(Some(value)) => return value,
+                        Some(None) => return self.uncached(spec, compute.await),
+                        None => continue,
+                    }
+                }
                 Role::Leader(leader) => {
                     let value = self.uncached(spec, compute.await);
-                    let outcome = match self.seal::<P, R>(spec, generation, &value) {
+                    let outcome = match self.seal::<P, R>(spec, codec, generation, &value) {
                         Some((bytes, ttl)) => {
                             let written = store.write(key.entry(), &bytes, ttl).await;
                             self.record_write(spec, &key, written);
@@ -251,12 +260,15 @@ impl Cache {
     pub(crate) fn call_blocking<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
         key: EntryKey,
         compute: impl FnOnce() -> R,
     ) -> R {
         let store = &self.inner.store;
+        let mut seen = Some(self.inner.flights.epoch());
         loop {
-            let generation = match self.lookup::<P, R>(spec, &key, store.read_blocking(&key)) {
+            let generation = match self.lookup::<P, R>(spec, codec, &key, store.read_blocking(&key))
+            {
                 Lookup::Hit(value) => return value,
                 Lookup::Miss(Some(generation)) => generation,
                 Lookup::Miss(None) => {
@@ -269,15 +281,22 @@ impl Cache {
                 }
                 Lookup::Unavailable => return self.uncached(spec, compute()),
             };
-            match self.inner.flights.join(key.entry(), generation) {
-                Role::Follower(flight) => match self.follow::<P, R>(spec, flight.wait_blocking()) {
-                    Some(Some(value)) => return value,
-                    Some(None) => return self.uncached(spec, compute()),
-                    None => continue,
-                },
+            match self
+                .inner
+                .flights
+                .join(key.entry(), generation, seen.take())
+            {
+                Role::LookAgain => continue,
+                Role::Follower(flight) => {
+                    match self.follow::<P, R>(spec, codec, flight.wait_blocking()) {
+                        Some(Some(value)) => return value,
+                        Some(None) => return self.uncached(spec, compute()),
+                        None => continue,
+                    }
+                }
                 Role::Leader(leader) => {
                     let value = self.uncached(spec, compute());
-                    let outcome = match self.seal::<P, R>(spec, generation, &value) {
+                    let outcome = match self.seal::<P, R>(spec, codec, generation, &value) {
                         Some((bytes, ttl)) => {
                             let written = store.write_blocking(key.entry(), &bytes, ttl);
                             self.record_write(spec, &key, written);
@@ -296,6 +315,7 @@ impl Cache {
     fn lookup<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
         key: &EntryKey,
         read: Result<Read, Error>,
     ) -> Lookup<R> {
@@ -315,7 +335,7 @@ impl Cache {
         let Some(bytes) = read.value else {
             return Lookup::Miss(Some(generation));
         };
-        match self.unseal::<P, R>(spec, &bytes, expected) {
+        match self.unseal::<P, R>(spec, codec, &bytes, expected) {
             Some(value) => {
                 spec.counters.count(Event::Hit);
                 tracing::debug!(function = spec.id(), "cache hit");
@@ -330,11 +350,12 @@ impl Cache {
     fn follow<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
         outcome: Outcome,
     ) -> Option<Option<R>> {
         match outcome {
             Outcome::Value(bytes) => {
-                let shared = self.unseal::<P, R>(spec, &bytes, None);
+                let shared = self.unseal::<P, R>(spec, codec, &bytes, None);
                 if shared.is_some() {
                     spec.counters.count(Event::Hit);
                     tracing::debug!(function = spec.id(), "shared result of a concurrent call");
@@ -351,37 +372,39 @@ impl Cache {
     fn unseal<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
         bytes: &[u8],
         generation: Option<u64>,
     ) -> Option<R> {
         let (header, payload) = Header::open(bytes)?;
         let current = header.version == spec.version()
-            && header.fingerprint == spec::fingerprint::<P::Stored>()
+            && header.fingerprint == codec.fingerprint()
             && generation.is_none_or(|generation| header.generation == generation);
         if !current {
             return None;
         }
-        Bincode.decode::<P::Stored>(payload).map(P::restore)
+        codec.decode(payload).map(P::restore)
     }
 
     /// The bytes to store for `value` and their TTL; `None` if it is not cached.
     fn seal<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
         generation: u64,
         value: &R,
     ) -> Option<(Vec<u8>, Duration)> {
         let (stored, lifetime) = P::keep(value)?;
         let header = Header {
             version: spec.version(),
-            fingerprint: spec::fingerprint::<P::Stored>(),
+            fingerprint: codec.fingerprint(),
             generation,
         };
         let ttl = match lifetime {
             Lifetime::Value => spec.ttl(self.inner.config.default_ttl),
             Lifetime::Error => spec.error_ttl(),
         };
-        Some((header.seal(&Bincode, stored)?, ttl))
+        Some((header.seal(codec, stored)?, ttl))
     }
 
     fn settle_generation(

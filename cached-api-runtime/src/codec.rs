@@ -5,6 +5,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::policy::CacheValue;
+use crate::spec;
+
 /// Turns values into bytes and back.
 ///
 /// `decode` returns `None` for bytes it cannot read; the caller treats them
@@ -35,6 +38,44 @@ impl Codec for Bincode {
     }
 }
 
+/// A codec bound to one stored type, as plain function pointers: the cache
+/// logic needs no serde bounds, so a type that cannot be stored is reported
+/// once, where the generated code names it, not again at every call.
+pub struct TypedCodec<T> {
+    encode: fn(&T, &mut Vec<u8>) -> Result<(), String>,
+    decode: fn(&[u8]) -> Option<T>,
+    fingerprint: fn() -> u64,
+}
+
+impl<T> Clone for TypedCodec<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for TypedCodec<T> {}
+
+impl<T: CacheValue> TypedCodec<T> {
+    /// The default codec, [`Bincode`], for `T`.
+    pub fn bincode() -> TypedCodec<T> {
+        TypedCodec {
+            encode: |value, out| Bincode.encode(value, out),
+            decode: |bytes| Bincode.decode(bytes),
+            fingerprint: spec::fingerprint::<T>,
+        }
+    }
+}
+
+impl<T> TypedCodec<T> {
+    pub(crate) fn decode(&self, payload: &[u8]) -> Option<T> {
+        (self.decode)(payload)
+    }
+
+    pub(crate) fn fingerprint(&self) -> u64 {
+        (self.fingerprint)()
+    }
+}
+
 const MAGIC: u8 = 0xCA;
 const FORMAT: u8 = 1;
 const HEADER_LEN: usize = 2 + 4 + 8 + 8;
@@ -52,14 +93,14 @@ pub(crate) struct Header {
 
 impl Header {
     /// Writes header then payload; `None` if the codec refused the value.
-    pub(crate) fn seal<C: Codec, T: Serialize>(self, codec: &C, value: &T) -> Option<Vec<u8>> {
+    pub(crate) fn seal<T>(self, codec: TypedCodec<T>, value: &T) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + 64);
         out.push(MAGIC);
         out.push(FORMAT);
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
-        match codec.encode(value, &mut out) {
+        match (codec.encode)(value, &mut out) {
             Ok(()) => Some(out),
             Err(error) => {
                 tracing::warn!(%error, "value could not be encoded; it is not cached");
@@ -96,7 +137,9 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let bytes = HEADER.seal(&Bincode, &("hi".to_owned(), 5u32)).unwrap();
+        let bytes = HEADER
+            .seal(TypedCodec::bincode(), &("hi".to_owned(), 5u32))
+            .unwrap();
         let (header, payload) = Header::open(&bytes).unwrap();
         assert_eq!(header, HEADER);
         assert_eq!(Bincode.decode(payload), Some(("hi".to_owned(), 5u32)));
@@ -104,7 +147,9 @@ mod tests {
 
     #[test]
     fn foreign_and_truncated_bytes_are_rejected() {
-        let bytes = HEADER.seal(&Bincode, &"value".to_owned()).unwrap();
+        let bytes = HEADER
+            .seal(TypedCodec::bincode(), &"value".to_owned())
+            .unwrap();
         assert!(Header::open(b"plain text set by hand").is_none());
         assert!(Header::open(&bytes[..10]).is_none());
         let (_, payload) = Header::open(&bytes[..bytes.len() - 1]).unwrap();

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -63,20 +64,39 @@ impl Flight {
 #[derive(Default)]
 pub(crate) struct Flights {
     in_flight: Mutex<HashMap<FlightKey, Arc<Flight>>>,
+    /// Counts landings. A caller that missed, then finds no flight, may have
+    /// missed just before a leader stored the entry and left; if anything
+    /// landed since its lookup, it looks again instead of computing twice.
+    landings: AtomicU64,
 }
 
-/// Whether the caller computes the entry or waits for who does.
+/// Whether the caller computes the entry, waits for who does, or looks again.
 pub(crate) enum Role<'a> {
     Leader(Leader<'a>),
     Follower(Arc<Flight>),
+    LookAgain,
 }
 
+/// The landing count a caller saw before its lookup.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Epoch(u64);
+
 impl Flights {
-    pub(crate) fn join(&self, entry: &str, generation: u64) -> Role<'_> {
+    /// Taken before a lookup, handed to [`join`](Self::join) after it.
+    pub(crate) fn epoch(&self) -> Epoch {
+        Epoch(self.landings.load(Ordering::Acquire))
+    }
+
+    /// Joins the computation of `entry` at `generation`. `LookAgain` at most
+    /// once per call: pass `None` as `seen` on the second try.
+    pub(crate) fn join(&self, entry: &str, generation: u64, seen: Option<Epoch>) -> Role<'_> {
         let key = (entry.to_owned(), generation);
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = in_flight.get(&key) {
             return Role::Follower(Arc::clone(flight));
+        }
+        if seen.is_some_and(|seen| seen != self.epoch()) {
+            return Role::LookAgain;
         }
         let flight = Arc::new(Flight::default());
         in_flight.insert(key.clone(), Arc::clone(&flight));
@@ -105,11 +125,14 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        self.flights
+        let mut in_flight = self
+            .flights
             .in_flight
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+            .unwrap_or_else(|p| p.into_inner());
+        in_flight.remove(&self.key);
+        self.flights.landings.fetch_add(1, Ordering::Release);
+        drop(in_flight);
         let outcome = std::mem::replace(&mut self.outcome, Outcome::Abandoned);
         *self.flight.outcome() = Some(outcome);
         self.flight.landed.notify_all();

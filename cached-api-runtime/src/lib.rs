@@ -19,7 +19,7 @@ mod spec;
 mod stats;
 
 pub use crate::cache::{Cache, CacheBuilder};
-pub use crate::codec::{Bincode, Codec};
+pub use crate::codec::{Bincode, Codec, TypedCodec};
 pub use crate::error::Error;
 pub use crate::global::{blocking, global, invalidate_user, set_global};
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
@@ -36,7 +36,7 @@ pub mod __private {
     pub use crate::key::KeyWriter;
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
     pub use crate::spec::FnSpec;
-    use crate::{Cache, EntryKey};
+    use crate::{Cache, EntryKey, TypedCodec};
 
     /// The key of one call; `None` when the cache is disabled. `owner` is
     /// `type_name::<Self>()` for methods.
@@ -51,31 +51,36 @@ pub mod __private {
     }
 
     /// The body of an async `#[cached_api]` function.
-    pub async fn call<P: Policy<R>, R>(
+    pub async fn call<P: Policy<R, Stored = S>, R, S>(
         cache: &Cache,
         spec: &'static FnSpec,
+        codec: TypedCodec<S>,
         key: Option<EntryKey>,
         compute: impl Future<Output = R>,
     ) -> R {
         match key {
-            Some(key) => cache.call::<P, R>(spec, key, compute).await,
+            Some(key) => cache.call::<P, R>(spec, codec, key, compute).await,
             None => compute.await,
         }
     }
 
     /// The body of a sync `#[cached_api]` function.
-    pub fn call_blocking<P: Policy<R>, R>(
+    pub fn call_blocking<P: Policy<R, Stored = S>, R, S>(
         cache: &Cache,
         spec: &'static FnSpec,
+        codec: TypedCodec<S>,
         key: Option<EntryKey>,
         compute: impl FnOnce() -> R,
     ) -> R {
         match key {
-            Some(key) => cache.call_blocking::<P, R>(spec, key, compute),
+            Some(key) => cache.call_blocking::<P, R>(spec, codec, key, compute),
             None => compute(),
         }
     }
 
-    /// Fails to compile, naming `T`, when `T` cannot be stored.
-    pub const fn assert_cache_value<T: CacheValue>() {}
+    /// The codec of a function's stored type `T`; fails to compile, naming
+    /// `T`, when `T` cannot be stored.
+    pub fn codec<T: CacheValue>() -> TypedCodec<T> {
+        TypedCodec::bincode()
+    }
 }

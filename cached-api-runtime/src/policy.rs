@@ -31,8 +31,9 @@ pub enum Lifetime {
     note = "`Result` and `Option` are recognised by name: a type of that name must be `core::result::Result` or `core::option::Option`; other types are cached whole"
 )]
 pub trait Policy<R> {
-    /// What is written to the store.
-    type Stored: CacheValue;
+    /// What is written to the store; the generated code checks that it is
+    /// a [`CacheValue`], once, where it names the type.
+    type Stored;
     /// The part of `value` to store and which TTL it gets; `None` to store nothing.
     fn keep(value: &R) -> Option<(&Self::Stored, Lifetime)>;
     /// Rebuilds the return value from what was stored.
@@ -43,7 +44,7 @@ pub trait Policy<R> {
 #[derive(Debug)]
 pub struct Whole;
 
-impl<T: CacheValue> Policy<T> for Whole {
+impl<T> Policy<T> for Whole {
     type Stored = T;
     fn keep(value: &T) -> Option<(&T, Lifetime)> {
         Some((value, Lifetime::Value))
@@ -57,7 +58,7 @@ impl<T: CacheValue> Policy<T> for Whole {
 #[derive(Debug)]
 pub struct OkOnly;
 
-impl<T: CacheValue, E> Policy<Result<T, E>> for OkOnly {
+impl<T, E> Policy<Result<T, E>> for OkOnly {
     type Stored = T;
     fn keep(value: &Result<T, E>) -> Option<(&T, Lifetime)> {
         value.as_ref().ok().map(|ok| (ok, Lifetime::Value))
@@ -71,7 +72,7 @@ impl<T: CacheValue, E> Policy<Result<T, E>> for OkOnly {
 #[derive(Debug)]
 pub struct OkAndErr;
 
-impl<T: CacheValue, E: CacheValue> Policy<Result<T, E>> for OkAndErr {
+impl<T, E> Policy<Result<T, E>> for OkAndErr {
     type Stored = Result<T, E>;
     fn keep(value: &Result<T, E>) -> Option<(&Result<T, E>, Lifetime)> {
         let lifetime = match value {
@@ -89,7 +90,7 @@ impl<T: CacheValue, E: CacheValue> Policy<Result<T, E>> for OkAndErr {
 #[derive(Debug)]
 pub struct SomeOnly;
 
-impl<T: CacheValue> Policy<Option<T>> for SomeOnly {
+impl<T> Policy<Option<T>> for SomeOnly {
     type Stored = T;
     fn keep(value: &Option<T>) -> Option<(&T, Lifetime)> {
         value.as_ref().map(|some| (some, Lifetime::Value))

@@ -1,0 +1,522 @@
+//! Behaviour every store must have, run by `tests/memory.rs` and
+//! `tests/redis.rs` against the process-wide cache each of them sets up.
+//!
+//! Tests run in parallel in one process and share the cache, so each uses
+//! its own users (`unique`) and counts executions per call site (`Runs`).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use cached_api::cached_api;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+use tokio::sync::{Barrier, Notify};
+
+/// One multi-threaded runtime for the whole binary: the Redis connection
+/// lives on the runtime that opened it.
+pub fn rt() -> &'static Runtime {
+    static RT: LazyLock<Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    });
+    &RT
+}
+
+/// Runs `test` on the shared runtime, failing it if it hangs.
+pub fn run<F: std::future::Future<Output = ()> + Send + 'static>(test: F) {
+    rt().block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), test)
+            .await
+            .expect("the test hung: a caller waited forever")
+    })
+}
+
+/// A name no other test uses.
+pub fn unique(what: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How often each function body ran, per tag.
+static RUNS: LazyLock<Mutex<HashMap<String, u32>>> = LazyLock::new(Default::default);
+
+fn ran(tag: &str) -> u32 {
+    let mut runs = RUNS.lock().unwrap();
+    let count = runs.entry(tag.to_owned()).or_default();
+    *count += 1;
+    *count
+}
+
+pub fn runs(tag: &str) -> u32 {
+    RUNS.lock().unwrap().get(tag).copied().unwrap_or(0)
+}
+
+/// The "database" behind the cached functions: a value per user.
+static SOURCE: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+
+fn source(user: &str) -> String {
+    SOURCE
+        .lock()
+        .unwrap()
+        .get(user)
+        .cloned()
+        .unwrap_or_else(|| "v1".to_owned())
+}
+
+pub fn set_source(user: &str, value: &str) {
+    SOURCE
+        .lock()
+        .unwrap()
+        .insert(user.to_owned(), value.to_owned());
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub user: String,
+    pub id: u32,
+    pub value: String,
+}
+
+#[cached_api(key = "profile:{id}", user = user, ttl = "15m")]
+pub async fn profile(user: String, id: u32) -> Result<Profile, String> {
+    ran(&format!("profile/{user}/{id}"));
+    Ok(Profile {
+        value: source(&user),
+        user,
+        id,
+    })
+}
+
+pub fn profile_runs(user: &str, id: u32) -> u32 {
+    runs(&format!("profile/{user}/{id}"))
+}
+
+/// `Err` for odd ids: never cached.
+#[cached_api(user = user, ttl = 60)]
+pub async fn fallible(user: String, id: u32) -> Result<u32, String> {
+    ran(&format!("fallible/{user}/{id}"));
+    if !id.is_multiple_of(2) {
+        Err(format!("{id} is odd"))
+    } else {
+        Ok(id)
+    }
+}
+
+#[cached_api(user = user)]
+pub async fn maybe(user: String, id: u32) -> Option<u32> {
+    ran(&format!("maybe/{user}/{id}"));
+    id.is_multiple_of(2).then_some(id)
+}
+
+#[cached_api(user = user, none = true)]
+pub async fn maybe_cache_none(user: String, id: u32) -> Option<u32> {
+    ran(&format!("maybe_cache_none/{user}/{id}"));
+    id.is_multiple_of(2).then_some(id)
+}
+
+#[cached_api(key = "sync:{id}", user = user, ttl = "1h")]
+pub fn profile_sync(user: &str, id: u32) -> String {
+    ran(&format!("sync/{user}/{id}"));
+    format!("{}:{id}", source(user))
+}
+
+/// Two types with a method of the same name and signature in one module.
+pub struct Plans;
+pub struct Prices;
+
+impl Plans {
+    #[cached_api(key = "{id}")]
+    pub async fn get(&self, id: String) -> String {
+        ran(&format!("plans/{id}"));
+        format!("plan {id}")
+    }
+}
+
+impl Prices {
+    #[cached_api(key = "{id}")]
+    pub async fn get(&self, id: String) -> String {
+        ran(&format!("prices/{id}"));
+        format!("price {id}")
+    }
+}
+
+/// Keyed by a template of two values, whose separator they may contain.
+#[cached_api(key = "{a}:{b}", user = user)]
+pub async fn pair(user: String, a: String, b: String) -> (String, String, String) {
+    (user, a, b)
+}
+
+#[cached_api(user = user, key = key)]
+pub fn echo(user: &str, key: &str) -> (String, String) {
+    (user.to_owned(), key.to_owned())
+}
+
+/// Gates that a test holds a function body at, keyed by tag.
+#[derive(Default)]
+pub struct Gate {
+    /// Callers that have started; the body waits for all of them.
+    started: Mutex<usize>,
+    all_started: Notify,
+    expected: usize,
+    /// For the stale-write race: body and test meet twice.
+    meet: Option<Barrier>,
+}
+
+static GATES: LazyLock<Mutex<HashMap<String, Arc<Gate>>>> = LazyLock::new(Default::default);
+
+fn gate(tag: &str) -> Arc<Gate> {
+    GATES
+        .lock()
+        .unwrap()
+        .get(tag)
+        .cloned()
+        .expect("the test set a gate")
+}
+
+pub fn set_gate(tag: &str, expected: usize, meet: bool) -> Arc<Gate> {
+    let gate = Arc::new(Gate {
+        expected,
+        meet: meet.then(|| Barrier::new(2)),
+        ..Gate::default()
+    });
+    GATES
+        .lock()
+        .unwrap()
+        .insert(tag.to_owned(), Arc::clone(&gate));
+    gate
+}
+
+impl Gate {
+    pub fn start(&self) {
+        let mut started = self.started.lock().unwrap();
+        *started += 1;
+        if *started >= self.expected {
+            self.all_started.notify_waiters();
+        }
+    }
+
+    async fn wait_all_started(&self) {
+        loop {
+            let notified = self.all_started.notified();
+            if *self.started.lock().unwrap() >= self.expected {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub async fn meet(&self) {
+        self.meet.as_ref().expect("a meeting gate").wait().await;
+    }
+}
+
+/// Waits for every caller to start before returning: all of them miss
+/// together, and only single-flight keeps the body to one run.
+#[cached_api(key = "{tag}")]
+pub async fn slow(tag: String) -> String {
+    ran(&tag);
+    gate(&tag).wait_all_started().await;
+    format!("computed {tag}")
+}
+
+/// Panics on its first run, after every caller has started.
+#[cached_api(key = "{tag}")]
+pub async fn panics_first(tag: String) -> String {
+    if ran(&tag) == 1 {
+        gate(&tag).wait_all_started().await;
+        panic!("leader panics on purpose");
+    }
+    format!("computed {tag}")
+}
+
+/// Never finishes its first run; later runs return at once.
+#[cached_api(key = "{tag}")]
+pub async fn hangs_first(tag: String) -> String {
+    if ran(&tag) == 1 {
+        gate(&tag).meet().await;
+        std::future::pending::<()>().await;
+    }
+    format!("computed {tag}")
+}
+
+/// Reads the source, then (on its first run) lets the test invalidate the
+/// user before it returns: the value it stores is stale when stored.
+#[cached_api(user = user, key = "race")]
+pub async fn racy(user: String) -> String {
+    let value = source(&user);
+    if ran(&format!("racy/{user}")) == 1 {
+        let gate = gate(&user);
+        gate.meet().await;
+        gate.meet().await;
+    }
+    value
+}
+
+#[cached_api(name = "behaviour::counted", key = "{id}")]
+pub async fn counted(id: u32) -> u32 {
+    id
+}
+
+#[macro_export]
+macro_rules! behaviour_tests {
+    () => {
+        use $crate::behaviour::*;
+
+        #[test]
+        fn second_call_is_a_hit() {
+            setup();
+            run(async {
+                let user = unique("hit");
+                let first = profile(user.clone(), 1).await.unwrap();
+                let second = profile(user.clone(), 1).await.unwrap();
+                assert_eq!(first, second);
+                assert_eq!(first.user, user);
+                assert_eq!(profile_runs(&user, 1), 1, "the second call must not run the body");
+                profile(user.clone(), 2).await.unwrap();
+                assert_eq!(profile_runs(&user, 2), 1, "another key is another entry");
+            });
+        }
+
+        #[test]
+        fn users_are_isolated() {
+            setup();
+            run(async {
+                let (a, b) = (unique("iso-a"), unique("iso-b"));
+                set_source(&a, "a's data");
+                set_source(&b, "b's data");
+                assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a's data");
+                assert_eq!(profile(b.clone(), 1).await.unwrap().value, "b's data");
+                assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a's data");
+                assert_eq!(profile(b.clone(), 1).await.unwrap().value, "b's data");
+                assert_eq!((profile_runs(&a, 1), profile_runs(&b, 1)), (1, 1));
+            });
+        }
+
+        #[test]
+        fn invalidate_user_drops_only_that_user() {
+            setup();
+            run(async {
+                let (a, b) = (unique("inv-a"), unique("inv-b"));
+                profile(a.clone(), 1).await.unwrap();
+                profile(a.clone(), 2).await.unwrap();
+                profile(b.clone(), 1).await.unwrap();
+                set_source(&a, "a v2");
+                set_source(&b, "b v2");
+                cached_api::invalidate_user(&a).await.expect("invalidation succeeds");
+                assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a v2");
+                assert_eq!(profile(a.clone(), 2).await.unwrap().value, "a v2");
+                assert_eq!(profile(b.clone(), 1).await.unwrap().value, "v1", "b stays cached");
+                assert_eq!((profile_runs(&a, 1), profile_runs(&a, 2), profile_runs(&b, 1)), (2, 2, 1));
+            });
+        }
+
+        #[test]
+        fn errors_are_not_cached() {
+            setup();
+            run(async {
+                let user = unique("err");
+                for _ in 0..3 {
+                    assert_eq!(fallible(user.clone(), 1).await, Err("1 is odd".to_owned()));
+                    assert_eq!(fallible(user.clone(), 2).await, Ok(2));
+                }
+                assert_eq!(runs(&format!("fallible/{user}/1")), 3);
+                assert_eq!(runs(&format!("fallible/{user}/2")), 1);
+            });
+        }
+
+        #[test]
+        fn none_is_cached_only_when_asked() {
+            setup();
+            run(async {
+                let user = unique("none");
+                for _ in 0..3 {
+                    assert_eq!(maybe(user.clone(), 1).await, None);
+                    assert_eq!(maybe(user.clone(), 2).await, Some(2));
+                    assert_eq!(maybe_cache_none(user.clone(), 1).await, None);
+                }
+                assert_eq!(runs(&format!("maybe/{user}/1")), 3);
+                assert_eq!(runs(&format!("maybe/{user}/2")), 1);
+                assert_eq!(runs(&format!("maybe_cache_none/{user}/1")), 1);
+            });
+        }
+
+        #[test]
+        fn sync_functions_cache_and_invalidate() {
+            setup();
+            let user = unique("sync");
+            assert_eq!(profile_sync(&user, 1), "v1:1");
+            assert_eq!(profile_sync(&user, 1), "v1:1");
+            assert_eq!(runs(&format!("sync/{user}/1")), 1);
+            set_source(&user, "v2");
+            cached_api::blocking::invalidate_user(&user).expect("invalidation succeeds");
+            assert_eq!(profile_sync(&user, 1), "v2:1");
+            assert_eq!(runs(&format!("sync/{user}/1")), 2);
+        }
+
+        #[test]
+        fn methods_of_different_types_have_their_own_entries() {
+            setup();
+            run(async {
+                let id = unique("method");
+                assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
+                assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
+                assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
+                assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
+                assert_eq!((runs(&format!("plans/{id}")), runs(&format!("prices/{id}"))), (1, 1));
+            });
+        }
+
+        #[test]
+        fn concurrent_first_calls_run_the_body_once() {
+            setup();
+            run(async {
+                let tag = unique("stampede");
+                let gate = set_gate(&tag, 64, false);
+                let calls: Vec<_> = (0..64)
+                    .map(|_| {
+                        let (tag, gate) = (tag.clone(), gate.clone());
+                        tokio::spawn(async move {
+                            gate.start();
+                            slow(tag).await
+                        })
+                    })
+                    .collect();
+                for call in calls {
+                    assert_eq!(call.await.unwrap(), format!("computed {tag}"));
+                }
+                assert_eq!(runs(&tag), 1, "64 concurrent misses must run the body once");
+            });
+        }
+
+        #[test]
+        fn a_panicking_leader_does_not_strand_followers() {
+            setup();
+            run(async {
+                let tag = unique("panic");
+                let gate = set_gate(&tag, 8, false);
+                let calls: Vec<_> = (0..8)
+                    .map(|_| {
+                        let (tag, gate) = (tag.clone(), gate.clone());
+                        tokio::spawn(async move {
+                            gate.start();
+                            panics_first(tag).await
+                        })
+                    })
+                    .collect();
+                let mut panicked = 0;
+                for call in calls {
+                    match call.await {
+                        Ok(value) => assert_eq!(value, format!("computed {tag}")),
+                        Err(error) => {
+                            assert!(error.is_panic());
+                            panicked += 1;
+                        }
+                    }
+                }
+                assert_eq!(panicked, 1, "only the leader panics");
+                assert_eq!(runs(&tag), 2, "one follower takes over, the rest share its result");
+            });
+        }
+
+        #[test]
+        fn a_cancelled_leader_hands_over() {
+            setup();
+            run(async {
+                let tag = unique("cancel");
+                let gate = set_gate(&tag, 1, true);
+                let leader = tokio::spawn(hangs_first(tag.clone()));
+                gate.meet().await;
+                let follower = tokio::spawn(hangs_first(tag.clone()));
+                leader.abort();
+                assert!(leader.await.unwrap_err().is_cancelled());
+                assert_eq!(follower.await.unwrap(), format!("computed {tag}"));
+                assert_eq!(runs(&tag), 2);
+            });
+        }
+
+        #[test]
+        fn a_value_computed_before_an_invalidation_is_never_served_after_it() {
+            setup();
+            run(async {
+                let user = unique("race");
+                set_source(&user, "old");
+                let gate = set_gate(&user, 1, true);
+                let slow_write = tokio::spawn(racy(user.clone()));
+                gate.meet().await; // the body has read "old" and holds
+                set_source(&user, "new");
+                cached_api::invalidate_user(&user).await.expect("invalidation succeeds");
+                gate.meet().await; // the body returns "old", which is then stored
+                assert_eq!(slow_write.await.unwrap(), "old");
+                assert_eq!(racy(user.clone()).await, "new", "the stale write must not be served");
+                assert_eq!(racy(user.clone()).await, "new");
+                assert_eq!(runs(&format!("racy/{user}")), 2);
+            });
+        }
+
+        #[test]
+        fn stats_count_each_function() {
+            setup();
+            run(async {
+                let before = cached_api::stats().function("behaviour::counted");
+                assert_eq!(counted(7).await, 7);
+                assert_eq!(counted(7).await, 7);
+                let after = cached_api::stats();
+                let counts = after.function("behaviour::counted");
+                assert_eq!(counts.misses - before.misses, 1);
+                assert_eq!(counts.hits - before.hits, 1);
+                assert_eq!(counts.sets - before.sets, 1);
+                assert_eq!(counts.errors, 0);
+                assert!(after.total.hits >= counts.hits);
+                let json = serde_json::to_value(&after).unwrap();
+                assert!(json["functions"]["behaviour::counted"]["hit_rate"].is_f64());
+            });
+        }
+
+        #[test]
+        fn template_values_containing_the_separator_do_not_collide() {
+            setup();
+            run(async {
+                let user = unique("tpl");
+                let x = pair(user.clone(), "a:b".into(), "c".into()).await;
+                let y = pair(user.clone(), "a".into(), "b:c".into()).await;
+                assert_eq!((x.1.as_str(), x.2.as_str()), ("a:b", "c"));
+                assert_eq!((y.1.as_str(), y.2.as_str()), ("a", "b:c"));
+            });
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+            /// Any two distinct (user, key) pairs have their own entries:
+            /// each call, first or cached, returns its own inputs.
+            #[test]
+            fn distinct_users_and_keys_never_share_an_entry(
+                pairs in proptest::collection::vec(
+                    ("[a-c:{}%#\\\\\u{0}é ]{0,4}|x{300}", "[a-c:{}%#\u{0}é ]{0,4}|y{300}"),
+                    1..8,
+                )
+            ) {
+                setup();
+                let tag = unique("prop");
+                let pairs: Vec<(String, String)> =
+                    pairs.into_iter().map(|(u, k)| (format!("{tag}{u}"), k)).collect();
+                for _ in 0..2 {
+                    for (user, key) in &pairs {
+                        proptest::prop_assert_eq!(echo(user, key), (user.clone(), key.clone()));
+                    }
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,82 @@
+//! The behaviour suite on the embedded store, plus what only it can show.
+
+mod behaviour;
+mod support;
+
+fn setup() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if !support::is_child() {
+            let cache = cached_api::Cache::builder().prefix("mem").build().unwrap();
+            cached_api::set_global(cache).unwrap();
+        }
+    });
+}
+
+behaviour_tests!();
+
+#[test]
+fn the_kill_switch_runs_every_call() {
+    if !support::is_child() {
+        support::run_in_child(
+            "the_kill_switch_runs_every_call",
+            &[("CACHED_API_DISABLED", "1")],
+        );
+        return;
+    }
+    run(async {
+        let user = unique("disabled");
+        for _ in 0..3 {
+            profile(user.clone(), 1).await.unwrap();
+        }
+        assert_eq!(
+            profile_runs(&user, 1),
+            3,
+            "a disabled cache must run every call"
+        );
+        cached_api::invalidate_user(&user).await.unwrap();
+    });
+}
+
+#[test]
+fn a_malformed_environment_disables_caching_instead_of_failing() {
+    if !support::is_child() {
+        support::run_in_child(
+            "a_malformed_environment_disables_caching_instead_of_failing",
+            &[("CACHED_API_DEFAULT_TTL", "15 min")],
+        );
+        return;
+    }
+    run(async {
+        let user = unique("bad-env");
+        assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
+        assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
+        assert_eq!(profile_runs(&user, 1), 2);
+    });
+}
+
+#[test]
+fn build_rejects_bad_settings_with_a_clear_error() {
+    let error = cached_api::Cache::builder()
+        .redis_url("http://not-redis")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("redis_url"), "{error}");
+    let error = cached_api::Cache::builder()
+        .prefix("a{b}")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("hash tags"), "{error}");
+    let error = cached_api::Cache::builder()
+        .default_ttl(std::time::Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("default_ttl"), "{error}");
+}
+
+#[test]
+fn set_global_twice_is_an_error() {
+    setup();
+    let again = cached_api::set_global(cached_api::Cache::builder().build().unwrap());
+    assert!(matches!(again, Err(cached_api::Error::GlobalAlreadySet)));
+}

@@ -1,0 +1,140 @@
+//! The behaviour suite on a real redis-server, plus what only Redis shows:
+//! TTLs, bytes planted by hand, a second process sharing entries.
+
+mod behaviour;
+mod support;
+
+use std::sync::LazyLock;
+
+use redis::Commands;
+use support::RedisServer;
+
+static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
+
+fn setup() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if !support::is_child() {
+            let cache = cached_api::Cache::builder()
+                .redis_url(SERVER.url())
+                .prefix("t")
+                .build()
+                .unwrap();
+            cached_api::set_global(cache).unwrap();
+        }
+    });
+}
+
+behaviour_tests!();
+
+/// The one entry key of `user` (there is one when the test made one).
+fn entry_key_of(connection: &mut redis::Connection, user: &str) -> String {
+    let keys: Vec<String> = connection.keys(format!("t:*:v0:{{u:{user}}}:*")).unwrap();
+    assert_eq!(keys.len(), 1, "one entry for {user}: {keys:?}");
+    keys.into_iter().next().unwrap()
+}
+
+#[test]
+fn entries_carry_their_ttl_set_with_the_value() {
+    setup();
+    run(async {
+        let user = unique("ttl");
+        profile(user.clone(), 1).await.unwrap();
+        let mut connection = SERVER.connection();
+        let key = entry_key_of(&mut connection, &user);
+        assert!(key.starts_with("t:"), "{key}");
+        assert!(key.contains(&format!("{{u:{user}}}:profile:1")), "{key}");
+        let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut connection).unwrap();
+        assert!(pttl > 0 && pttl <= 15 * 60 * 1000, "PTTL {pttl}");
+        let generation_ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("t:gen:{{u:{user}}}"))
+            .query(&mut connection)
+            .unwrap();
+        assert!(
+            generation_ttl > 0,
+            "the generation expires too: {generation_ttl}"
+        );
+    });
+}
+
+#[test]
+fn planted_bytes_are_a_miss_then_overwritten() {
+    setup();
+    run(async {
+        let user = unique("corrupt");
+        profile(user.clone(), 1).await.unwrap();
+        let mut connection = SERVER.connection();
+        let key = entry_key_of(&mut connection, &user);
+        for planted in [&b"not an envelope"[..], &[0xCA, 1, 0, 0][..], &[][..]] {
+            let _: () = connection.set(&key, planted).unwrap();
+            let before = profile_runs(&user, 1);
+            assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
+            assert_eq!(
+                profile_runs(&user, 1),
+                before + 1,
+                "planted bytes are a miss"
+            );
+            let stored: Vec<u8> = connection.get(&key).unwrap();
+            assert_eq!(stored[0], 0xCA, "the miss rewrote the entry");
+            profile(user.clone(), 1).await.unwrap();
+            assert_eq!(
+                profile_runs(&user, 1),
+                before + 1,
+                "and the next call hits it"
+            );
+        }
+    });
+}
+
+#[test]
+fn an_evicted_generation_never_resurrects_entries() {
+    setup();
+    run(async {
+        let user = unique("evicted");
+        profile(user.clone(), 1).await.unwrap();
+        let mut connection = SERVER.connection();
+        let _: () = connection.del(format!("t:gen:{{u:{user}}}")).unwrap();
+        profile(user.clone(), 1).await.unwrap();
+        assert_eq!(
+            profile_runs(&user, 1),
+            2,
+            "without its generation the entry is a miss"
+        );
+        profile(user.clone(), 1).await.unwrap();
+        assert_eq!(profile_runs(&user, 1), 2, "the rewritten entry is served");
+    });
+}
+
+#[test]
+fn a_second_process_sees_the_entries_of_the_first() {
+    setup();
+    if support::is_child() {
+        run(async {
+            let user = std::env::var("SHARED_USER").unwrap();
+            let shared = profile(user.clone(), 1).await.unwrap();
+            assert_eq!(shared.value, "written by the parent");
+            assert_eq!(
+                profile_runs(&user, 1),
+                0,
+                "the child must hit the parent's entry"
+            );
+        });
+        return;
+    }
+    let user = unique("shared");
+    set_source(&user, "written by the parent");
+    run({
+        let user = user.clone();
+        async move {
+            profile(user, 1).await.unwrap();
+        }
+    });
+    support::run_in_child(
+        "a_second_process_sees_the_entries_of_the_first",
+        &[
+            ("CACHED_API_REDIS_URL", &SERVER.url()),
+            ("CACHED_API_PREFIX", "t"),
+            ("SHARED_USER", &user),
+        ],
+    );
+}

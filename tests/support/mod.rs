@@ -1,0 +1,167 @@
+//! Real `redis-server` processes for the tests, on free loopback ports.
+//!
+//! Each server runs under a small shell watchdog that holds the test
+//! process's pipe: when the test process exits, however it exits, the pipe
+//! closes and the watchdog kills the server, so no test leaves one behind.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// One redis-server, killed when dropped.
+pub struct RedisServer {
+    port: u16,
+    pid: u32,
+    watchdog: Child,
+    stdin: Option<ChildStdin>,
+}
+
+/// The redis-server binary: `$REDIS_SERVER`, or `redis-server` on `PATH`.
+/// A missing binary fails the test with the way to install it.
+pub fn redis_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("REDIS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "redis-server was not found on PATH. These tests run against a real Redis: \
+             install it (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`), \
+             set REDIS_SERVER=/path/to/redis-server, or run `bash .ci/test`, which installs it."
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        RedisServer::start_on(free_port())
+    }
+
+    /// Starts a server on `port` and returns once it accepts connections.
+    pub fn start_on(port: u16) -> RedisServer {
+        let binary = redis_server_binary();
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(r#""$0" "$@" & echo "$!"; read _; kill -9 "$!" 2>/dev/null; wait"#)
+            .arg(&binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--loglevel", "notice"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
+        let stdout = watchdog.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let pid = lines.next().and_then(Result::ok);
+            let _ = ready_tx.send(Event::Pid(pid));
+            for line in lines.map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    let _ = ready_tx.send(Event::Ready);
+                }
+            }
+            let _ = ready_tx.send(Event::Exited);
+        });
+        let pid = match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Pid(Some(pid))) => pid.trim().parse().expect("the watchdog prints a pid"),
+            other => panic!("redis-server watchdog did not start: {other:?}"),
+        };
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Event::Ready) => {}
+            other => panic!("redis-server on port {port} did not become ready: {other:?}"),
+        }
+        let stdin = watchdog.stdin.take();
+        RedisServer {
+            port,
+            pid,
+            watchdog,
+            stdin,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A plain connection, for looking at what the cache wrote.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("connect to the test redis-server")
+    }
+
+    /// SIGKILLs the server, as a crash would, and waits until it is gone.
+    pub fn kill(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+        let _ = self.watchdog.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Pid(Option<String>),
+    Ready,
+    Exited,
+}
+
+/// Runs one test of the current test binary in a child process, with `env`
+/// set, and fails unless it passes: how a test proves that a second process
+/// shares the cache.
+pub fn run_in_child(test: &str, env: &[(&str, &str)]) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let output = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--include-ignored"])
+        .env("CACHED_API_CHILD", "1")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the child test process");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "child test {test} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Whether this process is a child started by [`run_in_child`].
+pub fn is_child() -> bool {
+    std::env::var_os("CACHED_API_CHILD").is_some()
+}

@@ -2,17 +2,19 @@
 //! It orchestrates key, codec, flight and stats over one [`Backend`].
 
 use std::fmt::Display;
-use std::future::Future;
+use std::future::{Future, ready};
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use crate::Error;
 use crate::backend::{Backend, MemoryStore, Read, RedisStore, Store};
 use crate::codec::{Header, TypedCodec};
 use crate::config::Config;
-use crate::flight::{Flights, Outcome, Role};
+use crate::flight::{Flight, Flights, Outcome, Role};
 use crate::key::{self, EntryKey, KeyWriter};
 use crate::policy::{Lifetime, Policy};
 use crate::spec::FnSpec;
@@ -210,15 +212,47 @@ impl Cache {
         key: EntryKey,
         compute: impl Future<Output = R>,
     ) -> R {
-        let store = &self.inner.store;
-        let mut seen = Some(self.inner.flights.epoch());
+        let io = AsyncIo(&self.inner.store);
+        self.serve::<P, R>(io, spec, codec, key, compute).await
+    }
+
+    /// [`call`](Self::call) for sync functions: the same steps on blocking I/O.
+    pub(crate) fn call_blocking<P: Policy<R>, R>(
+        &self,
+        spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
+        key: EntryKey,
+        compute: impl FnOnce() -> R,
+    ) -> R {
+        let io = BlockingIo(&self.inner.store);
+        let serve = self.serve::<P, R>(io, spec, codec, key, async move { compute() });
+        let mut serve = pin!(serve);
+        match serve.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(value) => value,
+            Poll::Pending => unreachable!("blocking I/O completes before it returns"),
+        }
+    }
+
+    /// The cache-aside steps, written once for both kinds of I/O: look up;
+    /// on a miss, join the entry's flight; lead (compute, store, share) or
+    /// follow (take the leader's result, or start over if it is gone).
+    async fn serve<P: Policy<R>, R>(
+        &self,
+        io: impl CallIo,
+        spec: &'static FnSpec,
+        codec: TypedCodec<P::Stored>,
+        key: EntryKey,
+        compute: impl Future<Output = R>,
+    ) -> R {
+        let mut looks_again = MAX_LOOKS_AGAIN;
         loop {
-            let generation = match self.lookup::<P, R>(spec, codec, &key, store.read(&key).await) {
+            let seen = self.inner.flights.epoch(key.entry());
+            let generation = match self.lookup::<P, R>(spec, codec, &key, io.read(&key).await) {
                 Lookup::Hit(value) => return value,
                 Lookup::Miss(Some(generation)) => generation,
                 Lookup::Miss(None) => {
                     let (gen_key, candidate) = new_generation(&key);
-                    let existing = store.init_generation(gen_key, candidate).await;
+                    let existing = io.init_generation(gen_key, candidate).await;
                     match self.settle_generation(spec, existing) {
                         Some(generation) => generation,
                         None => return self.uncached(spec, compute.await),
@@ -226,14 +260,15 @@ impl Cache {
                 }
                 Lookup::Unavailable => return self.uncached(spec, compute.await),
             };
-            match self
-                .inner
-                .flights
-                .join(key.entry(), generation, seen.take())
-            {
-                Role::LookAgain => continue,
+            let seen = (looks_again > 0).then_some(seen);
+            match self.inner.flights.join(key.entry(), generation, seen) {
+                Role::LookAgain => {
+                    looks_again -= 1;
+                    continue;
+                }
                 Role::Follower(flight) => {
-                    match self.follow::<P, R>(spec, codec, flight.wait().await) {
+                    let outcome = io.wait(&flight).await;
+                    match self.follow::<P, R>(spec, codec, outcome) {
                         Some(Some(value)) => return value,
                         Some(None) => return self.uncached(spec, compute.await),
                         None => continue,
@@ -243,62 +278,7 @@ impl Cache {
                     let value = self.uncached(spec, compute.await);
                     let outcome = match self.seal::<P, R>(spec, codec, generation, &value) {
                         Some((bytes, ttl)) => {
-                            let written = store.write(key.entry(), &bytes, ttl).await;
-                            self.record_write(spec, &key, written);
-                            Outcome::Value(bytes.into())
-                        }
-                        None => Outcome::NotShared,
-                    };
-                    leader.land(outcome);
-                    return value;
-                }
-            }
-        }
-    }
-
-    /// [`call`](Self::call) for sync functions: the same steps, blocking.
-    pub(crate) fn call_blocking<P: Policy<R>, R>(
-        &self,
-        spec: &'static FnSpec,
-        codec: TypedCodec<P::Stored>,
-        key: EntryKey,
-        compute: impl FnOnce() -> R,
-    ) -> R {
-        let store = &self.inner.store;
-        let mut seen = Some(self.inner.flights.epoch());
-        loop {
-            let generation = match self.lookup::<P, R>(spec, codec, &key, store.read_blocking(&key))
-            {
-                Lookup::Hit(value) => return value,
-                Lookup::Miss(Some(generation)) => generation,
-                Lookup::Miss(None) => {
-                    let (gen_key, candidate) = new_generation(&key);
-                    let existing = store.init_generation_blocking(gen_key, candidate);
-                    match self.settle_generation(spec, existing) {
-                        Some(generation) => generation,
-                        None => return self.uncached(spec, compute()),
-                    }
-                }
-                Lookup::Unavailable => return self.uncached(spec, compute()),
-            };
-            match self
-                .inner
-                .flights
-                .join(key.entry(), generation, seen.take())
-            {
-                Role::LookAgain => continue,
-                Role::Follower(flight) => {
-                    match self.follow::<P, R>(spec, codec, flight.wait_blocking()) {
-                        Some(Some(value)) => return value,
-                        Some(None) => return self.uncached(spec, compute()),
-                        None => continue,
-                    }
-                }
-                Role::Leader(leader) => {
-                    let value = self.uncached(spec, compute());
-                    let outcome = match self.seal::<P, R>(spec, codec, generation, &value) {
-                        Some((bytes, ttl)) => {
-                            let written = store.write_blocking(key.entry(), &bytes, ttl);
+                            let written = io.write(key.entry(), &bytes, ttl).await;
                             self.record_write(spec, &key, written);
                             Outcome::Value(bytes.into())
                         }
@@ -456,6 +436,83 @@ impl Cache {
         }
     }
 }
+
+/// The waiting a call does: store operations and the single-flight wait.
+trait CallIo {
+    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send;
+    fn init_generation(
+        &self,
+        key: &str,
+        candidate: u64,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
+    fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+    fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send;
+}
+
+/// For async functions: every wait yields to the runtime.
+struct AsyncIo<'a>(&'a Store);
+
+impl CallIo for AsyncIo<'_> {
+    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send {
+        self.0.read(key)
+    }
+    fn init_generation(
+        &self,
+        key: &str,
+        candidate: u64,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
+        self.0.init_generation(key, candidate)
+    }
+    fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.0.write(key, bytes, ttl)
+    }
+    fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send {
+        flight.wait()
+    }
+}
+
+/// For sync functions: every wait blocks the thread, so each future is
+/// ready when first polled.
+struct BlockingIo<'a>(&'a Store);
+
+impl CallIo for BlockingIo<'_> {
+    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send {
+        ready(self.0.read_blocking(key))
+    }
+    fn init_generation(
+        &self,
+        key: &str,
+        candidate: u64,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
+        ready(self.0.init_generation_blocking(key, candidate))
+    }
+    fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        ready(self.0.write_blocking(key, bytes, ttl))
+    }
+    fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send {
+        ready(flight.wait_blocking())
+    }
+}
+
+/// How often one call may look up again because a result in its shard
+/// landed meanwhile: enough to catch the one it missed, bounded so that
+/// constant landings cannot keep a call from computing its own.
+const MAX_LOOKS_AGAIN: u32 = 3;
 
 /// The generation written into global entries, which no user can invalidate.
 const GLOBAL_GENERATION: u64 = 0;

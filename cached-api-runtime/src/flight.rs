@@ -61,13 +61,25 @@ impl Flight {
 }
 
 /// The entries being computed in this process.
-#[derive(Default)]
 pub(crate) struct Flights {
     in_flight: Mutex<HashMap<FlightKey, Arc<Flight>>>,
-    /// Counts landings. A caller that missed, then finds no flight, may have
-    /// missed just before a leader stored the entry and left; if anything
-    /// landed since its lookup, it looks again instead of computing twice.
-    landings: AtomicU64,
+    /// Landings per shard of entries. A caller that missed, then finds no
+    /// flight, may have missed just before a leader stored the entry and
+    /// left; if anything in its shard landed since its lookup, it looks
+    /// again instead of computing twice. Shards keep other entries'
+    /// landings from sending it back needlessly.
+    landings: [AtomicU64; SHARDS],
+}
+
+const SHARDS: usize = 256;
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights {
+            in_flight: Mutex::default(),
+            landings: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 /// Whether the caller computes the entry, waits for who does, or looks again.
@@ -77,25 +89,42 @@ pub(crate) enum Role<'a> {
     LookAgain,
 }
 
-/// The landing count a caller saw before its lookup.
+/// The landing count of an entry's shard, as a caller saw it before its lookup.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Epoch(u64);
+pub(crate) struct Epoch {
+    shard: usize,
+    landings: u64,
+}
+
+/// A cheap multiplicative hash of the entry key: shards need spread, not secrecy.
+fn shard(entry: &str) -> usize {
+    let hash = entry.as_bytes().chunks(8).fold(0u64, |hash, chunk| {
+        let mut word = [0; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95)
+    });
+    (hash >> 56) as usize % SHARDS
+}
 
 impl Flights {
     /// Taken before a lookup, handed to [`join`](Self::join) after it.
-    pub(crate) fn epoch(&self) -> Epoch {
-        Epoch(self.landings.load(Ordering::Acquire))
+    pub(crate) fn epoch(&self, entry: &str) -> Epoch {
+        let shard = shard(entry);
+        Epoch {
+            shard,
+            landings: self.landings[shard].load(Ordering::Acquire),
+        }
     }
 
-    /// Joins the computation of `entry` at `generation`. `LookAgain` at most
-    /// once per call: pass `None` as `seen` on the second try.
+    /// Joins the computation of `entry` at `generation`; `LookAgain` if
+    /// there is none but something landed since `seen` (`None`: never).
     pub(crate) fn join(&self, entry: &str, generation: u64, seen: Option<Epoch>) -> Role<'_> {
         let key = (entry.to_owned(), generation);
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = in_flight.get(&key) {
             return Role::Follower(Arc::clone(flight));
         }
-        if seen.is_some_and(|seen| seen != self.epoch()) {
+        if seen.is_some_and(|seen| seen != self.epoch(entry)) {
             return Role::LookAgain;
         }
         let flight = Arc::new(Flight::default());
@@ -131,7 +160,7 @@ impl Drop for Leader<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         in_flight.remove(&self.key);
-        self.flights.landings.fetch_add(1, Ordering::Release);
+        self.flights.landings[shard(&self.key.0)].fetch_add(1, Ordering::Release);
         drop(in_flight);
         let outcome = std::mem::replace(&mut self.outcome, Outcome::Abandoned);
         *self.flight.outcome() = Some(outcome);

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
 use cached_api::cached_api;
@@ -168,6 +168,7 @@ pub struct Gate {
     /// Callers that have started; the body waits for all of them.
     started: Mutex<usize>,
     all_started: Notify,
+    all_started_blocking: Condvar,
     expected: usize,
     /// For the stale-write race: body and test meet twice.
     meet: Option<Barrier>,
@@ -203,6 +204,7 @@ impl Gate {
         *started += 1;
         if *started >= self.expected {
             self.all_started.notify_waiters();
+            self.all_started_blocking.notify_all();
         }
     }
 
@@ -216,6 +218,15 @@ impl Gate {
         }
     }
 
+    fn wait_all_started_blocking(&self) {
+        let started = self.started.lock().unwrap();
+        drop(
+            self.all_started_blocking
+                .wait_while(started, |started| *started < self.expected)
+                .unwrap(),
+        );
+    }
+
     pub async fn meet(&self) {
         self.meet.as_ref().expect("a meeting gate").wait().await;
     }
@@ -223,15 +234,23 @@ impl Gate {
 
 /// Waits for every caller to start before returning: all of them miss
 /// together, and only single-flight keeps the body to one run.
-#[cached_api(key = "{tag}")]
+#[cached_api(key = "{tag}", name = "behaviour::slow")]
 pub async fn slow(tag: String) -> String {
     ran(&tag);
     gate(&tag).wait_all_started().await;
     format!("computed {tag}")
 }
 
-/// Panics on its first run, after every caller has started.
+/// [`slow`] for sync functions: the waiting happens on threads.
 #[cached_api(key = "{tag}")]
+pub fn slow_sync(tag: &str) -> String {
+    ran(tag);
+    gate(tag).wait_all_started_blocking();
+    format!("computed {tag}")
+}
+
+/// Panics on its first run, after every caller has started.
+#[cached_api(key = "{tag}", name = "behaviour::panics_first")]
 pub async fn panics_first(tag: String) -> String {
     if ran(&tag) == 1 {
         gate(&tag).wait_all_started().await;
@@ -395,8 +414,30 @@ macro_rules! behaviour_tests {
                 for call in calls {
                     assert_eq!(call.await.unwrap(), format!("computed {tag}"));
                 }
-                assert_eq!(runs(&tag), 1, "64 concurrent misses must run the body once");
+                let stats = cached_api::stats().function("behaviour::slow");
+                assert_eq!(runs(&tag), 1, "64 concurrent misses must run the body once: {stats:?}");
             });
+        }
+
+        #[test]
+        fn concurrent_first_calls_of_a_sync_function_run_the_body_once() {
+            setup();
+            let tag = unique("stampede-sync");
+            let gate = set_gate(&tag, 16, false);
+            std::thread::scope(|scope| {
+                let calls: Vec<_> = (0..16)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            gate.start();
+                            slow_sync(&tag)
+                        })
+                    })
+                    .collect();
+                for call in calls {
+                    assert_eq!(call.join().unwrap(), format!("computed {tag}"));
+                }
+            });
+            assert_eq!(runs(&tag), 1, "16 concurrent misses on threads must run the body once");
         }
 
         #[test]
@@ -425,7 +466,8 @@ macro_rules! behaviour_tests {
                     }
                 }
                 assert_eq!(panicked, 1, "only the leader panics");
-                assert_eq!(runs(&tag), 2, "one follower takes over, the rest share its result");
+                let stats = cached_api::stats().function("behaviour::panics_first");
+                assert_eq!(runs(&tag), 2, "one follower takes over, the rest share its result: {stats:?}");
             });
         }
 

@@ -13,7 +13,28 @@ mod valid;
 
 use proc_macro::TokenStream;
 
-/// Caches the function's result; see the `cached-api` crate.
+/// Turns a `fn` or `async fn` into a cache-aside wrapper: look the result up,
+/// run the body only on a miss, store what it returned.
+///
+/// ```rust,ignore
+/// #[cached_api(key = "profile:{id}", user = user_id, ttl = "15m")]
+/// async fn get_profile(user_id: u64, id: u64) -> Result<Profile, ApiError> { /* … */ }
+/// ```
+///
+/// | argument | form | meaning |
+/// |---|---|---|
+/// | `key` | `"profile:{id}"` or an expression | the entry's key; `{arg}` takes an argument's `Display` form. Default: every argument not in `user` |
+/// | `user` | an expression over the arguments | owner of the entry, dropped by `invalidate_user`. Default: a global entry |
+/// | `ttl` | seconds (`90`) or `"30s"`, `"15m"`, `"24h"`, `"7d"` | time to live. Default: the cache's default |
+/// | `error_ttl` | as `ttl` | also cache `Err`, this long (`Result` only) |
+/// | `none` | `true` / `false` | also cache `None` (`Option` only) |
+/// | `version` | integer | bump to orphan entries of an older stored type |
+/// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
+///
+/// A `Result` caches its `Ok` value, an `Option` its `Some` value, anything
+/// else the whole value; the stored type must implement `serde::Serialize`
+/// and `serde::Deserialize`. Mistakes in the arguments are compile errors
+/// on the offending token.
 #[proc_macro_attribute]
 pub fn cached_api(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

@@ -20,3 +20,4 @@ fi
 redis-server --version
 
 cargo test --workspace
+cargo test --features metrics --test metrics

@@ -316,9 +316,9 @@ impl Cache {
             return Lookup::Miss(Some(generation));
         };
         match self.unseal::<P, R>(spec, codec, &bytes, expected) {
-            Some(value) => {
-                spec.counters.count(Event::Hit);
-                tracing::debug!(function = spec.id(), "cache hit");
+            Some((value, header)) => {
+                spec.record(Event::Hit);
+                tracing::debug!(function = spec.id(), age_ms = header.age_ms(), "cache hit");
                 Lookup::Hit(value)
             }
             None => Lookup::Miss(Some(generation)),
@@ -335,9 +335,11 @@ impl Cache {
     ) -> Option<Option<R>> {
         match outcome {
             Outcome::Value(bytes) => {
-                let shared = self.unseal::<P, R>(spec, codec, &bytes, None);
+                let shared = self
+                    .unseal::<P, R>(spec, codec, &bytes, None)
+                    .map(|(value, _)| value);
                 if shared.is_some() {
-                    spec.counters.count(Event::Hit);
+                    spec.record(Event::Hit);
                     tracing::debug!(function = spec.id(), "shared result of a concurrent call");
                 }
                 Some(shared)
@@ -355,7 +357,7 @@ impl Cache {
         codec: TypedCodec<P::Stored>,
         bytes: &[u8],
         generation: Option<u64>,
-    ) -> Option<R> {
+    ) -> Option<(R, Header)> {
         let (header, payload) = Header::open(bytes)?;
         let current = header.version == spec.version()
             && header.fingerprint == codec.fingerprint()
@@ -363,7 +365,8 @@ impl Cache {
         if !current {
             return None;
         }
-        codec.decode(payload).map(P::restore)
+        let value = codec.decode(payload).map(P::restore)?;
+        Some((value, header))
     }
 
     /// The bytes to store for `value` and their TTL; `None` if it is not cached.
@@ -379,6 +382,7 @@ impl Cache {
             version: spec.version(),
             fingerprint: codec.fingerprint(),
             generation,
+            stored_at_ms: Header::now_ms(),
         };
         let ttl = match lifetime {
             Lifetime::Value => spec.ttl(self.inner.config.default_ttl),
@@ -395,7 +399,7 @@ impl Cache {
         match existing {
             Ok(Some(generation)) => Some(generation),
             Ok(None) => {
-                spec.counters.count(Event::Error);
+                spec.record(Event::Error);
                 tracing::warn!(
                     function = spec.id(),
                     "user generation holds foreign bytes; not caching until the user is invalidated"
@@ -414,7 +418,7 @@ impl Cache {
     }
 
     fn uncached<R>(&self, spec: &'static FnSpec, value: R) -> R {
-        spec.counters.count(Event::Miss);
+        spec.record(Event::Miss);
         tracing::debug!(function = spec.id(), "cache miss");
         value
     }
@@ -422,7 +426,7 @@ impl Cache {
     fn record_write(&self, spec: &'static FnSpec, key: &EntryKey, written: Result<(), Error>) {
         match written {
             Ok(()) => {
-                spec.counters.count(Event::Set);
+                spec.record(Event::Set);
                 tracing::debug!(function = spec.id(), "cache set");
             }
             Err(error) => {
@@ -525,18 +529,18 @@ fn new_generation(key: &EntryKey) -> (&str, u64) {
 }
 
 fn record_error(spec: &'static FnSpec, error: &Error, what: &'static str) {
-    spec.counters.count(Event::Error);
+    spec.record(Event::Error);
     tracing::warn!(function = spec.id(), %error, "{what}");
 }
 
 fn record_invalidation(result: Result<(), Error>) -> Result<(), Error> {
     match &result {
         Ok(()) => {
-            stats::PROCESS.count(Event::Invalidation);
+            stats::record_process(Event::Invalidation);
             tracing::debug!("invalidated user");
         }
         Err(error) => {
-            stats::PROCESS.count(Event::Error);
+            stats::record_process(Event::Error);
             tracing::error!(%error, "invalidation failed; entries of the user may still be served");
         }
     }

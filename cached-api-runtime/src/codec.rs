@@ -1,6 +1,8 @@
 //! How values become bytes: a [`Codec`] for the payload inside an envelope
 //! whose header says which format, function version, type and user
-//! generation wrote it.
+//! generation wrote it, and when.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -78,7 +80,7 @@ impl<T> TypedCodec<T> {
 
 const MAGIC: u8 = 0xCA;
 const FORMAT: u8 = 1;
-const HEADER_LEN: usize = 2 + 4 + 8 + 8;
+const HEADER_LEN: usize = 2 + 4 + 8 + 8 + 8;
 
 /// What an envelope's header records besides the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +91,24 @@ pub(crate) struct Header {
     pub(crate) fingerprint: u64,
     /// The user's generation seen before the value was computed; 0 for global entries.
     pub(crate) generation: u64,
+    /// When the value was stored, in milliseconds since the Unix epoch.
+    pub(crate) stored_at_ms: u64,
 }
 
 impl Header {
+    pub(crate) fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            })
+    }
+
+    /// How long ago the value was stored (0 if the clocks disagree).
+    pub(crate) fn age_ms(&self) -> u64 {
+        Header::now_ms().saturating_sub(self.stored_at_ms)
+    }
+
     /// Writes header then payload; `None` if the codec refused the value.
     pub(crate) fn seal<T>(self, codec: TypedCodec<T>, value: &T) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + 64);
@@ -100,6 +117,7 @@ impl Header {
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.stored_at_ms.to_le_bytes());
         match (codec.encode)(value, &mut out) {
             Ok(()) => Some(out),
             Err(error) => {
@@ -120,6 +138,7 @@ impl Header {
             version: u32::from_le_bytes(head[2..6].try_into().unwrap()),
             fingerprint: u64_at(6),
             generation: u64_at(14),
+            stored_at_ms: u64_at(22),
         };
         Some((header, payload))
     }
@@ -133,6 +152,7 @@ mod tests {
         version: 3,
         fingerprint: 7,
         generation: 9,
+        stored_at_ms: 11,
     };
 
     #[test]

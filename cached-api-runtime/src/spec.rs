@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::key;
-use crate::stats::{self, FnCounters};
+use crate::stats::{self, Event, FnCounters};
 
 /// The compile-time description of one `#[cached_api]` function.
 ///
@@ -46,6 +46,13 @@ impl FnSpec {
     /// The function id used in keys, stats and logs.
     pub fn id(&self) -> &'static str {
         self.id
+    }
+
+    /// Counts `event` for this function (and, with the `metrics` feature,
+    /// emits it labelled by the function id).
+    pub(crate) fn record(&self, event: Event) {
+        self.counters.count(event);
+        stats::emit(Some(self.id), event);
     }
 
     pub(crate) fn version(&self) -> u32 {

@@ -63,7 +63,33 @@ impl FnCounters {
 }
 
 static FUNCTIONS: Mutex<Vec<&'static FnSpec>> = Mutex::new(Vec::new());
-pub(crate) static PROCESS: FnCounters = FnCounters::new();
+static PROCESS: FnCounters = FnCounters::new();
+
+/// Counts an event that belongs to no function, such as `invalidate_user`.
+pub(crate) fn record_process(event: Event) {
+    PROCESS.count(event);
+    emit(None, event);
+}
+
+/// Emits `event` through the `metrics` facade, labelled by function id
+/// (never by key or user, whose values are unbounded and may be personal).
+#[cfg(feature = "metrics")]
+pub(crate) fn emit(function: Option<&'static str>, event: Event) {
+    let name = match event {
+        Event::Hit => "cached_api_hits_total",
+        Event::Miss => "cached_api_misses_total",
+        Event::Set => "cached_api_sets_total",
+        Event::Invalidation => "cached_api_invalidations_total",
+        Event::Error => "cached_api_errors_total",
+    };
+    match function {
+        Some(function) => metrics::counter!(name, "function" => function).increment(1),
+        None => metrics::counter!(name).increment(1),
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn emit(_: Option<&'static str>, _: Event) {}
 
 pub(crate) fn register(spec: &'static FnSpec) {
     FUNCTIONS

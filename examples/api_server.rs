@@ -1,0 +1,351 @@
+//! The reference service: the caching plan of a typical API, on axum.
+//!
+//! ```sh
+//! cargo run --example api_server                                        # embedded store
+//! CACHED_API_REDIS_URL=redis://127.0.0.1:6379/ cargo run --example api_server   # Redis
+//! ```
+//!
+//! Listens on `API_SERVER_ADDR` (default `127.0.0.1:3000`); the caller's
+//! identity comes from the `x-user-id` header. `API_SERVER_LOG=debug` shows
+//! the cache's hit/miss/set/invalidate events.
+//!
+//! | endpoint | cached as | ttl |
+//! |---|---|---|
+//! | `GET /plans` | global | 24h |
+//! | `GET /profile`, `PUT /profile` | per user; the PUT drops the user's entries | 15m |
+//! | `GET /rate-limit` | per user, keyed by the minute | 2m |
+//! | `GET /questionnaires/{id}` | per user; a 404 is not cached | 5m |
+//! | `POST /summarize` | global, keyed by the SHA-256 of the body | 7d |
+//! | `GET /health` | global | 30s |
+//! | `GET /stats` | not cached: the cache's own counters | |
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cached_api::cached_api;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What the handlers share: the data source and the clock.
+#[derive(Clone, Default)]
+pub struct AppState {
+    pub source: Arc<Source>,
+    pub clock: Clock,
+}
+
+/// Wall-clock seconds, which tests may move forward.
+#[derive(Clone, Default)]
+pub struct Clock {
+    skew_secs: Arc<AtomicU64>,
+}
+
+impl Clock {
+    pub fn now_secs(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        now.as_secs() + self.skew_secs.load(Ordering::Relaxed)
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.skew_secs.fetch_add(by.as_secs(), Ordering::Relaxed);
+    }
+}
+
+/// The slow systems behind the API, with a count of how often each was asked.
+#[derive(Default)]
+pub struct Source {
+    profiles: Mutex<HashMap<String, Profile>>,
+    pub reads: Reads,
+    /// Simulated latency of every read.
+    pub latency: Duration,
+}
+
+/// Reads of the source per endpoint: a cache hit adds none.
+#[derive(Default)]
+pub struct Reads {
+    pub plans: AtomicU64,
+    pub profile: AtomicU64,
+    pub rate_limit: AtomicU64,
+    pub questionnaire: AtomicU64,
+    pub summarize: AtomicU64,
+    pub health: AtomicU64,
+}
+
+impl Source {
+    async fn read(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub monthly_cents: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub user_id: String,
+    pub display_name: String,
+    pub bio: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_start: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Questionnaire {
+    pub id: u32,
+    pub title: String,
+    pub questions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub prompt_sha256: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProfileUpdate {
+    pub display_name: String,
+    pub bio: String,
+}
+
+/// The source had nothing under this id.
+#[derive(Debug)]
+pub struct NotFound;
+
+#[cached_api(key = "all", ttl = "24h", name = "plans")]
+async fn plans(source: &Source) -> Vec<Plan> {
+    source.read(&source.reads.plans).await;
+    vec![
+        Plan {
+            id: "free".into(),
+            monthly_cents: 0,
+        },
+        Plan {
+            id: "pro".into(),
+            monthly_cents: 1_500,
+        },
+    ]
+}
+
+#[cached_api(key = "profile", user = user_id, ttl = "15m", name = "profile")]
+async fn profile(source: &Source, user_id: &str) -> Profile {
+    source.read(&source.reads.profile).await;
+    let stored = source.profiles.lock().unwrap().get(user_id).cloned();
+    stored.unwrap_or_else(|| Profile {
+        user_id: user_id.to_owned(),
+        display_name: format!("user {user_id}"),
+        bio: String::new(),
+    })
+}
+
+/// One entry per user and minute: a new minute is a new key, so the old
+/// window's entry simply expires.
+#[cached_api(key = "{minute}", user = user_id, ttl = "2m", name = "rate_limit")]
+async fn rate_limit(source: &Source, user_id: &str, minute: u64) -> RateLimit {
+    source.read(&source.reads.rate_limit).await;
+    let _ = user_id;
+    RateLimit {
+        limit: 100,
+        window_start: minute * 60,
+    }
+}
+
+/// Ids above 100 do not exist; `Err` is never cached, so each 404 asks again.
+#[cached_api(key = "{id}", user = user_id, ttl = "5m", name = "questionnaire")]
+async fn questionnaire(source: &Source, user_id: &str, id: u32) -> Result<Questionnaire, NotFound> {
+    source.read(&source.reads.questionnaire).await;
+    let _ = user_id;
+    if id > 100 {
+        return Err(NotFound);
+    }
+    Ok(Questionnaire {
+        id,
+        title: format!("questionnaire {id}"),
+        questions: vec!["How are you?".into(), "Anything else?".into()],
+    })
+}
+
+/// The prompt-hash pattern: an expensive external call keyed by a digest
+/// of its input, kept for a week.
+#[cached_api(key = "{prompt_sha256}", ttl = "7d", name = "summarize")]
+async fn summarize(source: &Source, prompt_sha256: &str, prompt: &str) -> Summary {
+    source.read(&source.reads.summarize).await;
+    let words = prompt.split_whitespace().count();
+    Summary {
+        prompt_sha256: prompt_sha256.to_owned(),
+        summary: format!(
+            "{words} words, starting with {:?}",
+            prompt.split_whitespace().next()
+        ),
+    }
+}
+
+#[cached_api(key = "health", ttl = "30s", name = "health")]
+async fn health(source: &Source) -> Health {
+    source.read(&source.reads.health).await;
+    Health {
+        status: "ok".into(),
+    }
+}
+
+/// An error answered as `{"error": …}` with its status.
+pub struct ApiError(StatusCode, &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn user_id(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get("x-user-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+        .ok_or(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "send the caller's id in the x-user-id header",
+        ))
+}
+
+async fn get_plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
+    Json(plans(&state.source).await)
+}
+
+async fn get_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Profile>, ApiError> {
+    let user_id = user_id(&headers)?;
+    Ok(Json(profile(&state.source, &user_id).await))
+}
+
+/// Stores the profile, then drops every cached entry of the user. If the
+/// invalidation fails, the write stands but the response says so: cached
+/// copies may be served until they expire (15 minutes at most).
+async fn put_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(update): Json<ProfileUpdate>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user_id = user_id(&headers)?;
+    let stored = Profile {
+        user_id: user_id.clone(),
+        display_name: update.display_name,
+        bio: update.bio,
+    };
+    state
+        .source
+        .profiles
+        .lock()
+        .unwrap()
+        .insert(user_id.clone(), stored.clone());
+    let invalidated = match cached_api::invalidate_user(&user_id).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, "profile saved but its cached copies were not invalidated");
+            false
+        }
+    };
+    Ok(Json(
+        serde_json::json!({ "profile": stored, "cache_invalidated": invalidated }),
+    ))
+}
+
+async fn get_rate_limit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RateLimit>, ApiError> {
+    let user_id = user_id(&headers)?;
+    let minute = state.clock.now_secs() / 60;
+    Ok(Json(rate_limit(&state.source, &user_id, minute).await))
+}
+
+async fn get_questionnaire(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<u32>,
+) -> Result<Json<Questionnaire>, ApiError> {
+    let user_id = user_id(&headers)?;
+    questionnaire(&state.source, &user_id, id)
+        .await
+        .map(Json)
+        .map_err(|NotFound| ApiError(StatusCode::NOT_FOUND, "no such questionnaire"))
+}
+
+async fn post_summarize(State(state): State<AppState>, prompt: String) -> Json<Summary> {
+    let digest = Sha256::digest(prompt.as_bytes());
+    let prompt_sha256: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    Json(summarize(&state.source, &prompt_sha256, &prompt).await)
+}
+
+async fn get_health(State(state): State<AppState>) -> Json<Health> {
+    Json(health(&state.source).await)
+}
+
+async fn get_stats() -> Json<cached_api::Stats> {
+    Json(cached_api::stats())
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/plans", get(get_plans))
+        .route("/profile", get(get_profile).put(put_profile))
+        .route("/rate-limit", get(get_rate_limit))
+        .route("/questionnaires/{id}", get(get_questionnaire))
+        .route("/summarize", post(post_summarize))
+        .route("/health", get(get_health))
+        .route("/stats", get(get_stats))
+        .with_state(state)
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let level = match std::env::var("API_SERVER_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt().with_max_level(level).init();
+
+    let addr = std::env::var("API_SERVER_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let store = match std::env::var(cached_api::config::ENV_REDIS_URL) {
+        Ok(url) => format!("Redis at {url}"),
+        Err(_) => "the embedded store".to_owned(),
+    };
+    let state = AppState {
+        source: Arc::new(Source {
+            latency: Duration::from_millis(200),
+            ..Source::default()
+        }),
+        clock: Clock::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    tracing::info!("listening on http://{addr}, caching in {store}");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

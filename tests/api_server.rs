@@ -1,0 +1,245 @@
+//! The reference service over HTTP, on a real redis-server: what a client
+//! of `examples/api_server.rs` sees, including while Redis dies under it.
+
+#[path = "../examples/api_server.rs"]
+#[allow(dead_code)]
+mod api_server;
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use api_server::{AppState, Profile};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::RedisServer;
+
+struct Service {
+    base: String,
+    state: AppState,
+    http: reqwest::Client,
+}
+
+impl Service {
+    async fn get(&self, path: &str, user: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(user) = user {
+            request = request.header("x-user-id", user);
+        }
+        let response = request.send().await.expect("the service answers");
+        (
+            response.status(),
+            response.json().await.expect("a JSON body"),
+        )
+    }
+
+    async fn put_profile(&self, user: &str, name: &str) -> Value {
+        let response = self
+            .http
+            .put(format!("{}/profile", self.base))
+            .header("x-user-id", user)
+            .json(&serde_json::json!({ "display_name": name, "bio": "" }))
+            .send()
+            .await
+            .expect("the service answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("a JSON body")
+    }
+
+    async fn summarize(&self, prompt: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/summarize", self.base))
+            .body(prompt.to_owned())
+            .send()
+            .await
+            .expect("the service answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("a JSON body")
+    }
+
+    fn reads(&self, counter: impl Fn(&api_server::Reads) -> &std::sync::atomic::AtomicU64) -> u64 {
+        counter(&self.state.source.reads).load(Ordering::SeqCst)
+    }
+
+    async fn stats(&self, function: &str) -> Value {
+        let (status, stats) = self.get("/stats", None).await;
+        assert_eq!(status, StatusCode::OK);
+        stats["functions"][function].clone()
+    }
+}
+
+fn profile(body: &Value) -> Profile {
+    serde_json::from_value(body.clone()).expect("a profile")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_service_caches_per_plan_and_survives_redis_dying() {
+    let redis = RedisServer::start();
+    let cache = cached_api::Cache::builder()
+        .redis_url(redis.url())
+        .prefix("api")
+        .op_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+
+    let state = AppState::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, api_server::router(state.clone())).into_future());
+    let svc = Service {
+        base,
+        state,
+        http: reqwest::Client::new(),
+    };
+
+    // A second GET is a hit: the source is read once, and /stats says so.
+    let (status, first) = svc.get("/profile", Some("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, second) = svc.get("/profile", Some("alice")).await;
+    assert_eq!(first, second);
+    assert_eq!(profile(&first).display_name, "user alice");
+    assert_eq!(
+        svc.reads(|r| &r.profile),
+        1,
+        "the second GET /profile is served from Redis"
+    );
+    let stats = svc.stats("profile").await;
+    assert_eq!(
+        (stats["hits"].as_u64(), stats["misses"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert_eq!(stats["hit_rate"].as_f64(), Some(0.5));
+
+    // No user, no profile.
+    let (status, body) = svc.get("/profile", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["error"].as_str().unwrap().contains("x-user-id"),
+        "{body}"
+    );
+
+    // Two users never see each other's profile.
+    let (_, bob) = svc.get("/profile", Some("bob")).await;
+    assert_eq!(profile(&bob).user_id, "bob");
+    let (_, alice) = svc.get("/profile", Some("alice")).await;
+    assert_eq!(profile(&alice).user_id, "alice");
+
+    // PUT then GET shows the change at once, and only alice's entries went.
+    let put = svc.put_profile("alice", "Alice A.").await;
+    assert_eq!(put["cache_invalidated"], Value::Bool(true));
+    let (_, alice) = svc.get("/profile", Some("alice")).await;
+    assert_eq!(profile(&alice).display_name, "Alice A.");
+    let reads_before_bob = svc.reads(|r| &r.profile);
+    let (_, bob_again) = svc.get("/profile", Some("bob")).await;
+    assert_eq!(bob_again, bob);
+    assert_eq!(
+        svc.reads(|r| &r.profile),
+        reads_before_bob,
+        "bob stays cached"
+    );
+
+    // The rate-limit entry lives for its minute; the next minute is a new entry.
+    let (_, window) = svc.get("/rate-limit", Some("alice")).await;
+    let (_, same) = svc.get("/rate-limit", Some("alice")).await;
+    assert_eq!(window, same);
+    assert_eq!(svc.reads(|r| &r.rate_limit), 1);
+    svc.state.clock.advance(Duration::from_secs(60));
+    let (_, next) = svc.get("/rate-limit", Some("alice")).await;
+    assert_eq!(
+        svc.reads(|r| &r.rate_limit),
+        2,
+        "a new minute reads the source again"
+    );
+    assert_eq!(
+        next["window_start"].as_u64().unwrap() - window["window_start"].as_u64().unwrap(),
+        60
+    );
+
+    // A questionnaire is cached; a 404 is asked again every time.
+    for _ in 0..2 {
+        let (status, body) = svc.get("/questionnaires/7", Some("alice")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["id"], 7);
+    }
+    assert_eq!(svc.reads(|r| &r.questionnaire), 1);
+    for _ in 0..3 {
+        let (status, body) = svc.get("/questionnaires/404", Some("alice")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].is_string());
+    }
+    assert_eq!(
+        svc.reads(|r| &r.questionnaire),
+        4,
+        "each 404 reads the source"
+    );
+
+    // Global entries: plans, health, and the prompt-hash summary.
+    for _ in 0..2 {
+        assert_eq!(svc.get("/plans", None).await.1[1]["id"], "pro");
+        assert_eq!(svc.get("/health", None).await.1["status"], "ok");
+        assert!(
+            svc.summarize("one two three").await["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("3 words")
+        );
+    }
+    assert_eq!(
+        (
+            svc.reads(|r| &r.plans),
+            svc.reads(|r| &r.health),
+            svc.reads(|r| &r.summarize)
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        svc.summarize("four").await["summary"].as_str().unwrap(),
+        "1 words, starting with Some(\"four\")"
+    );
+
+    // Redis dies: every request still answers 200 with the right body.
+    redis.kill();
+    let errors_before = svc.get("/stats", None).await.1["total"]["errors"]
+        .as_u64()
+        .unwrap();
+    for round in 0..3 {
+        let (status, alice) = svc.get("/profile", Some("alice")).await;
+        assert_eq!(status, StatusCode::OK, "round {round}");
+        assert_eq!(profile(&alice).display_name, "Alice A.");
+        let (status, bob) = svc.get("/profile", Some("bob")).await;
+        assert_eq!(
+            (status, profile(&bob).user_id.as_str()),
+            (StatusCode::OK, "bob")
+        );
+        let (status, plans) = svc.get("/plans", None).await;
+        assert_eq!(
+            (status, plans[0]["id"].as_str()),
+            (StatusCode::OK, Some("free"))
+        );
+        let (status, window) = svc.get("/rate-limit", Some("alice")).await;
+        assert_eq!(
+            (status, window["limit"].as_u64()),
+            (StatusCode::OK, Some(100))
+        );
+        let (status, health) = svc.get("/health", None).await;
+        assert_eq!(
+            (status, health["status"].as_str()),
+            (StatusCode::OK, Some("ok"))
+        );
+    }
+    let put = svc.put_profile("alice", "Alice B.").await;
+    assert_eq!(
+        put["cache_invalidated"],
+        Value::Bool(false),
+        "a failed invalidation is reported"
+    );
+    let (_, alice) = svc.get("/profile", Some("alice")).await;
+    assert_eq!(profile(&alice).display_name, "Alice B.");
+    let errors_after = svc.get("/stats", None).await.1["total"]["errors"]
+        .as_u64()
+        .unwrap();
+    assert!(errors_after > errors_before, "the failures are counted");
+}

@@ -1,40 +1,59 @@
 //! Redis failing under the cache: calls still answer correctly (fail open),
-//! invalidations say they failed. The server is a real redis-server that
-//! the test kills; the second test starts with nothing listening at all.
+//! the circuit breaker stops them paying timeouts, invalidations say they
+//! failed, and caching resumes by itself when Redis is back.
+//!
+//! Each scenario runs in a child process of its own, with its own
+//! redis-server and process-wide cache, so that killing or pausing one
+//! server disturbs no other test.
 
 mod behaviour;
 mod support;
 
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use behaviour::*;
 use support::RedisServer;
 
-static SERVER: Mutex<Option<RedisServer>> = Mutex::new(None);
+const OP_TIMEOUT: Duration = Duration::from_millis(200);
+/// Long enough that no probe happens while a test counts.
+const NO_PROBE: Duration = Duration::from_secs(600);
+/// Short, for tests that wait for caching to resume.
+const QUICK_PROBE: Duration = Duration::from_millis(100);
 
-fn setup() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        if support::is_child() {
-            return;
-        }
-        let server = RedisServer::start();
-        let cache = cached_api::Cache::builder()
-            .redis_url(server.url())
-            .prefix("f")
-            .op_timeout(Duration::from_millis(200))
-            .build()
-            .unwrap();
-        cached_api::set_global(cache).unwrap();
-        *SERVER.lock().unwrap() = Some(server);
-    });
+/// In the child: a server and the process-wide cache on it.
+fn start(cooldown: Duration) -> RedisServer {
+    let server = RedisServer::start();
+    let cache = cached_api::Cache::builder()
+        .redis_url(server.url())
+        .prefix("f")
+        .op_timeout(OP_TIMEOUT)
+        .breaker_cooldown(cooldown)
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+    server
 }
 
-use behaviour::*;
+/// Runs the scenario `name` in a child process; true when this is that child.
+fn in_child(name: &str) -> bool {
+    if !support::is_child() {
+        support::run_in_child(name, &[]);
+    }
+    support::is_child()
+}
+
+fn stats() -> cached_api::Stats {
+    cached_api::stats()
+}
 
 #[test]
-fn a_killed_server_fails_open_and_invalidation_reports_it() {
-    setup();
+fn a_killed_server_fails_open_and_the_breaker_stops_paying_timeouts() {
+    if !in_child("a_killed_server_fails_open_and_the_breaker_stops_paying_timeouts") {
+        return;
+    }
+    let server = start(NO_PROBE);
     let user = unique("killed");
     run({
         let user = user.clone();
@@ -46,23 +65,22 @@ fn a_killed_server_fails_open_and_invalidation_reports_it() {
     });
     assert_eq!(profile_sync(&user, 1), "v1:1");
 
-    SERVER.lock().unwrap().take().expect("the server").kill();
-    let errors_before = cached_api::stats().total.errors;
-
+    server.kill();
+    let before = stats();
     run({
         let user = user.clone();
         async move {
             set_source(&user, "v2");
-            for round in 1..=3 {
+            for round in 1..=5 {
                 let answer = profile(user.clone(), 1)
                     .await
-                    .expect("the call itself never fails");
+                    .expect("the call never fails");
                 assert_eq!(
                     answer.value, "v2",
                     "round {round}: the function ran and answered"
                 );
             }
-            assert_eq!(profile_runs(&user, 1), 4, "every call ran the function");
+            assert_eq!(profile_runs(&user, 1), 6, "every call ran the function");
             let error = cached_api::invalidate_user(&user).await.unwrap_err();
             assert!(error.to_string().contains("redis"), "{error}");
         }
@@ -71,12 +89,112 @@ fn a_killed_server_fails_open_and_invalidation_reports_it() {
     assert_eq!(profile_sync(&user, 2), "v2:2");
     assert!(cached_api::blocking::invalidate_user(&user).is_err());
 
-    let stats = cached_api::stats();
-    assert!(
-        stats.total.errors >= errors_before + 7,
-        "each failed read and invalidation is counted: {:?}",
-        stats.total
+    let after = stats();
+    assert_eq!(after.breaker.opened - before.breaker.opened, 1, "{after:?}");
+    assert!(after.breaker.open);
+    // Three reads failed and opened the circuit; the other four reads were
+    // turned away without waiting; both invalidations were tried and failed.
+    assert_eq!(after.total.errors - before.total.errors, 3 + 2, "{after:?}");
+    assert_eq!(
+        after.breaker.short_circuited - before.breaker.short_circuited,
+        4,
+        "{after:?}"
     );
+}
+
+#[test]
+fn caching_resumes_after_a_kill_and_restart_under_load() {
+    if !in_child("caching_resumes_after_a_kill_and_restart_under_load") {
+        return;
+    }
+    let server = start(QUICK_PROBE);
+    let port = server.port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let load: Vec<_> = (0..16)
+        .map(|worker| {
+            let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
+            rt().spawn(async move {
+                let user = format!("load-{worker}");
+                let mut id = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    id = (id + 1) % 4;
+                    let answer = profile(user.clone(), id).await.expect("never fails");
+                    assert_eq!(
+                        (answer.user.as_str(), answer.id),
+                        (user.as_str(), id),
+                        "wrong entry"
+                    );
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let progressed = |by: u64| {
+        let calls = Arc::clone(&calls);
+        let from = calls.load(Ordering::SeqCst);
+        move || calls.load(Ordering::SeqCst) >= from + by
+    };
+
+    run(wait_until(progressed(200)));
+    assert!(stats().total.hits > 0, "the load is served from Redis");
+
+    let opened = stats().breaker.opened;
+    server.kill();
+    run(wait_until(move || stats().breaker.opened > opened));
+    let skipped = stats().breaker.short_circuited;
+    run(wait_until(progressed(200)));
+    assert!(
+        stats().breaker.short_circuited > skipped,
+        "while the circuit is open, calls skip the dead server"
+    );
+
+    let restarted = RedisServer::start_on(port);
+    let hits = stats().total.hits;
+    run(wait_until(move || {
+        !stats().breaker.open && stats().total.hits > hits + 100
+    }));
+    stop.store(true, Ordering::SeqCst);
+    for worker in load {
+        rt().block_on(worker)
+            .expect("no worker saw a wrong or failed answer");
+    }
+    drop(restarted);
+}
+
+#[test]
+fn a_paused_server_times_out_into_the_function() {
+    if !in_child("a_paused_server_times_out_into_the_function") {
+        return;
+    }
+    let server = start(NO_PROBE);
+    let user = unique("paused");
+    run({
+        let user = user.clone();
+        async move {
+            profile(user.clone(), 1).await.unwrap();
+            server.pause();
+            for _ in 0..5 {
+                assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
+            }
+            let after = stats();
+            assert!(after.breaker.open, "timeouts open the circuit: {after:?}");
+            assert_eq!(after.total.errors, 3, "three timeouts: {after:?}");
+            assert_eq!(
+                after.breaker.short_circuited, 2,
+                "then no more waiting: {after:?}"
+            );
+            server.resume();
+            // An invalidation is always tried; its success closes the circuit.
+            cached_api::invalidate_user(&user).await.unwrap();
+            assert!(!stats().breaker.open);
+            profile(user.clone(), 1).await.unwrap();
+            let hits = stats().total.hits;
+            profile(user.clone(), 1).await.unwrap();
+            assert_eq!(stats().total.hits, hits + 1, "caching resumed");
+        }
+    });
 }
 
 #[test]
@@ -102,7 +220,7 @@ fn a_server_that_was_never_there_fails_open_from_the_start() {
         }
         assert_eq!(profile_runs(&user, 1), 3);
         assert!(cached_api::invalidate_user(&user).await.is_err());
-        assert!(cached_api::stats().total.errors >= 4);
+        assert!(stats().total.errors >= 4);
     });
     assert_eq!(profile_sync("absent-sync", 1), "v1:1");
     assert!(cached_api::blocking::invalidate_user(&"absent-sync").is_err());

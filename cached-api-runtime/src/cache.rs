@@ -93,6 +93,13 @@ impl CacheBuilder {
         self
     }
 
+    /// How long calls skip Redis after it failed
+    /// several times in a row, before one call probes it again (default 1 s).
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.breaker_cooldown = cooldown;
+        self
+    }
+
     /// Most idle connections kept for sync functions (default 8).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.config.pool_size = size;
@@ -117,7 +124,12 @@ impl CacheBuilder {
         let config = self.config;
         config.validate()?;
         let store = match &config.redis_url {
-            Some(url) => Store::Redis(RedisStore::new(url, config.op_timeout, config.pool_size)?),
+            Some(url) => Store::Redis(RedisStore::new(
+                url,
+                config.op_timeout,
+                config.breaker_cooldown,
+                config.pool_size,
+            )?),
             None => Store::Memory(MemoryStore::new(config.memory_capacity)),
         };
         Ok(Cache {
@@ -528,7 +540,13 @@ fn new_generation(key: &EntryKey) -> (&str, u64) {
     (gen_key, fresh_generation())
 }
 
+/// Counts and logs a store failure; a call the open circuit turned away is
+/// neither (the breaker counts those), or the log would repeat every call.
 fn record_error(spec: &'static FnSpec, error: &Error, what: &'static str) {
+    if let Error::CircuitOpen(_) = error {
+        tracing::trace!(function = spec.id(), "circuit open: {what}");
+        return;
+    }
     spec.record(Event::Error);
     tracing::warn!(function = spec.id(), %error, "{what}");
 }

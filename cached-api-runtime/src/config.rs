@@ -20,6 +20,7 @@ pub(crate) struct Config {
     pub(crate) prefix: String,
     pub(crate) default_ttl: Duration,
     pub(crate) op_timeout: Duration,
+    pub(crate) breaker_cooldown: Duration,
     pub(crate) pool_size: usize,
     pub(crate) memory_capacity: u64,
     pub(crate) disabled: bool,
@@ -32,6 +33,7 @@ impl Default for Config {
             prefix: "cached_api".to_owned(),
             default_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_millis(250),
+            breaker_cooldown: Duration::from_secs(1),
             pool_size: 8,
             memory_capacity: 100_000,
             disabled: false,
@@ -71,6 +73,7 @@ impl Config {
         for (what, value) in [
             ("default_ttl", self.default_ttl),
             ("op_timeout", self.op_timeout),
+            ("breaker_cooldown", self.breaker_cooldown),
         ] {
             if value.is_zero() {
                 return Err(Error::Config {

@@ -30,6 +30,10 @@ pub enum Error {
     #[error("redis did not answer within {0:?}; raise the op timeout or check the server's load")]
     Timeout(Duration),
 
+    /// Redis failed repeatedly; the call did not wait for it.
+    #[error("redis is failing: calls skip it, and one call every {0:?} probes whether it is back")]
+    CircuitOpen(Duration),
+
     /// `set_global` was called after the process-wide cache was set or used.
     #[error(
         "the process-wide cache is already set; call set_global once, before the first cached call"

@@ -7,6 +7,7 @@
 //! bytes under keys.
 
 mod backend;
+mod breaker;
 mod cache;
 mod codec;
 pub mod config;
@@ -23,7 +24,7 @@ pub use crate::codec::{Bincode, Codec, TypedCodec};
 pub use crate::error::Error;
 pub use crate::global::{blocking, global, invalidate_user, set_global};
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
-pub use crate::stats::{Counts, Stats, stats};
+pub use crate::stats::{BreakerStats, Counts, Stats, stats};
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes
 /// whenever the macro does.

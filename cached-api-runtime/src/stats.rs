@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
@@ -64,6 +64,22 @@ impl FnCounters {
 
 static FUNCTIONS: Mutex<Vec<&'static FnSpec>> = Mutex::new(Vec::new());
 static PROCESS: FnCounters = FnCounters::new();
+static BREAKERS_OPEN: AtomicI64 = AtomicI64::new(0);
+static BREAKER_OPENED: AtomicU64 = AtomicU64::new(0);
+static SHORT_CIRCUITS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn record_breaker_opened() {
+    BREAKER_OPENED.fetch_add(1, Relaxed);
+    BREAKERS_OPEN.fetch_add(1, Relaxed);
+}
+
+pub(crate) fn record_breaker_closed() {
+    BREAKERS_OPEN.fetch_sub(1, Relaxed);
+}
+
+pub(crate) fn record_short_circuit() {
+    SHORT_CIRCUITS.fetch_add(1, Relaxed);
+}
 
 /// Counts an event that belongs to no function, such as `invalidate_user`.
 pub(crate) fn record_process(event: Event) {
@@ -147,6 +163,18 @@ impl Serialize for Counts {
     }
 }
 
+/// The circuit breaker of the Redis store (see the README's failure policy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct BreakerStats {
+    /// Whether the circuit is open now: calls skip Redis.
+    pub open: bool,
+    /// How often it opened.
+    pub opened: u64,
+    /// Store operations skipped, without waiting, while it was open.
+    pub short_circuited: u64,
+}
+
 /// Counts of every cached function that has been called, and their total.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[non_exhaustive]
@@ -155,6 +183,8 @@ pub struct Stats {
     pub functions: BTreeMap<&'static str, Counts>,
     /// All functions plus events of no function (`invalidate_user`).
     pub total: Counts,
+    /// The Redis circuit breaker.
+    pub breaker: BreakerStats,
 }
 
 impl Stats {
@@ -173,6 +203,11 @@ impl Stats {
 pub fn stats() -> Stats {
     let mut stats = Stats {
         total: PROCESS.snapshot(),
+        breaker: BreakerStats {
+            open: BREAKERS_OPEN.load(Relaxed) > 0,
+            opened: BREAKER_OPENED.load(Relaxed),
+            short_circuited: SHORT_CIRCUITS.load(Relaxed),
+        },
         ..Stats::default()
     };
     let functions = FUNCTIONS

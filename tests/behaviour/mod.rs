@@ -38,6 +38,24 @@ pub fn run<F: std::future::Future<Output = ()> + Send + 'static>(test: F) {
     })
 }
 
+/// Waits until `condition` holds, calling `call` between checks: for
+/// states with no signal to wait on (the breaker closes only after a call
+/// probes Redis). The test's own timeout bounds the wait.
+pub async fn keep_calling_until<F: std::future::Future<Output = ()>>(
+    condition: impl Fn() -> bool,
+    mut call: impl FnMut() -> F,
+) {
+    while !condition() {
+        call().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until `condition` holds while other tasks make it true.
+pub async fn wait_until(condition: impl Fn() -> bool) {
+    keep_calling_until(condition, || async {}).await;
+}
+
 /// A name no other test uses.
 pub fn unique(what: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -113,6 +113,24 @@ impl RedisServer {
             .expect("connect to the test redis-server")
     }
 
+    /// SIGSTOPs the server: connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONTs a paused server.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {}", self.pid);
+    }
+
     /// SIGKILLs the server, as a crash would, and waits until it is gone.
     pub fn kill(mut self) {
         self.stop();
@@ -121,6 +139,9 @@ impl RedisServer {
     fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-9", &self.pid.to_string()])
+            .status();
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid.to_string()])
             .status();
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"\n");

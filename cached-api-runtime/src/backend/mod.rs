@@ -68,6 +68,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
 }
 
 /// The store a [`Cache`](crate::Cache) was built with.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per cache, behind its Arc: boxing would add a hop to every call"
+)]
 pub(crate) enum Store {
     Memory(MemoryStore),
     Redis(RedisStore),

@@ -9,11 +9,13 @@ use redis::{Client, Cmd, Connection, FromRedisValue};
 
 use super::{Backend, GENERATION_TTL, Read};
 use crate::Error;
+use crate::breaker::{Breaker, Permit};
 use crate::key::EntryKey;
 
 pub(crate) struct RedisStore {
     client: Client,
     op_timeout: Duration,
+    breaker: Breaker,
     multiplexed: OnceLock<ConnectionManager>,
     pool: Mutex<Vec<Connection>>,
     pool_size: usize,
@@ -25,6 +27,7 @@ impl RedisStore {
     pub(crate) fn new(
         url: &str,
         op_timeout: Duration,
+        breaker_cooldown: Duration,
         pool_size: usize,
     ) -> Result<RedisStore, Error> {
         let client = Client::open(url).map_err(|error| Error::Config {
@@ -34,6 +37,7 @@ impl RedisStore {
         Ok(RedisStore {
             client,
             op_timeout,
+            breaker: Breaker::new(breaker_cooldown),
             multiplexed: OnceLock::new(),
             pool: Mutex::new(Vec::with_capacity(pool_size)),
             pool_size,
@@ -54,15 +58,44 @@ impl RedisStore {
         Ok(self.multiplexed.get_or_init(|| manager).clone())
     }
 
+    /// Runs `cmd` on the shared async connection, if the breaker lets it.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
-        let mut connection = self.multiplexed()?;
-        match tokio::time::timeout(self.op_timeout, cmd.query_async(&mut connection)).await {
-            Ok(reply) => Ok(reply?),
-            Err(_) => Err(Error::Timeout(self.op_timeout)),
-        }
+        let permit = self.breaker.admit()?;
+        self.query_with(permit, cmd).await
     }
 
+    async fn query_with<T: FromRedisValue>(&self, permit: Permit, cmd: &Cmd) -> Result<T, Error> {
+        let result = match self.multiplexed() {
+            Ok(mut connection) => {
+                match tokio::time::timeout(self.op_timeout, cmd.query_async(&mut connection)).await
+                {
+                    Ok(reply) => reply.map_err(Error::from),
+                    Err(_) => Err(Error::Timeout(self.op_timeout)),
+                }
+            }
+            Err(error) => Err(error),
+        };
+        self.breaker.record(permit, &result);
+        result
+    }
+
+    /// Runs `cmd` on a pooled sync connection, if the breaker lets it.
     fn query_blocking<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let permit = self.breaker.admit()?;
+        self.query_blocking_with(permit, cmd)
+    }
+
+    fn query_blocking_with<T: FromRedisValue>(
+        &self,
+        permit: Permit,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
+        let result = self.pooled(cmd);
+        self.breaker.record(permit, &result);
+        result
+    }
+
+    fn pooled<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut connection = match pooled {
             Some(connection) => connection,
@@ -159,12 +192,11 @@ impl Backend for RedisStore {
         Ok(init_generation_reply(candidate, existing))
     }
 
+    /// Tried even while the circuit is open: an invalidation is never
+    /// skipped, and its success shows Redis is back.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
-        self.query_blocking(&write_cmd(
-            key,
-            generation.to_string().as_bytes(),
-            GENERATION_TTL,
-        ))
+        let cmd = write_cmd(key, generation.to_string().as_bytes(), GENERATION_TTL);
+        self.query_blocking_with(Permit::Always, &cmd)
     }
 
     async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
@@ -186,6 +218,6 @@ impl Backend for RedisStore {
 
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
         let cmd = write_cmd(key, generation.to_string().as_bytes(), GENERATION_TTL);
-        self.query(&cmd).await
+        self.query_with(Permit::Always, &cmd).await
     }
 }

@@ -7,7 +7,11 @@ fn setup() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         if !support::is_child() {
-            let cache = cached_api::Cache::builder().prefix("mem").build().unwrap();
+            let cache = cached_api::Cache::builder()
+                .prefix("mem")
+                .max_value_size(behaviour::MAX_VALUE_SIZE)
+                .build()
+                .unwrap();
             cached_api::set_global(cache).unwrap();
         }
     });

@@ -18,6 +18,7 @@ fn setup() {
             let cache = cached_api::Cache::builder()
                 .redis_url(SERVER.url())
                 .prefix("t")
+                .max_value_size(behaviour::MAX_VALUE_SIZE)
                 .build()
                 .unwrap();
             cached_api::set_global(cache).unwrap();
@@ -65,8 +66,23 @@ fn planted_bytes_are_a_miss_then_overwritten() {
         profile(user.clone(), 1).await.unwrap();
         let mut connection = SERVER.connection();
         let key = entry_key_of(&mut connection, &user);
-        for planted in [&b"not an envelope"[..], &[0xCA, 1, 0, 0][..], &[][..]] {
-            let _: () = connection.set(&key, planted).unwrap();
+        let valid: Vec<u8> = connection.get(&key).unwrap();
+        let with_byte = |at: usize, value: u8| {
+            let mut bytes = valid.clone();
+            bytes[at] ^= value;
+            bytes
+        };
+        let planted: [(&str, Vec<u8>); 7] = [
+            ("foreign bytes", b"not an envelope".to_vec()),
+            ("a truncated header", valid[..4].to_vec()),
+            ("a truncated payload", valid[..valid.len() - 1].to_vec()),
+            ("nothing", Vec::new()),
+            ("another format", with_byte(1, 0x7F)),
+            ("an older version of the function", with_byte(2, 1)),
+            ("another stored type", with_byte(6, 1)),
+        ];
+        for (what, planted) in planted {
+            let _: () = connection.set(&key, &planted).unwrap();
             let before = profile_runs(&user, 1);
             assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
             assert_eq!(
@@ -75,7 +91,7 @@ fn planted_bytes_are_a_miss_then_overwritten() {
                 "planted bytes are a miss"
             );
             let stored: Vec<u8> = connection.get(&key).unwrap();
-            assert_eq!(stored[0], 0xCA, "the miss rewrote the entry");
+            assert_eq!(stored.len(), valid.len(), "the miss rewrote {what}");
             profile(user.clone(), 1).await.unwrap();
             assert_eq!(
                 profile_runs(&user, 1),

@@ -112,6 +112,20 @@ impl CacheBuilder {
         self
     }
 
+    /// Largest encoded value stored (default 1 MiB). A larger value is
+    /// returned to its caller but not stored, and counted as `oversized`.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.config.max_value_size = bytes;
+        self
+    }
+
+    /// The clock the embedded store checks TTLs against; tests pass one
+    /// they [`advance`](crate::Clock::advance). Redis keeps its own time.
+    pub fn clock(mut self, clock: crate::Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
     /// With `true`, cached functions run every time; invalidations still reach the store.
     pub fn disabled(mut self, disabled: bool) -> Self {
         self.config.disabled = disabled;
@@ -130,7 +144,10 @@ impl CacheBuilder {
                 config.breaker_cooldown,
                 config.pool_size,
             )?),
-            None => Store::Memory(MemoryStore::new(config.memory_capacity)),
+            None => Store::Memory(MemoryStore::new(
+                config.memory_capacity,
+                config.clock.clone(),
+            )),
         };
         Ok(Cache {
             inner: Arc::new(Inner {
@@ -400,7 +417,18 @@ impl Cache {
             Lifetime::Value => spec.ttl(self.inner.config.default_ttl),
             Lifetime::Error => spec.error_ttl(),
         };
-        Some((header.seal(codec, stored)?, ttl))
+        let bytes = header.seal(codec, stored)?;
+        if bytes.len() > self.inner.config.max_value_size {
+            spec.record(Event::Oversized);
+            tracing::warn!(
+                function = spec.id(),
+                size = bytes.len(),
+                max = self.inner.config.max_value_size,
+                "value too large to cache; returned uncached"
+            );
+            return None;
+        }
+        Some((bytes, ttl))
     }
 
     fn settle_generation(

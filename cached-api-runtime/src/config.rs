@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Error;
+use crate::{Clock, Error};
 
 /// Environment variable naming the Redis server; unset means the embedded store.
 pub const ENV_REDIS_URL: &str = "CACHED_API_REDIS_URL";
@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) breaker_cooldown: Duration,
     pub(crate) pool_size: usize,
     pub(crate) memory_capacity: u64,
+    pub(crate) max_value_size: usize,
+    pub(crate) clock: Clock,
     pub(crate) disabled: bool,
 }
 
@@ -36,6 +38,8 @@ impl Default for Config {
             breaker_cooldown: Duration::from_secs(1),
             pool_size: 8,
             memory_capacity: 100_000,
+            max_value_size: 1 << 20,
+            clock: Clock::default(),
             disabled: false,
         }
     }

@@ -252,6 +252,100 @@ mod tests {
         assert_eq!(a.generation(), c.generation());
     }
 
+    /// Redis Cluster's slot of `key`: CRC16/XMODEM of its hash tag (the
+    /// text between the first `{` and the next `}`, if not empty) or of
+    /// the whole key, modulo 16384.
+    fn cluster_slot(key: &str) -> u16 {
+        let bytes = key.as_bytes();
+        let tagged = key.find('{').and_then(|open| {
+            let close = key[open + 1..].find('}')? + open + 1;
+            (close > open + 1).then(|| &bytes[open + 1..close])
+        });
+        let crc = tagged.unwrap_or(bytes).iter().fold(0u16, |crc, &byte| {
+            (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
+                if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                }
+            })
+        });
+        crc % 16384
+    }
+
+    #[test]
+    fn cluster_slot_matches_redis() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(cluster_slot("123456789"), 0x31C3 % 16384);
+        assert_eq!(
+            cluster_slot("{user1000}.following"),
+            cluster_slot("user1000")
+        );
+        assert_eq!(cluster_slot("foo{}{bar}"), cluster_slot("foo{}{bar}"));
+    }
+
+    /// Strings built to break a naive encoding: separators, braces, the
+    /// escape character, NUL, non-ASCII, empty, and long.
+    fn adversarial(count: usize) -> Vec<String> {
+        const PIECES: [&str; 12] = [
+            "a", ":", "{", "}", "%", "%3A", "#", "\0", "\\", "é", "日本", " ",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|i| {
+                if i % 500 == 0 {
+                    return "k".repeat(300 + i / 500);
+                }
+                let len = (next() % 7) as usize;
+                (0..len)
+                    .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ten_thousand_adversarial_inputs_never_share_an_entry() {
+        use std::collections::{HashMap, HashSet};
+
+        let strings = adversarial(10_000);
+        let mut seen: HashMap<String, (Option<String>, String)> = HashMap::new();
+        let mut inputs = HashSet::new();
+        for (i, key_part) in strings.iter().enumerate() {
+            let user = strings[(i * 7919) % strings.len()].clone();
+            for user in [Some(user), None] {
+                if !inputs.insert((user.clone(), key_part.clone())) {
+                    continue;
+                }
+                let entry = key(user.as_deref(), &[key_part]);
+                if let Some(previous) =
+                    seen.insert(entry.entry().to_owned(), (user.clone(), key_part.clone()))
+                {
+                    panic!(
+                        "{previous:?} and {:?} share {}",
+                        (user, key_part),
+                        entry.entry()
+                    );
+                }
+                if let Some(generation) = entry.generation() {
+                    assert_eq!(
+                        cluster_slot(entry.entry()),
+                        cluster_slot(generation),
+                        "{} and its generation {generation} must share a slot",
+                        entry.entry()
+                    );
+                }
+            }
+        }
+        assert!(seen.len() > 10_000, "{} distinct inputs", seen.len());
+    }
+
     #[test]
     fn generation_key_matches_entries() {
         let k = key(Some("a:{b}"), &["k"]);

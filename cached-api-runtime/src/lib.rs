@@ -9,6 +9,7 @@
 mod backend;
 mod breaker;
 mod cache;
+mod clock;
 mod codec;
 pub mod config;
 mod error;
@@ -20,6 +21,7 @@ mod spec;
 mod stats;
 
 pub use crate::cache::{Cache, CacheBuilder};
+pub use crate::clock::Clock;
 pub use crate::codec::{Bincode, Codec, TypedCodec};
 pub use crate::error::Error;
 pub use crate::global::{blocking, global, invalidate_user, set_global};

@@ -17,6 +17,7 @@ pub(crate) struct FnCounters {
     sets: AtomicU64,
     invalidations: AtomicU64,
     errors: AtomicU64,
+    oversized: AtomicU64,
 }
 
 /// One kind of event the cache counts.
@@ -27,6 +28,7 @@ pub(crate) enum Event {
     Set,
     Invalidation,
     Error,
+    Oversized,
 }
 
 impl FnCounters {
@@ -37,6 +39,7 @@ impl FnCounters {
             sets: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            oversized: AtomicU64::new(0),
         }
     }
 
@@ -47,6 +50,7 @@ impl FnCounters {
             Event::Set => &self.sets,
             Event::Invalidation => &self.invalidations,
             Event::Error => &self.errors,
+            Event::Oversized => &self.oversized,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -58,6 +62,7 @@ impl FnCounters {
             sets: self.sets.load(Relaxed),
             invalidations: self.invalidations.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            oversized: self.oversized.load(Relaxed),
         }
     }
 }
@@ -97,6 +102,7 @@ pub(crate) fn emit(function: Option<&'static str>, event: Event) {
         Event::Set => "cached_api_sets_total",
         Event::Invalidation => "cached_api_invalidations_total",
         Event::Error => "cached_api_errors_total",
+        Event::Oversized => "cached_api_oversized_total",
     };
     match function {
         Some(function) => metrics::counter!(name, "function" => function).increment(1),
@@ -128,6 +134,8 @@ pub struct Counts {
     pub invalidations: u64,
     /// Store operations that failed or timed out.
     pub errors: u64,
+    /// Values not stored because they exceeded the maximum size.
+    pub oversized: u64,
 }
 
 impl Counts {
@@ -147,17 +155,19 @@ impl Counts {
         self.sets += other.sets;
         self.invalidations += other.invalidations;
         self.errors += other.errors;
+        self.oversized += other.oversized;
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Counts", 6)?;
+        let mut s = serializer.serialize_struct("Counts", 7)?;
         s.serialize_field("hits", &self.hits)?;
         s.serialize_field("misses", &self.misses)?;
         s.serialize_field("sets", &self.sets)?;
         s.serialize_field("invalidations", &self.invalidations)?;
         s.serialize_field("errors", &self.errors)?;
+        s.serialize_field("oversized", &self.oversized)?;
         s.serialize_field("hit_rate", &self.hit_rate())?;
         s.end()
     }

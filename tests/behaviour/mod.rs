@@ -300,6 +300,15 @@ pub async fn racy(user: String) -> String {
     value
 }
 
+/// A value of `size` bytes; the suites cap stored values at [`MAX_VALUE_SIZE`].
+#[cached_api(name = "behaviour::sized", key = "{size}", user = user)]
+pub fn sized(user: &str, size: usize) -> String {
+    ran(&format!("sized/{user}/{size}"));
+    "x".repeat(size)
+}
+
+pub const MAX_VALUE_SIZE: usize = 64 * 1024;
+
 #[cached_api(name = "behaviour::counted", key = "{id}")]
 pub async fn counted(id: u32) -> u32 {
     id
@@ -541,6 +550,21 @@ macro_rules! behaviour_tests {
                 let json = serde_json::to_value(&after).unwrap();
                 assert!(json["functions"]["behaviour::counted"]["hit_rate"].is_f64());
             });
+        }
+
+        #[test]
+        fn values_over_the_size_limit_are_returned_but_not_stored() {
+            setup();
+            let user = unique("sized");
+            let before = cached_api::stats().function("behaviour::sized").oversized;
+            for _ in 0..2 {
+                assert_eq!(sized(&user, 100_000).len(), 100_000);
+                assert_eq!(sized(&user, 1_000).len(), 1_000);
+            }
+            assert_eq!(runs(&format!("sized/{user}/100000")), 2, "too large: computed each time");
+            assert_eq!(runs(&format!("sized/{user}/1000")), 1, "small enough: cached");
+            let after = cached_api::stats().function("behaviour::sized").oversized;
+            assert_eq!(after - before, 2);
         }
 
         #[test]

@@ -1,4 +1,7 @@
 //! The embedded store: a bounded in-process map (moka) with a TTL per entry.
+//!
+//! moka evicts an entry when its TTL has passed in real time; the store also
+//! checks each entry's expiry against its [`Clock`], which tests move forward.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,13 +10,14 @@ use moka::Expiry;
 use moka::sync::Cache as Moka;
 
 use super::{Backend, GENERATION_TTL, Read};
-use crate::Error;
 use crate::key::EntryKey;
+use crate::{Clock, Error};
 
 #[derive(Clone)]
 struct Slot {
     bytes: Arc<[u8]>,
     ttl: Duration,
+    expires_at: Instant,
 }
 
 struct SlotTtl;
@@ -37,22 +41,36 @@ impl Expiry<String, Slot> for SlotTtl {
 /// Entries and generations of this process only; used when no Redis URL is set.
 pub(crate) struct MemoryStore {
     slots: Moka<String, Slot>,
+    clock: Clock,
 }
 
 impl MemoryStore {
-    pub(crate) fn new(capacity: u64) -> MemoryStore {
+    pub(crate) fn new(capacity: u64, clock: Clock) -> MemoryStore {
         MemoryStore {
             slots: Moka::builder()
                 .max_capacity(capacity)
                 .expire_after(SlotTtl)
                 .build(),
+            clock,
         }
     }
 
-    fn generation_at(&self, key: &str) -> Option<u64> {
-        self.slots
-            .get(key)
-            .and_then(|slot| decode_generation(&slot.bytes))
+    /// The live slot at `key`.
+    fn get(&self, key: &str) -> Option<Slot> {
+        let now = self.clock.now();
+        self.slots.get(key).filter(|slot| slot.expires_at > now)
+    }
+
+    fn slot(&self, bytes: Arc<[u8]>, ttl: Duration) -> Slot {
+        Slot {
+            bytes,
+            ttl,
+            expires_at: self.clock.now() + ttl,
+        }
+    }
+
+    fn generation_slot(&self, generation: u64) -> Slot {
+        self.slot(Arc::new(generation.to_le_bytes()), GENERATION_TTL)
     }
 }
 
@@ -60,43 +78,35 @@ fn decode_generation(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
-fn generation_slot(generation: u64) -> Slot {
-    Slot {
-        bytes: Arc::new(generation.to_le_bytes()),
-        ttl: GENERATION_TTL,
-    }
-}
-
 impl Backend for MemoryStore {
     fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
         Ok(Read {
-            value: self.slots.get(key.entry()).map(|slot| slot.bytes.to_vec()),
+            value: self.get(key.entry()).map(|slot| slot.bytes.to_vec()),
             generation: key
                 .generation()
-                .and_then(|gen_key| self.generation_at(gen_key)),
+                .and_then(|gen_key| self.get(gen_key))
+                .and_then(|slot| decode_generation(&slot.bytes)),
         })
     }
 
     fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
-        let slot = Slot {
-            bytes: bytes.into(),
-            ttl,
-        };
-        self.slots.insert(key.to_owned(), slot);
+        self.slots
+            .insert(key.to_owned(), self.slot(bytes.into(), ttl));
         Ok(())
     }
 
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
-        let entry = self
-            .slots
-            .entry_by_ref(key)
-            .or_insert_with(|| generation_slot(candidate));
+        let now = self.clock.now();
+        let entry = self.slots.entry_by_ref(key).or_insert_with_if(
+            || self.generation_slot(candidate),
+            |slot| slot.expires_at <= now,
+        );
         Ok(decode_generation(&entry.value().bytes))
     }
 
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
         self.slots
-            .insert(key.to_owned(), generation_slot(generation));
+            .insert(key.to_owned(), self.generation_slot(generation));
         Ok(())
     }
 }

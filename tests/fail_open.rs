@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use behaviour::*;
-use support::RedisServer;
+use support::{RedisServer, in_child};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(200);
 /// Long enough that no probe happens while a test counts.
@@ -34,14 +34,6 @@ fn start(cooldown: Duration) -> RedisServer {
         .unwrap();
     cached_api::set_global(cache).unwrap();
     server
-}
-
-/// Runs the scenario `name` in a child process; true when this is that child.
-fn in_child(name: &str) -> bool {
-    if !support::is_child() {
-        support::run_in_child(name, &[]);
-    }
-    support::is_child()
 }
 
 fn stats() -> cached_api::Stats {
@@ -90,6 +82,7 @@ fn a_killed_server_fails_open_and_the_breaker_stops_paying_timeouts() {
     assert!(cached_api::blocking::invalidate_user(&user).is_err());
 
     let after = stats();
+    eprintln!("killed: {:?} {:?}", after.total, after.breaker);
     assert_eq!(after.breaker.opened - before.breaker.opened, 1, "{after:?}");
     assert!(after.breaker.open);
     // Three reads failed and opened the circuit; the other four reads were
@@ -160,6 +153,13 @@ fn caching_resumes_after_a_kill_and_restart_under_load() {
         rt().block_on(worker)
             .expect("no worker saw a wrong or failed answer");
     }
+    let after = stats();
+    eprintln!(
+        "kill and restart under load: {} calls, {:?} {:?}",
+        calls.load(Ordering::SeqCst),
+        after.total,
+        after.breaker
+    );
     drop(restarted);
 }
 
@@ -179,6 +179,7 @@ fn a_paused_server_times_out_into_the_function() {
                 assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
             }
             let after = stats();
+            eprintln!("paused: {:?} {:?}", after.total, after.breaker);
             assert!(after.breaker.open, "timeouts open the circuit: {after:?}");
             assert_eq!(after.total.errors, 3, "three timeouts: {after:?}");
             assert_eq!(

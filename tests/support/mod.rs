@@ -175,14 +175,27 @@ pub fn run_in_child(test: &str, env: &[(&str, &str)]) {
         .output()
         .expect("run the child test process");
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines().filter(|line| !line.starts_with("kill:")) {
+        eprintln!("  child: {line}");
+    }
     assert!(
         output.status.success() && stdout.contains("1 passed"),
-        "child test {test} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "child test {test} failed:\n{stdout}"
     );
 }
 
 /// Whether this process is a child started by [`run_in_child`].
 pub fn is_child() -> bool {
     std::env::var_os("CACHED_API_CHILD").is_some()
+}
+
+/// In the parent, runs the test `name` in a child process and returns
+/// false; in that child, returns true: the test body then runs with a
+/// process-wide cache of its own.
+pub fn in_child(name: &str) -> bool {
+    if !is_child() {
+        run_in_child(name, &[]);
+    }
+    is_child()
 }

@@ -170,6 +170,12 @@ fn init_generation_reply(candidate: u64, existing: Option<Vec<u8>>) -> Option<u6
     }
 }
 
+/// Whether the connection broke under the command, rather than the server
+/// refusing, timing out or answering with an error.
+fn was_dropped(error: &Error) -> bool {
+    matches!(error, Error::Redis(error) if error.is_connection_dropped())
+}
+
 fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -193,10 +199,15 @@ impl Backend for RedisStore {
     }
 
     /// Tried even while the circuit is open: an invalidation is never
-    /// skipped, and its success shows Redis is back.
+    /// skipped, and its success shows Redis is back. Retried once on a
+    /// connection that turned out dead (a restarted server): the write is
+    /// idempotent, and the retry runs on a fresh connection.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
         let cmd = write_cmd(key, generation.to_string().as_bytes(), GENERATION_TTL);
-        self.query_blocking_with(Permit::Always, &cmd)
+        match self.query_blocking_with(Permit::Always, &cmd) {
+            Err(error) if was_dropped(&error) => self.query_blocking_with(Permit::Always, &cmd),
+            result => result,
+        }
     }
 
     async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
@@ -218,6 +229,9 @@ impl Backend for RedisStore {
 
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
         let cmd = write_cmd(key, generation.to_string().as_bytes(), GENERATION_TTL);
-        self.query_with(Permit::Always, &cmd).await
+        match self.query_with(Permit::Always, &cmd).await {
+            Err(error) if was_dropped(&error) => self.query_with(Permit::Always, &cmd).await,
+            result => result,
+        }
     }
 }

@@ -66,7 +66,6 @@ impl Breaker {
     pub(crate) fn record<T>(&self, permit: Permit, result: &Result<T, Error>) {
         let outage = match result {
             Ok(_) => false,
-            Err(Error::Timeout(_)) => true,
             Err(Error::Redis(error)) => {
                 error.is_io_error()
                     || error.is_timeout()

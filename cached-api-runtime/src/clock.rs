@@ -34,4 +34,10 @@ impl Clock {
     pub(crate) fn now(&self) -> Instant {
         Instant::now() + Duration::from_millis(self.ahead_ms.load(Ordering::SeqCst))
     }
+
+    /// Whether the clock was ever moved: until then it is the system's,
+    /// and what expired by it moka has already dropped.
+    pub(crate) fn was_advanced(&self) -> bool {
+        self.ahead_ms.load(Ordering::Relaxed) != 0
+    }
 }

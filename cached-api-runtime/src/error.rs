@@ -26,10 +26,6 @@ pub enum Error {
     )]
     Redis(#[from] redis::RedisError),
 
-    /// Redis did not answer within the configured operation timeout.
-    #[error("redis did not answer within {0:?}; raise the op timeout or check the server's load")]
-    Timeout(Duration),
-
     /// Redis failed repeatedly; the call did not wait for it.
     #[error("redis is failing: calls skip it, and one call every {0:?} probes whether it is back")]
     CircuitOpen(Duration),

@@ -25,22 +25,23 @@ pub const MAX_KEY_LEN: usize = 256;
 
 const ALWAYS_ESCAPED: &str = "%:{}#";
 
-/// The Redis keys of one cached call.
+/// The Redis keys of one cached call: the entry's, and its user's
+/// generation's, kept in one buffer so a call allocates once for both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryKey {
-    pub(crate) entry: String,
-    pub(crate) generation: Option<String>,
+    keys: String,
+    entry_len: usize,
 }
 
 impl EntryKey {
     /// The key the entry is stored under.
     pub fn entry(&self) -> &str {
-        &self.entry
+        &self.keys[..self.entry_len]
     }
 
     /// The key of the owning user's generation; `None` for global entries.
     pub fn generation(&self) -> Option<&str> {
-        self.generation.as_deref()
+        Some(&self.keys[self.entry_len..]).filter(|key| !key.is_empty())
     }
 }
 
@@ -124,27 +125,27 @@ impl KeyWriter {
             self.buf.push('#');
             self.buf.push_str(&digest);
         }
-        let generation = self.tag.map(|(start, end)| {
-            let tag = &self.buf[start..end];
-            let mut key = String::with_capacity(self.prefix_len + 5 + tag.len());
-            key.push_str(&self.buf[..self.prefix_len]);
-            key.push_str(":gen:");
-            key.push_str(tag);
-            key
-        });
+        let entry_len = self.buf.len();
+        if let Some((start, end)) = self.tag {
+            self.buf.reserve(self.prefix_len + 5 + (end - start));
+            self.buf.extend_from_within(..self.prefix_len);
+            self.buf.push_str(":gen:");
+            self.buf.extend_from_within(start..end);
+        }
         EntryKey {
-            entry: self.buf,
-            generation,
+            keys: self.buf,
+            entry_len,
         }
     }
 }
 
 /// The generation key of `user`, as [`KeyWriter`] derives it for entries.
 pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
-    KeyWriter::new(prefix, "", None, "", Some(user))
-        .finish()
-        .generation
-        .expect("a user always has a generation key")
+    let key = KeyWriter::new(prefix, "", None, "", Some(user)).finish();
+    let generation = key
+        .generation()
+        .expect("a user always has a generation key");
+    generation.to_owned()
 }
 
 /// Escapes `text` into the form used for function ids.

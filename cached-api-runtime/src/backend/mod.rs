@@ -5,6 +5,7 @@ mod memory;
 mod redis;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use self::memory::MemoryStore;
@@ -21,8 +22,27 @@ pub(crate) const GENERATION_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// the user's current generation, read together in one round trip.
 #[derive(Debug, Default)]
 pub(crate) struct Read {
-    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) value: Option<Bytes>,
     pub(crate) generation: Option<u64>,
+}
+
+/// An entry's bytes as the store hands them over: received from Redis, or
+/// shared with the embedded store without a copy.
+#[derive(Debug)]
+pub(crate) enum Bytes {
+    Received(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Received(bytes) => bytes,
+            Bytes::Shared(bytes) => bytes,
+        }
+    }
 }
 
 /// The operations the cache needs from a store.

@@ -5,9 +5,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, Connection, FromRedisValue};
+use redis::{Client, Cmd, Connection, FromRedisValue, ParsingError, Value};
 
-use super::{Backend, GENERATION_TTL, Read};
+use super::{Backend, Bytes, GENERATION_TTL, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Permit};
 use crate::key::EntryKey;
@@ -52,7 +52,7 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.op_timeout))
             .set_response_timeout(Some(self.op_timeout))
-            .set_number_of_retries(1)
+            .set_number_of_retries(0)
             .set_max_delay(self.op_timeout);
         let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
         Ok(self.multiplexed.get_or_init(|| manager).clone())
@@ -64,15 +64,11 @@ impl RedisStore {
         self.query_with(permit, cmd).await
     }
 
+    /// The connection enforces the op timeout on each reply, and again on a
+    /// reconnection: no timer of ours on the hot path.
     async fn query_with<T: FromRedisValue>(&self, permit: Permit, cmd: &Cmd) -> Result<T, Error> {
         let result = match self.multiplexed() {
-            Ok(mut connection) => {
-                match tokio::time::timeout(self.op_timeout, cmd.query_async(&mut connection)).await
-                {
-                    Ok(reply) => reply.map_err(Error::from),
-                    Err(_) => Err(Error::Timeout(self.op_timeout)),
-                }
-            }
+            Ok(mut connection) => cmd.query_async(&mut connection).await.map_err(Error::from),
             Err(error) => Err(error),
         };
         self.breaker.record(permit, &result);
@@ -117,23 +113,46 @@ impl RedisStore {
 }
 
 fn read_cmd(key: &EntryKey) -> Cmd {
+    let mut cmd;
     match key.generation() {
-        Some(generation) => redis::cmd("MGET").arg(key.entry()).arg(generation).clone(),
-        None => redis::cmd("GET").arg(key.entry()).clone(),
+        Some(generation) => {
+            cmd = redis::cmd("MGET");
+            cmd.arg(key.entry()).arg(generation);
+        }
+        None => {
+            cmd = redis::cmd("GET");
+            cmd.arg(key.entry());
+        }
     }
+    cmd
 }
 
-fn read_reply(key: &EntryKey, mut reply: Vec<Option<Vec<u8>>>) -> Read {
-    let generation = match key.generation() {
-        Some(_) => reply
-            .pop()
-            .flatten()
-            .and_then(|bytes| parse_generation(&bytes)),
-        None => None,
-    };
-    Read {
-        value: reply.pop().flatten(),
-        generation,
+/// The reply of [`read_cmd`]: a bulk string or nil for `GET`, an array of
+/// entry and generation for `MGET`; parsed in place, without copies.
+impl FromRedisValue for Read {
+    fn from_redis_value(value: Value) -> Result<Read, ParsingError> {
+        let bulk = |value: Option<Value>| match value {
+            Some(Value::BulkString(bytes)) => Ok(Some(bytes)),
+            Some(Value::Nil) | None => Ok(None),
+            Some(other) => Err(ParsingError::from(format!(
+                "a cache entry read as {other:?}"
+            ))),
+        };
+        match value {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                let value = bulk(items.next())?;
+                let generation = bulk(items.next())?;
+                Ok(Read {
+                    value: value.map(Bytes::Received),
+                    generation: generation.as_deref().and_then(parse_generation),
+                })
+            }
+            single => Ok(Read {
+                value: bulk(Some(single))?.map(Bytes::Received),
+                generation: None,
+            }),
+        }
     }
 }
 
@@ -142,25 +161,22 @@ fn parse_generation(bytes: &[u8]) -> Option<u64> {
 }
 
 fn write_cmd(key: &str, bytes: &[u8], ttl: Duration) -> Cmd {
-    redis::cmd("SET")
-        .arg(key)
-        .arg(bytes)
-        .arg("PX")
-        .arg(millis(ttl))
-        .clone()
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(bytes).arg("PX").arg(millis(ttl));
+    cmd
 }
 
 /// `SET NX GET` answers the existing value, or nil when it stored ours: one
 /// round trip, and racing writers all end up with the same generation.
 fn init_generation_cmd(key: &str, candidate: u64) -> Cmd {
-    redis::cmd("SET")
-        .arg(key)
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key)
         .arg(candidate)
         .arg("NX")
         .arg("GET")
         .arg("PX")
-        .arg(millis(GENERATION_TTL))
-        .clone()
+        .arg(millis(GENERATION_TTL));
+    cmd
 }
 
 fn init_generation_reply(candidate: u64, existing: Option<Vec<u8>>) -> Option<u64> {
@@ -182,11 +198,7 @@ fn millis(ttl: Duration) -> u64 {
 
 impl Backend for RedisStore {
     fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
-        let reply = match key.generation() {
-            Some(_) => self.query_blocking(&read_cmd(key))?,
-            None => vec![self.query_blocking(&read_cmd(key))?],
-        };
-        Ok(read_reply(key, reply))
+        self.query_blocking(&read_cmd(key))
     }
 
     fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
@@ -211,11 +223,7 @@ impl Backend for RedisStore {
     }
 
     async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
-        let reply = match key.generation() {
-            Some(_) => self.query(&read_cmd(key)).await?,
-            None => vec![self.query(&read_cmd(key)).await?],
-        };
-        Ok(read_reply(key, reply))
+        self.query(&read_cmd(key)).await
     }
 
     async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {

@@ -1,0 +1,592 @@
+//! Side-by-side comparison, every contender measured in the same run:
+//! `cargo bench --bench compare`. Starts its own redis-server on a free
+//! loopback port and prints one table, with ratios to the baseline of the
+//! same run.
+//!
+//! The Redis measurements run in a child process whose process-wide cache
+//! is configured from the environment, as a service's would be; the
+//! embedded-store measurements run in the parent, on the default cache.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cached::ConcurrentCachedAsync;
+use cached_api::cached_api;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+const ROUNDS: usize = 7;
+const WINDOW: Duration = Duration::from_millis(400);
+const CONCURRENCY: [usize; 2] = [1, 64];
+const USER: u64 = 42;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    email: String,
+    bio: String,
+    tags: Vec<String>,
+    scores: Vec<u32>,
+}
+
+/// About 1 kB once encoded.
+fn sample_profile(id: u64) -> Profile {
+    Profile {
+        id,
+        name: format!("User Number {id}"),
+        email: format!("user{id}@example.com"),
+        bio: "Writes Rust services and caches what they can. ".repeat(16),
+        tags: ["rust", "redis", "axum", "tokio", "serde"]
+            .map(str::to_owned)
+            .to_vec(),
+        scores: (0..32).collect(),
+    }
+}
+
+fn encode(profile: &Profile) -> Vec<u8> {
+    bincode::serde::encode_to_vec(profile, bincode::config::standard()).unwrap()
+}
+
+fn decode(bytes: &[u8]) -> Profile {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .unwrap()
+        .0
+}
+
+static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+
+#[cached_api(key = "global", ttl = "1h", name = "bench::global")]
+async fn global_profile() -> Profile {
+    sample_profile(1)
+}
+
+#[cached_api(key = "profile", user = user, ttl = "1h", name = "bench::per_user")]
+async fn user_profile(user: u64) -> Profile {
+    sample_profile(user)
+}
+
+#[cached_api(key = "{id}", user = user, ttl = "1h", name = "bench::miss")]
+async fn fresh_profile(user: u64, id: u64) -> Profile {
+    let _ = user;
+    sample_profile(id)
+}
+
+/// A slow source: the stampede measure counts how often it runs.
+#[cached_api(key = "{round}", ttl = "1h", name = "bench::stampede")]
+async fn slow_profile(round: u64) -> Profile {
+    EXECUTIONS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sample_profile(round)
+}
+
+#[cached_api(key = "profile", ttl = "1h", name = "bench::memory")]
+fn memory_profile() -> Profile {
+    sample_profile(7)
+}
+
+#[cached_api(key = "small", ttl = "1h", name = "bench::memory_small")]
+fn memory_small() -> u64 {
+    7
+}
+
+/// One row of the printed table.
+fn row(section: &str, contender: &str, figure: String, ratio: Option<f64>) {
+    let ratio = ratio.map_or(String::new(), |ratio| format!("{ratio:.2}×"));
+    println!("| {section} | {contender} | {figure} | {ratio} |");
+}
+
+/// Operations and per-operation latencies of one timed window.
+#[derive(Default)]
+struct Sample {
+    ops_per_sec: Vec<f64>,
+    latencies_ns: Vec<u64>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+impl Sample {
+    fn median_ops(&self) -> f64 {
+        median(self.ops_per_sec.clone())
+    }
+
+    /// The median over rounds of this contender's throughput relative to
+    /// the baseline's in the same round: drift between rounds cancels out.
+    fn median_ratio(&self, baseline: &Sample) -> f64 {
+        let ratios = self.ops_per_sec.iter().zip(&baseline.ops_per_sec);
+        median(ratios.map(|(ours, base)| ours / base).collect())
+    }
+
+    fn percentile_us(&mut self, p: f64) -> f64 {
+        self.latencies_ns.sort_unstable();
+        let at = ((self.latencies_ns.len() - 1) as f64 * p) as usize;
+        self.latencies_ns[at] as f64 / 1_000.0
+    }
+}
+
+/// Runs `op` from `tasks` concurrent tasks for one window.
+async fn measure<F, Fut>(tasks: usize, op: F, into: &mut Sample)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + WINDOW;
+    let workers: Vec<_> = (0..tasks)
+        .map(|_| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(8_192);
+                while Instant::now() < deadline {
+                    let began = Instant::now();
+                    op().await;
+                    latencies.push(began.elapsed().as_nanos() as u64);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut ops = 0;
+    for worker in workers {
+        let latencies = worker.await.unwrap();
+        ops += latencies.len();
+        into.latencies_ns.extend(latencies);
+    }
+    into.ops_per_sec
+        .push(ops as f64 / start.elapsed().as_secs_f64());
+}
+
+/// One contender of the hit measures: a name and how to make one call.
+type Contender = (
+    &'static str,
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
+);
+
+fn contender<F, Fut>(name: &'static str, op: F) -> Contender
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    (name, Box::new(move || Box::pin(op())))
+}
+
+async fn redis_section(url: String) {
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut raw: ConnectionManager = client.get_connection_manager().await.unwrap();
+    let profile = sample_profile(USER);
+    let bytes = encode(&profile);
+    let _: () = redis::cmd("MSET")
+        .arg("raw:profile")
+        .arg(&bytes)
+        .arg("raw:generation")
+        .arg("7466191830245731841")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+
+    let cached_store = cached::AsyncRedisCache::<String, Profile>::builder("cached:")
+        .ttl(Duration::from_secs(3_600))
+        .connection_string(&url)
+        .connection_manager(true)
+        .build()
+        .await
+        .unwrap();
+    cached_store
+        .async_cache_set("profile".to_owned(), profile.clone())
+        .await
+        .unwrap();
+    assert_eq!(global_profile().await, sample_profile(1));
+    assert_eq!(user_profile(USER).await, profile);
+
+    // 1 and 2: hit throughput and latency, contenders interleaved round by round.
+    let contenders: Vec<Contender> = vec![
+        contender("raw GET + decode (baseline)", {
+            let raw = raw.clone();
+            move || {
+                let mut raw = raw.clone();
+                async move {
+                    let bytes: Vec<u8> = redis::cmd("GET")
+                        .arg("raw:profile")
+                        .query_async(&mut raw)
+                        .await
+                        .unwrap();
+                    black_box(decode(&bytes));
+                }
+            }
+        }),
+        contender("raw MGET of entry + generation + decode", {
+            let raw = raw.clone();
+            move || {
+                let mut raw = raw.clone();
+                async move {
+                    let reply: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                        .arg("raw:profile")
+                        .arg("raw:generation")
+                        .query_async(&mut raw)
+                        .await
+                        .unwrap();
+                    black_box(decode(reply[0].as_deref().unwrap()));
+                }
+            }
+        }),
+        contender("cached-api, global entry", || async {
+            black_box(global_profile().await);
+        }),
+        contender("cached-api, per-user entry", || async {
+            black_box(user_profile(USER).await);
+        }),
+        contender("`cached` crate, AsyncRedisCache", {
+            let store = cached_store.clone();
+            move || {
+                let store = store.clone();
+                async move {
+                    black_box(
+                        store
+                            .async_cache_get(&"profile".to_owned())
+                            .await
+                            .unwrap()
+                            .unwrap(),
+                    );
+                }
+            }
+        }),
+    ];
+    let contenders: Vec<(&str, std::sync::Arc<Contender>)> = contenders
+        .into_iter()
+        .map(|c| (c.0, std::sync::Arc::new(c)))
+        .collect();
+    let mut samples: Vec<[Sample; 2]> = contenders.iter().map(|_| Default::default()).collect();
+    for _ in 0..ROUNDS {
+        for (i, (_, contender)) in contenders.iter().enumerate() {
+            for (c, &tasks) in CONCURRENCY.iter().enumerate() {
+                let contender = std::sync::Arc::clone(contender);
+                measure(tasks, move || (contender.1)(), &mut samples[i][c]).await;
+            }
+        }
+    }
+    for (c, tasks) in CONCURRENCY.iter().enumerate() {
+        for (i, (name, _)) in contenders.iter().enumerate() {
+            let ops = samples[i][c].median_ops();
+            let ratio = samples[i][c].median_ratio(&samples[0][c]);
+            row(
+                &format!(
+                    "1. Redis hit throughput, {tasks} task{}",
+                    if *tasks == 1 { "" } else { "s" }
+                ),
+                name,
+                format!("{ops:.0} ops/s"),
+                Some(ratio),
+            );
+        }
+    }
+    for (c, tasks) in CONCURRENCY.iter().enumerate() {
+        let base_p50 = samples[0][c].percentile_us(0.5);
+        for (i, (name, _)) in contenders.iter().enumerate() {
+            let p50 = samples[i][c].percentile_us(0.5);
+            let p99 = samples[i][c].percentile_us(0.99);
+            row(
+                &format!(
+                    "2. Redis hit latency p50 / p99, {tasks} task{}",
+                    if *tasks == 1 { "" } else { "s" }
+                ),
+                name,
+                format!("{p50:.1} µs / {p99:.1} µs"),
+                Some(p50 / base_p50),
+            );
+        }
+    }
+
+    // 3: miss cost, one caller, a new key each time.
+    const MISSES: u64 = 2_000;
+    let began = Instant::now();
+    for id in 0..MISSES {
+        let key = format!("manual:{id}");
+        let found: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(found.is_none());
+        let bytes = encode(&sample_profile(id));
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(bytes)
+            .arg("PX")
+            .arg(3_600_000)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let manual = began.elapsed().as_secs_f64() * 1e6 / MISSES as f64;
+    let began = Instant::now();
+    for id in 0..MISSES {
+        black_box(fresh_profile(USER, id).await);
+    }
+    let ours = began.elapsed().as_secs_f64() * 1e6 / MISSES as f64;
+    row(
+        "3. Miss cost (1 task)",
+        "GET + SET by hand (baseline)",
+        format!("{manual:.1} µs"),
+        Some(1.0),
+    );
+    row(
+        "3. Miss cost (1 task)",
+        "cached-api, per-user entry",
+        format!("{ours:.1} µs"),
+        Some(ours / manual),
+    );
+
+    // 4: stampede, 64 concurrent first calls of one key.
+    let before = EXECUTIONS.load(Ordering::SeqCst);
+    let calls: Vec<_> = (0..64).map(|_| tokio::spawn(slow_profile(1))).collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let ours = EXECUTIONS.load(Ordering::SeqCst) - before;
+    let theirs = std::sync::Arc::new(AtomicU64::new(0));
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, theirs) = (cached_store.clone(), std::sync::Arc::clone(&theirs));
+            tokio::spawn(async move {
+                // What #[io_cached] expands to: get, and on a miss compute and set.
+                let key = "stampede".to_owned();
+                if store.async_cache_get(&key).await.unwrap().is_none() {
+                    theirs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    store.async_cache_set(key, sample_profile(1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap();
+    }
+    let theirs = theirs.load(Ordering::SeqCst);
+    row(
+        "4. Stampede: 64 concurrent first calls",
+        "cached-api",
+        format!("{ours} execution(s)"),
+        None,
+    );
+    row(
+        "4. Stampede: 64 concurrent first calls",
+        "`cached` crate",
+        format!("{theirs} execution(s)"),
+        None,
+    );
+
+    // 5: invalidating one user with a million unrelated keys on the server
+    // (loaded over a connection without a response timeout: it takes seconds).
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut setup = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(1_000_000)
+        .arg("unrelated")
+        .arg(16)
+        .query_async(&mut setup)
+        .await
+        .unwrap();
+    let victim = 4_242;
+    for id in 0..100 {
+        fresh_profile(victim, id).await;
+    }
+    let dbsize: u64 = redis::cmd("DBSIZE").query_async(&mut raw).await.unwrap();
+    let mut ours = Vec::new();
+    for _ in 0..21 {
+        let began = Instant::now();
+        cached_api::invalidate_user(&victim).await.unwrap();
+        ours.push(began.elapsed());
+    }
+    ours.sort();
+    let pattern = format!("manual:{{u:{victim}}}:*");
+    let mut theirs = Vec::new();
+    for _ in 0..3 {
+        let mut pipe = redis::pipe();
+        for id in 0..100 {
+            pipe.cmd("SET")
+                .arg(format!("manual:{{u:{victim}}}:{id}"))
+                .arg(&bytes)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut raw).await.unwrap();
+        let began = Instant::now();
+        let mut cursor = 0u64;
+        let mut unlinked = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                unlinked += keys.len();
+                let _: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert_eq!(unlinked, 100);
+        theirs.push(began.elapsed());
+    }
+    theirs.sort();
+    let (ours, theirs) = (ours[ours.len() / 2], theirs[theirs.len() / 2]);
+    let section = format!("5. Drop one user's 100 entries, {dbsize} keys on the server");
+    row(
+        &section,
+        "SCAN MATCH + UNLINK (baseline)",
+        format!("{:.3} ms", theirs.as_secs_f64() * 1e3),
+        Some(1.0),
+    );
+    row(
+        &section,
+        "cached-api invalidate_user",
+        format!("{:.3} ms", ours.as_secs_f64() * 1e3),
+        Some(ours.as_secs_f64() / theirs.as_secs_f64()),
+    );
+}
+
+/// Nanoseconds per call of `op`, the median of three runs.
+fn ns_per_call(mut op: impl FnMut()) -> f64 {
+    const CALLS: u32 = 200_000;
+    let mut runs: Vec<f64> = (0..3)
+        .map(|_| {
+            let began = Instant::now();
+            for _ in 0..CALLS {
+                op();
+            }
+            began.elapsed().as_nanos() as f64 / f64::from(CALLS)
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    runs[1]
+}
+
+fn memory_section() {
+    let profile = sample_profile(7);
+    let moka_profiles = moka::sync::Cache::<String, Profile>::new(10_000);
+    moka_profiles.insert("profile".to_owned(), profile.clone());
+    let moka_small = moka::sync::Cache::<String, u64>::new(10_000);
+    moka_small.insert("small".to_owned(), 7);
+    assert_eq!(memory_profile(), profile);
+    assert_eq!(memory_small(), 7);
+
+    let bare = ns_per_call(|| {
+        black_box(moka_profiles.get("profile"));
+    });
+    let ours = ns_per_call(|| {
+        black_box(memory_profile());
+    });
+    let section = "6. Embedded store hit, 1 kB struct";
+    row(
+        section,
+        "bare moka get + clone (baseline)",
+        format!("{bare:.0} ns"),
+        Some(1.0),
+    );
+    row(
+        section,
+        "cached-api, sync fn",
+        format!("{ours:.0} ns"),
+        Some(ours / bare),
+    );
+    let bare = ns_per_call(|| {
+        black_box(moka_small.get("small"));
+    });
+    let ours = ns_per_call(|| {
+        black_box(memory_small());
+    });
+    let section = "6. Embedded store hit, u64";
+    row(
+        section,
+        "bare moka get (baseline)",
+        format!("{bare:.0} ns"),
+        Some(1.0),
+    );
+    row(
+        section,
+        "cached-api, sync fn",
+        format!("{ours:.0} ns"),
+        Some(ours / bare),
+    );
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let redis = std::process::Command::new(support::redis_server_binary())
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores; {redis}; client and server share the machine")
+}
+
+/// `cargo bench --bench compare [-- redis|memory]`: both parts by default.
+fn main() {
+    if std::env::var_os("CACHED_API_BENCH_REDIS").is_some() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = std::env::var("CACHED_API_REDIS_URL").unwrap();
+        runtime.block_on(redis_section(url));
+        return;
+    }
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    let wants = |part: &str| only.is_empty() || only.iter().any(|arg| arg == part);
+    println!("Machine: {}", machine());
+    println!(
+        "Throughput: {ROUNDS} rounds of {WINDOW:?} windows, contenders interleaved; the ratio is the median of each round's ratio to the baseline measured just before it.\n"
+    );
+    println!("| measure | contender | figure | ratio to baseline |");
+    println!("|---|---|---|---|");
+    if wants("redis") {
+        let server = support::RedisServer::start_with(
+            support::free_port(),
+            &["--enable-debug-command", "yes"],
+        );
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("CACHED_API_BENCH_REDIS", "1")
+            .env("CACHED_API_REDIS_URL", server.url())
+            .env("CACHED_API_PREFIX", "bench")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the Redis part of the benchmark failed");
+    }
+    if wants("memory") {
+        memory_section();
+    }
+}

@@ -1,0 +1,76 @@
+//! The pure-CPU parts of a call, so that their regressions show:
+//! `cargo bench --bench micro`.
+
+use std::hint::black_box;
+
+use cached_api::__private::{FnSpec, KeyWriter, global, key};
+use cached_api::{Bincode, Codec};
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+    bio: String,
+    scores: Vec<u32>,
+}
+
+static SPEC: FnSpec = FnSpec::new("bench::profile", 1, 900, 0, ":");
+
+fn keys(c: &mut Criterion) {
+    let cache = global();
+    c.bench_function("key: per-user, template profile:{id}", |b| {
+        b.iter(|| {
+            let write = |writer: &mut KeyWriter| {
+                writer.literal("profile:");
+                writer.value(black_box(&42u64));
+            };
+            black_box(key(
+                cache,
+                &SPEC,
+                None,
+                Some(black_box(&"user-1234")),
+                write,
+            ))
+        })
+    });
+    c.bench_function("key: user needing escapes", |b| {
+        b.iter(|| {
+            let write = |writer: &mut KeyWriter| {
+                writer.value(black_box(&"a:b{c}"));
+            };
+            black_box(key(
+                cache,
+                &SPEC,
+                None,
+                Some(black_box(&"tenant:{7}:user")),
+                write,
+            ))
+        })
+    });
+}
+
+fn codec(c: &mut Criterion) {
+    let profile = Profile {
+        id: 7,
+        name: "User Seven".to_owned(),
+        bio: "Writes Rust services. ".repeat(40),
+        scores: (0..32).collect(),
+    };
+    let mut bytes = Vec::new();
+    Bincode.encode(&profile, &mut bytes).unwrap();
+    c.bench_function("codec: encode ~1 kB", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(1_024);
+            Bincode.encode(black_box(&profile), &mut out).unwrap();
+            black_box(out)
+        })
+    });
+    c.bench_function("codec: decode ~1 kB", |b| {
+        b.iter(|| black_box(Bincode.decode::<Profile>(black_box(&bytes))))
+    });
+}
+
+criterion_group!(benches, keys, codec);
+criterion_main!(benches);

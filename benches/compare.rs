@@ -492,38 +492,32 @@ fn memory_section() {
     assert_eq!(memory_profile(), profile);
     assert_eq!(memory_small(), 7);
 
-    let bare = ns_per_call(|| {
-        black_box(moka_profiles.get("profile"));
-    });
-    let ours = ns_per_call(|| {
-        black_box(memory_profile());
-    });
-    let section = "6. Embedded store hit, 1 kB struct";
-    row(
-        section,
+    memory_rows(
+        "6. Embedded store hit, 1 kB struct",
         "bare moka get + clone (baseline)",
-        format!("{bare:.0} ns"),
-        Some(1.0),
+        || {
+            black_box(moka_profiles.get("profile"));
+        },
+        || {
+            black_box(memory_profile());
+        },
     );
-    row(
-        section,
-        "cached-api, sync fn",
-        format!("{ours:.0} ns"),
-        Some(ours / bare),
-    );
-    let bare = ns_per_call(|| {
-        black_box(moka_small.get("small"));
-    });
-    let ours = ns_per_call(|| {
-        black_box(memory_small());
-    });
-    let section = "6. Embedded store hit, u64";
-    row(
-        section,
+    memory_rows(
+        "6. Embedded store hit, u64",
         "bare moka get (baseline)",
-        format!("{bare:.0} ns"),
-        Some(1.0),
+        || {
+            black_box(moka_small.get("small"));
+        },
+        || {
+            black_box(memory_small());
+        },
     );
+}
+
+fn memory_rows(section: &str, baseline: &str, bare: impl FnMut(), ours: impl FnMut()) {
+    let bare = ns_per_call(bare);
+    let ours = ns_per_call(ours);
+    row(section, baseline, format!("{bare:.0} ns"), Some(1.0));
     row(
         section,
         "cached-api, sync fn",

@@ -241,8 +241,8 @@ impl Cache {
         key: EntryKey,
         compute: impl Future<Output = R>,
     ) -> R {
-        let io = AsyncIo(&self.inner.store);
-        self.serve::<P, R>(io, spec, codec, key, compute).await
+        self.serve::<P, R>(&self.inner.store, spec, codec, key, compute)
+            .await
     }
 
     /// [`call`](Self::call) for sync functions: the same steps on blocking I/O.
@@ -253,8 +253,8 @@ impl Cache {
         key: EntryKey,
         compute: impl FnOnce() -> R,
     ) -> R {
-        let io = BlockingIo(&self.inner.store);
-        let serve = self.serve::<P, R>(io, spec, codec, key, async move { compute() });
+        let io = Blocking(&self.inner.store);
+        let serve = self.serve::<P, R>(&io, spec, codec, key, async move { compute() });
         let mut serve = pin!(serve);
         match serve.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(value) => value,
@@ -267,7 +267,7 @@ impl Cache {
     /// follow (take the leader's result, or start over if it is gone).
     async fn serve<P: Policy<R>, R>(
         &self,
-        io: impl CallIo,
+        io: &(impl Backend + FlightWait),
         spec: &'static FnSpec,
         codec: TypedCodec<P::Stored>,
         key: EntryKey,
@@ -481,73 +481,38 @@ impl Cache {
     }
 }
 
-/// The waiting a call does: store operations and the single-flight wait.
-trait CallIo {
-    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send;
-    fn init_generation(
-        &self,
-        key: &str,
-        candidate: u64,
-    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
-    fn write(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
+/// How a caller waits for the leader of its entry's flight.
+trait FlightWait {
     fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send;
 }
 
-/// For async functions: every wait yields to the runtime.
-struct AsyncIo<'a>(&'a Store);
-
-impl CallIo for AsyncIo<'_> {
-    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send {
-        self.0.read(key)
-    }
-    fn init_generation(
-        &self,
-        key: &str,
-        candidate: u64,
-    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
-        self.0.init_generation(key, candidate)
-    }
-    fn write(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        self.0.write(key, bytes, ttl)
-    }
+/// Async functions use the store as it is: every wait yields to the runtime.
+impl FlightWait for Store {
     fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send {
         flight.wait()
     }
 }
 
-/// For sync functions: every wait blocks the thread, so each future is
-/// ready when first polled.
-struct BlockingIo<'a>(&'a Store);
+/// A sync function's view of the store: every operation blocks the thread,
+/// and the trait's async forms wrap the result, ready when first polled.
+struct Blocking<'a>(&'a Store);
 
-impl CallIo for BlockingIo<'_> {
-    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send {
-        ready(self.0.read_blocking(key))
+impl Backend for Blocking<'_> {
+    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+        self.0.read_blocking(key)
     }
-    fn init_generation(
-        &self,
-        key: &str,
-        candidate: u64,
-    ) -> impl Future<Output = Result<Option<u64>, Error>> + Send {
-        ready(self.0.init_generation_blocking(key, candidate))
+    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.0.write_blocking(key, bytes, ttl)
     }
-    fn write(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        ready(self.0.write_blocking(key, bytes, ttl))
+    fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        self.0.init_generation_blocking(key, candidate)
     }
+    fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
+        self.0.set_generation_blocking(key, generation)
+    }
+}
+
+impl FlightWait for Blocking<'_> {
     fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send {
         ready(flight.wait_blocking())
     }

@@ -49,7 +49,7 @@ impl std::ops::Deref for Bytes {
 ///
 /// Each has a blocking form, for sync functions, and an async form; the
 /// async forms default to the blocking ones for stores that never wait.
-pub(crate) trait Backend: Send + Sync + 'static {
+pub(crate) trait Backend: Send + Sync {
     /// Reads the entry and, if the key has one, the user's generation.
     fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error>;
     /// Stores `bytes` under `key`, expiring after `ttl`, in one command.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::Error;
 use crate::backend::{Backend, MemoryStore, Read, RedisStore, Store};
 use crate::codec::{Header, TypedCodec};
-use crate::config::Config;
+use crate::config::{CacheBuilder, Config};
 use crate::flight::{Flight, Flights, Outcome, Role};
 use crate::key::{self, EntryKey, KeyWriter};
 use crate::policy::{Lifetime, Policy};
@@ -60,83 +60,18 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// Builds a [`Cache`]; every setting starts at its default.
-#[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct CacheBuilder {
-    config: Config,
+/// Where a lookup left the call.
+enum Lookup<R> {
+    Hit(R),
+    /// Not cached, or not usable, at the user's generation (`None`: the user has none yet).
+    Miss(Option<u64>),
+    /// The store failed: run the function without caching.
+    Unavailable,
 }
 
-impl CacheBuilder {
-    /// Stores entries on the Redis server at `url` (`redis://host:port/db`)
-    /// instead of in this process.
-    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.config.redis_url = Some(url.into());
-        self
-    }
-
-    /// First segment of every key (default `cached_api`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.prefix = prefix.into();
-        self
-    }
-
-    /// TTL of functions whose attribute names none (default 60 s).
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.config.default_ttl = ttl;
-        self
-    }
-
-    /// Longest wait for one Redis operation before the call fails open (default 250 ms).
-    pub fn op_timeout(mut self, timeout: Duration) -> Self {
-        self.config.op_timeout = timeout;
-        self
-    }
-
-    /// How long calls skip Redis after it failed
-    /// several times in a row, before one call probes it again (default 1 s).
-    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
-        self.config.breaker_cooldown = cooldown;
-        self
-    }
-
-    /// Most idle connections kept for sync functions (default 8).
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.config.pool_size = size;
-        self
-    }
-
-    /// Most entries of the embedded store (default 100,000).
-    pub fn memory_capacity(mut self, entries: u64) -> Self {
-        self.config.memory_capacity = entries;
-        self
-    }
-
-    /// Largest encoded value stored (default 1 MiB). A larger value is
-    /// returned to its caller but not stored, and counted as `oversized`.
-    pub fn max_value_size(mut self, bytes: usize) -> Self {
-        self.config.max_value_size = bytes;
-        self
-    }
-
-    /// The clock the embedded store checks TTLs against; tests pass one
-    /// they [`advance`](crate::Clock::advance). Redis keeps its own time.
-    pub fn clock(mut self, clock: crate::Clock) -> Self {
-        self.config.clock = clock;
-        self
-    }
-
-    /// With `true`, cached functions run every time; invalidations still reach the store.
-    pub fn disabled(mut self, disabled: bool) -> Self {
-        self.config.disabled = disabled;
-        self
-    }
-
-    /// Checks the settings and builds the cache. Connections to Redis open
-    /// on first use, so a server that is down now is not an error here.
-    pub fn build(self) -> Result<Cache, Error> {
-        let config = self.config;
-        config.validate()?;
+impl Cache {
+    /// Builds the store `config` names; the config is already validated.
+    pub(crate) fn new(config: Config) -> Result<Cache, Error> {
         let store = match &config.redis_url {
             Some(url) => Store::Redis(RedisStore::new(
                 url,
@@ -157,18 +92,7 @@ impl CacheBuilder {
             }),
         })
     }
-}
 
-/// Where a lookup left the call.
-enum Lookup<R> {
-    Hit(R),
-    /// Not cached, or not usable, at the user's generation (`None`: the user has none yet).
-    Miss(Option<u64>),
-    /// The store failed: run the function without caching.
-    Unavailable,
-}
-
-impl Cache {
     /// A builder with every setting at its default (embedded store).
     pub fn builder() -> CacheBuilder {
         CacheBuilder::default()
@@ -176,10 +100,7 @@ impl Cache {
 
     /// A cache configured from `CACHED_API_*` environment variables.
     pub fn from_env() -> Result<Cache, Error> {
-        CacheBuilder {
-            config: Config::from_env()?,
-        }
-        .build()
+        CacheBuilder::from(Config::from_env()?).build()
     }
 
     /// Whether cached functions run every time.

@@ -1,8 +1,8 @@
-//! Settings of a [`Cache`](crate::Cache): defaults, environment, builder.
+//! Settings of a [`Cache`]: defaults, environment, builder.
 
 use std::time::Duration;
 
-use crate::{Clock, Error};
+use crate::{Cache, Clock, Error};
 
 /// Environment variable naming the Redis server; unset means the embedded store.
 pub const ENV_REDIS_URL: &str = "CACHED_API_REDIS_URL";
@@ -98,6 +98,93 @@ impl Config {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Builds a [`Cache`]; every setting starts at its default.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct CacheBuilder {
+    config: Config,
+}
+
+impl CacheBuilder {
+    /// Stores entries on the Redis server at `url` (`redis://host:port/db`)
+    /// instead of in this process.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
+    }
+
+    /// First segment of every key (default `cached_api`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.prefix = prefix.into();
+        self
+    }
+
+    /// TTL of functions whose attribute names none (default 60 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = ttl;
+        self
+    }
+
+    /// Longest wait for a Redis reply before the call fails open (default
+    /// 250 ms); re-establishing a broken connection may take as long again.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.config.op_timeout = timeout;
+        self
+    }
+
+    /// How long calls skip Redis after it failed
+    /// several times in a row, before one call probes it again (default 1 s).
+    pub fn breaker_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Most idle connections kept for sync functions (default 8).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.config.pool_size = size;
+        self
+    }
+
+    /// Most entries of the embedded store (default 100,000).
+    pub fn memory_capacity(mut self, entries: u64) -> Self {
+        self.config.memory_capacity = entries;
+        self
+    }
+
+    /// Largest encoded value stored (default 1 MiB). A larger value is
+    /// returned to its caller but not stored, and counted as `oversized`.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.config.max_value_size = bytes;
+        self
+    }
+
+    /// The clock the embedded store checks TTLs against; tests pass one
+    /// they [`advance`](crate::Clock::advance). Redis keeps its own time.
+    pub fn clock(mut self, clock: crate::Clock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// With `true`, cached functions run every time; invalidations still reach the store.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.config.disabled = disabled;
+        self
+    }
+
+    /// Checks the settings and builds the cache. Connections to Redis open
+    /// on first use, so a server that is down now is not an error here.
+    pub fn build(self) -> Result<Cache, Error> {
+        self.config.validate()?;
+        Cache::new(self.config)
+    }
+}
+
+impl From<Config> for CacheBuilder {
+    fn from(config: Config) -> CacheBuilder {
+        CacheBuilder { config }
+    }
 }
 
 /// Parses `"90"` (seconds) or a number with one unit: `"30s"`, `"15m"`, `"24h"`, `"7d"`.

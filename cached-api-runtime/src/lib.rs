@@ -20,9 +20,10 @@ mod policy;
 mod spec;
 mod stats;
 
-pub use crate::cache::{Cache, CacheBuilder};
+pub use crate::cache::Cache;
 pub use crate::clock::Clock;
 pub use crate::codec::{Bincode, Codec, TypedCodec};
+pub use crate::config::CacheBuilder;
 pub use crate::error::Error;
 pub use crate::global::{blocking, global, invalidate_user, set_global};
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};

@@ -199,6 +199,38 @@ fn a_paused_server_times_out_into_the_function() {
 }
 
 #[test]
+fn a_sync_invalidation_after_a_restart_succeeds_despite_stale_pooled_connections() {
+    if !in_child("a_sync_invalidation_after_a_restart_succeeds_despite_stale_pooled_connections") {
+        return;
+    }
+    let server = start(NO_PROBE);
+    let port = server.port();
+    // Four calls whose bodies all end together, so that their writes overlap
+    // and leave several connections in the pool.
+    let gate = set_gate("pool-0", 4, false);
+    for thread in 1..4 {
+        share_gate(&format!("pool-{thread}"), "pool-0");
+    }
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let gate = &gate;
+            scope.spawn(move || {
+                gate.start();
+                assert_eq!(
+                    slow_sync(&format!("pool-{thread}")),
+                    format!("computed pool-{thread}")
+                );
+            });
+        }
+    });
+    drop(server);
+    let _restarted = RedisServer::start_on(port);
+    // Every pooled connection is now dead; the invalidation must still land.
+    cached_api::blocking::invalidate_user(&"after-restart").expect("invalidation succeeds");
+    assert_eq!(profile_sync("after-restart", 1), "v1:1");
+}
+
+#[test]
 fn a_server_that_was_never_there_fails_open_from_the_start() {
     if !support::is_child() {
         // A port that was free a moment ago: nothing listens on it.

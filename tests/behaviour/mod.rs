@@ -203,6 +203,12 @@ fn gate(tag: &str) -> Arc<Gate> {
         .expect("the test set a gate")
 }
 
+/// Makes `tag` wait at the same gate as `other`.
+pub fn share_gate(tag: &str, other: &str) {
+    let gate = gate(other);
+    GATES.lock().unwrap().insert(tag.to_owned(), gate);
+}
+
 pub fn set_gate(tag: &str, expected: usize, meet: bool) -> Arc<Gate> {
     let gate = Arc::new(Gate {
         expected,

@@ -102,8 +102,14 @@ impl RedisStore {
                 connection
             }
         };
-        // A connection that failed may hold half a reply: it is dropped, not pooled.
-        let reply = cmd.query(&mut connection)?;
+        // A connection that failed may hold half a reply: it is dropped, not
+        // pooled. One the server dropped means the idle ones were dropped too
+        // (a restart): they go as well, so that a retry opens a fresh one.
+        let reply = cmd.query(&mut connection).inspect_err(|error| {
+            if error.is_connection_dropped() {
+                self.pool.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+        })?;
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < self.pool_size {
             pool.push(connection);

@@ -2,7 +2,7 @@
 //! op timeout and run their function at once; after a cooldown one call
 //! probes the store, and its success closes the circuit again.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -18,7 +18,10 @@ pub(crate) struct Breaker {
     /// Milliseconds since `started` at which the circuit opened, plus one;
     /// 0 while closed.
     opened_at: AtomicU64,
-    probing: AtomicBool,
+    /// When the current probe was let through, like `opened_at`; 0 when
+    /// none is out. A probe whose call was cancelled never reports, so a
+    /// probe older than the cooldown no longer holds the others back.
+    probe_at: AtomicU64,
 }
 
 /// Why an operation was let through, which decides what its outcome does.
@@ -39,7 +42,7 @@ impl Breaker {
             started: Instant::now(),
             consecutive_failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
+            probe_at: AtomicU64::new(0),
         }
     }
 
@@ -53,8 +56,17 @@ impl Breaker {
         if opened_at == 0 {
             return Ok(Permit::Closed);
         }
-        let cooled = self.now() >= opened_at + self.cooldown_ms();
-        if cooled && !self.probing.swap(true, SeqCst) {
+        let now = self.now();
+        let cooldown = self.cooldown_ms();
+        let probe_at = self.probe_at.load(SeqCst);
+        let probe_due =
+            now >= opened_at + cooldown && (probe_at == 0 || now >= probe_at + cooldown);
+        if probe_due
+            && self
+                .probe_at
+                .compare_exchange(probe_at, now, SeqCst, SeqCst)
+                .is_ok()
+        {
             return Ok(Permit::Probe);
         }
         stats::record_short_circuit();
@@ -80,13 +92,13 @@ impl Breaker {
                 stats::record_breaker_closed();
                 tracing::warn!("redis answers again: the circuit is closed, caching resumes");
             }
-            self.probing.store(false, SeqCst);
+            self.probe_at.store(0, SeqCst);
             return;
         }
         let failures = self.consecutive_failures.fetch_add(1, SeqCst) + 1;
         if permit == Permit::Probe {
             self.opened_at.store(self.now(), SeqCst);
-            self.probing.store(false, SeqCst);
+            self.probe_at.store(0, SeqCst);
         } else if failures >= FAILURE_THRESHOLD
             && self
                 .opened_at
@@ -103,5 +115,57 @@ impl Breaker {
 
     fn cooldown_ms(&self) -> u64 {
         u64::try_from(self.cooldown.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outage() -> Result<(), Error> {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        Err(Error::Redis(refused.into()))
+    }
+
+    /// Waits out a cooldown: the breaker reads the clock, nothing to signal.
+    fn cool(breaker: &Breaker) {
+        std::thread::sleep(breaker.cooldown + Duration::from_millis(2));
+    }
+
+    fn opened(cooldown: Duration) -> Breaker {
+        let breaker = Breaker::new(cooldown);
+        for _ in 0..FAILURE_THRESHOLD {
+            breaker.record(breaker.admit().unwrap(), &outage());
+        }
+        assert!(
+            breaker.admit().is_err(),
+            "open after {FAILURE_THRESHOLD} outages"
+        );
+        breaker
+    }
+
+    #[test]
+    fn a_successful_probe_closes_the_circuit() {
+        let breaker = opened(Duration::from_millis(5));
+        cool(&breaker);
+        let probe = breaker.admit().unwrap();
+        assert_eq!(probe, Permit::Probe);
+        assert!(breaker.admit().is_err(), "one probe at a time");
+        breaker.record(probe, &Ok(()));
+        assert_eq!(breaker.admit().unwrap(), Permit::Closed);
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_does_not_keep_the_circuit_open() {
+        let breaker = opened(Duration::from_millis(5));
+        cool(&breaker);
+        // The probing call is cancelled: its future is dropped before `record`.
+        assert_eq!(breaker.admit().unwrap(), Permit::Probe);
+        cool(&breaker);
+        assert_eq!(
+            breaker.admit().unwrap(),
+            Permit::Probe,
+            "another call probes"
+        );
     }
 }

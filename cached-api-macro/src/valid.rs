@@ -112,8 +112,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         }
         None => (default_key(&func, user.as_ref()), String::new()),
     };
-    let none = args.none.as_ref().is_some_and(|none| none.value.value);
-    let (policy, stored) = policy(&func, &args.error_ttl, &args.none, none, &mut errors);
+    let (policy, stored) = policy(&func, &args.error_ttl, &args.none, &mut errors);
 
     match errors.0 {
         Some(errors) => Err(errors),
@@ -158,8 +157,7 @@ fn check_signature(func: &Function, errors: &mut Errors) {
 fn policy(
     func: &Function,
     error_ttl: &Option<Arg<DurationArg>>,
-    none_arg: &Option<Arg<LitBool>>,
-    none: bool,
+    none: &Option<Arg<LitBool>>,
     errors: &mut Errors,
 ) -> (Policy, Type) {
     let whole = || match &func.item.sig.output {
@@ -174,18 +172,20 @@ fn policy(
             "`error_ttl` applies only to functions returning `Result`",
         );
     }
-    if let Some(none_arg) = none_arg
+    if let Some(none) = none
         && !matches!(func.output, Output::Option(_))
     {
         errors.push(
-            none_arg.span,
+            none.span,
             "`none` applies only to functions returning `Option`",
         );
     }
     match &func.output {
         Output::Result(_) if error_ttl.is_some() => (Policy::OkAndErr, whole()),
         Output::Result(ok) => (Policy::OkOnly, ok.clone()),
-        Output::Option(_) if none => (Policy::Whole, whole()),
+        Output::Option(_) if none.as_ref().is_some_and(|none| none.value.value) => {
+            (Policy::Whole, whole())
+        }
         Output::Option(some) => (Policy::SomeOnly, some.clone()),
         _ => (Policy::Whole, whole()),
     }

@@ -60,6 +60,16 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// What a follower does once its leader is done.
+enum Follow<R> {
+    /// Return the leader's result.
+    Take(R),
+    /// The result cannot be shared: run the function.
+    Compute,
+    /// The leader is gone: look up again.
+    StartOver,
+}
+
 /// Where a lookup left the call.
 enum Lookup<R> {
     Hit(R),
@@ -219,9 +229,9 @@ impl Cache {
                 Role::Follower(flight) => {
                     let outcome = io.wait(&flight).await;
                     match self.follow::<P, R>(spec, codec, outcome) {
-                        Some(Some(value)) => return value,
-                        Some(None) => return self.uncached(spec, compute.await),
-                        None => continue,
+                        Follow::Take(value) => return value,
+                        Follow::Compute => return self.uncached(spec, compute.await),
+                        Follow::StartOver => continue,
                     }
                 }
                 Role::Leader(leader) => {
@@ -275,27 +285,25 @@ impl Cache {
         }
     }
 
-    /// What a follower does with its leader's outcome: `Some(Some(value))`
-    /// to return it, `Some(None)` to compute for itself, `None` to start over.
+    /// What a follower does with its leader's outcome.
     fn follow<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
         codec: TypedCodec<P::Stored>,
         outcome: Outcome,
-    ) -> Option<Option<R>> {
-        match outcome {
-            Outcome::Value(bytes) => {
-                let shared = self
-                    .unseal::<P, R>(spec, codec, &bytes, None)
-                    .map(|(value, _)| value);
-                if shared.is_some() {
-                    spec.record(Event::Hit);
-                    tracing::debug!(function = spec.id(), "shared result of a concurrent call");
-                }
-                Some(shared)
+    ) -> Follow<R> {
+        let bytes = match outcome {
+            Outcome::Value(bytes) => bytes,
+            Outcome::NotShared => return Follow::Compute,
+            Outcome::Abandoned => return Follow::StartOver,
+        };
+        match self.unseal::<P, R>(spec, codec, &bytes, None) {
+            Some((value, _)) => {
+                spec.record(Event::Hit);
+                tracing::debug!(function = spec.id(), "shared result of a concurrent call");
+                Follow::Take(value)
             }
-            Outcome::NotShared => Some(None),
-            Outcome::Abandoned => None,
+            None => Follow::Compute,
         }
     }
 

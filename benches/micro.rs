@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use cached_api::__private::{FnSpec, KeyWriter, global, key};
+use cached_api::__private::{FnOptions, FnSpec, KeyWriter, global, key};
 use cached_api::{Bincode, Codec};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,13 @@ struct Profile {
     scores: Vec<u32>,
 }
 
-static SPEC: FnSpec = FnSpec::new("bench::profile", 1, 900, 0, ":");
+static SPEC: FnSpec = FnSpec::new(FnOptions {
+    id: "bench::profile",
+    version: 1,
+    ttl: Some(std::time::Duration::from_secs(900)),
+    error_ttl: None,
+    reserved: ":",
+});
 
 fn keys(c: &mut Criterion) {
     let cache = global();

@@ -25,8 +25,8 @@
 
 pub use cached_api_macro::cached_api;
 pub use cached_api_runtime::{
-    Bincode, BreakerStats, Cache, CacheBuilder, Clock, Codec, Counts, Error, Stats, blocking,
-    config, invalidate_user, set_global, stats,
+    Bincode, BreakerStats, Cache, CacheBuilder, Clock, Codec, Counts, Error, Stats, StoreError,
+    blocking, config, invalidate_user, set_global, stats,
 };
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes

@@ -3,21 +3,27 @@
 mod behaviour;
 mod support;
 
-fn setup() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        if !support::is_child() {
-            let cache = cached_api::Cache::builder()
-                .prefix("mem")
-                .max_value_size(behaviour::MAX_VALUE_SIZE)
-                .build()
-                .unwrap();
-            cached_api::set_global(cache).unwrap();
-        }
-    });
+use behaviour::*;
+
+struct Memory;
+
+impl StoreUnderTest for Memory {
+    fn install() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            if !support::is_child() {
+                let cache = cached_api::Cache::builder()
+                    .prefix("mem")
+                    .max_value_size(behaviour::MAX_VALUE_SIZE)
+                    .build()
+                    .unwrap();
+                cached_api::set_global(cache).unwrap();
+            }
+        });
+    }
 }
 
-behaviour_tests!();
+behaviour_tests!(Memory);
 
 #[test]
 fn the_kill_switch_runs_every_call() {
@@ -80,7 +86,7 @@ fn build_rejects_bad_settings_with_a_clear_error() {
 
 #[test]
 fn set_global_twice_is_an_error() {
-    setup();
+    Memory::install();
     let again = cached_api::set_global(cached_api::Cache::builder().build().unwrap());
     assert!(matches!(again, Err(cached_api::Error::GlobalAlreadySet)));
 }

@@ -4,6 +4,8 @@
 mod behaviour;
 mod support;
 
+use behaviour::*;
+
 use std::sync::LazyLock;
 
 use redis::Commands;
@@ -11,22 +13,26 @@ use support::RedisServer;
 
 static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
 
-fn setup() {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        if !support::is_child() {
-            let cache = cached_api::Cache::builder()
-                .redis_url(SERVER.url())
-                .prefix("t")
-                .max_value_size(behaviour::MAX_VALUE_SIZE)
-                .build()
-                .unwrap();
-            cached_api::set_global(cache).unwrap();
-        }
-    });
+struct Redis;
+
+impl StoreUnderTest for Redis {
+    fn install() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            if !support::is_child() {
+                let cache = cached_api::Cache::builder()
+                    .redis_url(SERVER.url())
+                    .prefix("t")
+                    .max_value_size(behaviour::MAX_VALUE_SIZE)
+                    .build()
+                    .unwrap();
+                cached_api::set_global(cache).unwrap();
+            }
+        });
+    }
 }
 
-behaviour_tests!();
+behaviour_tests!(Redis);
 
 /// The one entry key of `user` (there is one when the test made one).
 fn entry_key_of(connection: &mut redis::Connection, user: &str) -> String {
@@ -37,7 +43,7 @@ fn entry_key_of(connection: &mut redis::Connection, user: &str) -> String {
 
 #[test]
 fn entries_carry_their_ttl_set_with_the_value() {
-    setup();
+    Redis::install();
     run(async {
         let user = unique("ttl");
         profile(user.clone(), 1).await.unwrap();
@@ -60,7 +66,7 @@ fn entries_carry_their_ttl_set_with_the_value() {
 
 #[test]
 fn planted_bytes_are_a_miss_then_overwritten() {
-    setup();
+    Redis::install();
     run(async {
         let user = unique("corrupt");
         profile(user.clone(), 1).await.unwrap();
@@ -104,7 +110,7 @@ fn planted_bytes_are_a_miss_then_overwritten() {
 
 #[test]
 fn an_evicted_generation_never_resurrects_entries() {
-    setup();
+    Redis::install();
     run(async {
         let user = unique("evicted");
         profile(user.clone(), 1).await.unwrap();
@@ -123,7 +129,7 @@ fn an_evicted_generation_never_resurrects_entries() {
 
 #[test]
 fn a_second_process_sees_the_entries_of_the_first() {
-    setup();
+    Redis::install();
     if support::is_child() {
         run(async {
             let user = std::env::var("SHARED_USER").unwrap();

@@ -2,7 +2,7 @@
 
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
-use syn::{Expr, Ident, LitBool, LitInt, LitStr, Token};
+use syn::{Expr, Ident, LitBool, LitInt, LitStr, Path, Token};
 
 mod kw {
     syn::custom_keyword!(key);
@@ -14,7 +14,7 @@ mod kw {
     syn::custom_keyword!(name);
 }
 
-const VALID: &str = "key, user, ttl, error_ttl, none, version, name";
+const VALID: &str = "key, user, ttl, error_ttl, none, version, name, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -44,6 +44,8 @@ pub struct Args {
     pub none: Option<Arg<LitBool>>,
     pub version: Option<Arg<LitInt>>,
     pub name: Option<Arg<LitStr>>,
+    /// `crate = path`: where the facade is, for users who renamed it.
+    pub krate: Option<Arg<Path>>,
 }
 
 impl Parse for Args {
@@ -94,11 +96,18 @@ impl Parse for Args {
                     span,
                     value(input, <LitStr as Parse>::parse)?,
                 )?;
+            } else if lookahead.peek(Token![crate]) {
+                let span = input.parse::<Token![crate]>()?.span;
+                set_once(&mut args.krate, "crate", span, value(input, crate_path)?)?;
             } else if input.peek(Ident) {
                 let unknown: Ident = input.parse()?;
+                let hint = match closest(&unknown.to_string()) {
+                    Some(name) => format!("; did you mean `{name}`?"),
+                    None => String::new(),
+                };
                 return Err(syn::Error::new(
                     unknown.span(),
-                    format!("unknown argument `{unknown}`; expected one of: {VALID}"),
+                    format!("unknown argument `{unknown}`: expected one of {VALID}{hint}"),
                 ));
             } else {
                 return Err(lookahead.error());
@@ -110,6 +119,34 @@ impl Parse for Args {
         }
         Ok(args)
     }
+}
+
+/// The valid argument a slip of at most two letters away probably meant.
+fn closest(unknown: &str) -> Option<&'static str> {
+    VALID
+        .split(", ")
+        .map(|name| (edit_distance(unknown, name), name))
+        .filter(|&(distance, _)| distance <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// `= value`, parsed by `parse`.
@@ -128,6 +165,15 @@ fn duration(input: ParseStream) -> syn::Result<DurationArg> {
         Err(input.error("a duration must be positive: seconds (`90`) or a string like \"15m\""))
     } else {
         Err(lookahead.error())
+    }
+}
+
+/// `crate = path`, or `crate = "path"` as serde spells it.
+fn crate_path(input: ParseStream) -> syn::Result<Path> {
+    if input.peek(LitStr) {
+        input.parse::<LitStr>()?.parse_with(Path::parse_mod_style)
+    } else {
+        Path::parse_mod_style(input)
     }
 }
 

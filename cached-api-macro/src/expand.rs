@@ -30,9 +30,10 @@ pub fn expand(model: &Model) -> TokenStream {
             quote!(::core::concat!(::core::module_path!(), "::", #ident))
         }
     };
+    let krate = &model.krate;
     let version = model.version;
-    let ttl = model.ttl_secs;
-    let error_ttl = model.error_ttl_secs;
+    let ttl = optional_secs(model.ttl_secs);
+    let error_ttl = optional_secs(model.error_ttl_secs);
     let reserved = &model.reserved;
     let owner = if model.func.has_receiver() {
         quote!(::core::option::Option::Some(
@@ -59,11 +60,11 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let stored = &model.stored;
     let codec = quote_spanned! {stored.span()=>
-        let __cached_api_codec = ::cached_api::__private::codec::<#stored>();
+        let __cached_api_codec = #krate::__private::codec::<#stored>();
     };
     let call = if model.func.is_async() {
         quote_spanned! {ret_span=>
-            ::cached_api::__private::call::<::cached_api::__private::#policy, _, _>(
+            #krate::__private::call::<#krate::__private::#policy, _, _>(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
                 __cached_api_codec,
@@ -75,7 +76,7 @@ pub fn expand(model: &Model) -> TokenStream {
     } else {
         let output = &sig.output;
         quote_spanned! {ret_span=>
-            ::cached_api::__private::call_blocking::<::cached_api::__private::#policy, _, _>(
+            #krate::__private::call_blocking::<#krate::__private::#policy, _, _>(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
                 __cached_api_codec,
@@ -88,11 +89,17 @@ pub fn expand(model: &Model) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig {
-            static __CACHED_API_SPEC: ::cached_api::__private::FnSpec =
-                ::cached_api::__private::FnSpec::new(#id, #version, #ttl, #error_ttl, #reserved);
+            static __CACHED_API_SPEC: #krate::__private::FnSpec =
+                #krate::__private::FnSpec::new(#krate::__private::FnOptions {
+                    id: #id,
+                    version: #version,
+                    ttl: #ttl,
+                    error_ttl: #error_ttl,
+                    reserved: #reserved,
+                });
             #codec
-            let __cached_api_cache = ::cached_api::__private::global();
-            let __cached_api_key = ::cached_api::__private::key(
+            let __cached_api_cache = #krate::__private::global();
+            let __cached_api_key = #krate::__private::key(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
                 #owner,
@@ -101,6 +108,15 @@ pub fn expand(model: &Model) -> TokenStream {
             );
             #call
         }
+    }
+}
+
+fn optional_secs(secs: Option<u64>) -> TokenStream {
+    match secs {
+        Some(secs) => quote!(::core::option::Option::Some(
+            ::core::time::Duration::from_secs(#secs)
+        )),
+        None => quote!(::core::option::Option::None),
     }
 }
 

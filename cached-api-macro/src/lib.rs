@@ -30,6 +30,7 @@ use proc_macro::TokenStream;
 /// | `none` | `true` / `false` | also cache `None` (`Option` only) |
 /// | `version` | integer | bump to orphan entries of an older stored type |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
+/// | `crate` | a path (`crate = my_cache`) | where the `cached-api` facade is, if the dependency was renamed or re-exported |
 ///
 /// A `Result` caches its `Ok` value, an `Option` its `Some` value, anything
 /// else the whole value; the stored type must implement `serde::Serialize`

@@ -2,7 +2,7 @@
 //! gathered, and the model that `expand` turns into tokens.
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, GenericParam, LitBool, LitStr, Type};
 
@@ -15,10 +15,10 @@ pub struct Model {
     pub func: Function,
     pub name: Option<LitStr>,
     pub version: u32,
-    /// 0: the cache's default.
-    pub ttl_secs: u64,
-    /// 0: errors are not cached.
-    pub error_ttl_secs: u64,
+    /// `None`: the cache's default.
+    pub ttl_secs: Option<u64>,
+    /// `None`: errors are not cached.
+    pub error_ttl_secs: Option<u64>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -26,6 +26,8 @@ pub struct Model {
     pub policy: Policy,
     /// The type written to the store, for the check that names it.
     pub stored: Type,
+    /// The facade's path: `::cached_api` unless `crate = …` says otherwise.
+    pub krate: TokenStream,
 }
 
 /// One step of writing the key.
@@ -64,11 +66,11 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
     let ttl_secs = args
         .ttl
         .as_ref()
-        .map_or(0, |ttl| seconds(ttl, "ttl", &mut errors));
+        .and_then(|ttl| seconds(ttl, "ttl", &mut errors));
     let error_ttl_secs = args
         .error_ttl
         .as_ref()
-        .map_or(0, |ttl| seconds(ttl, "error_ttl", &mut errors));
+        .and_then(|ttl| seconds(ttl, "error_ttl", &mut errors));
     let version = args.version.as_ref().map_or(0, |version| {
         version.value.base10_parse::<u32>().unwrap_or_else(|_| {
             errors.push(
@@ -127,6 +129,10 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             user,
             policy,
             stored,
+            krate: match args.krate {
+                Some(krate) => krate.value.to_token_stream(),
+                None => quote!(::cached_api),
+            },
         }),
     }
 }
@@ -243,80 +249,19 @@ fn default_key(func: &Function, user: Option<&Expr>) -> Vec<KeyPart> {
     parts
 }
 
-fn seconds(arg: &Arg<DurationArg>, what: &str, errors: &mut Errors) -> u64 {
-    let result = match &arg.value {
-        DurationArg::Secs(lit) => match lit.base10_parse::<u64>() {
-            Ok(0) => Err((
-                lit.span(),
-                format!(
-                    "`{what} = 0` would cache nothing; give a positive number of seconds or leave `{what}` out"
-                ),
-            )),
-            Ok(secs) if secs > MAX_SECS => Err((
-                lit.span(),
-                format!("`{what}` is too long: at most {MAX_SECS} seconds (100 years)"),
-            )),
-            Ok(secs) => Ok(secs),
-            Err(_) => Err((
-                lit.span(),
-                format!(
-                    "`{what}` must be a positive whole number of seconds or a string like \"15m\""
-                ),
-            )),
-        },
-        DurationArg::Text(lit) => parse_duration(&lit.value())
-            .map_err(|message| (lit.span(), format!("`{what}`: {message}"))),
+/// The duration in whole seconds, checked by the grammar the runtime shares.
+fn seconds(arg: &Arg<DurationArg>, what: &str, errors: &mut Errors) -> Option<u64> {
+    let (span, text) = match &arg.value {
+        DurationArg::Secs(lit) => (lit.span(), lit.base10_digits().to_owned()),
+        DurationArg::Text(lit) => (lit.span(), lit.value()),
     };
-    result.unwrap_or_else(|(span, message)| {
-        errors.push(span, message);
-        0
-    })
-}
-
-/// 100 years: longer than any cache entry should live, short enough for Redis' PX.
-const MAX_SECS: u64 = 100 * 365 * 86_400;
-
-/// The runtime accepts the same grammar in `CACHED_API_DEFAULT_TTL`.
-fn parse_duration(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => {
-            let hint = match (digits.is_empty(), canonical_unit(unit.trim())) {
-                (false, Some(unit)) => format!("; did you mean \"{digits}{unit}\"?"),
-                _ => String::new(),
-            };
-            return Err(format!(
-                "{text:?} is not a duration: write seconds (`90`) or a number and one unit: \"30s\", \"15m\", \"24h\", \"7d\"{hint}"
-            ));
+    match cached_api_duration::parse(&text) {
+        Ok(duration) => Some(duration.as_secs()),
+        Err(error) => {
+            errors.push(span, format!("`{what}`: {error}"));
+            None
         }
-    };
-    let count: u64 = digits.parse().map_err(|_| {
-        format!("{text:?} is not a duration: it must start with a whole number, as in \"15m\"")
-    })?;
-    match count.checked_mul(scale) {
-        Some(0) => Err("a duration of zero would cache nothing".to_owned()),
-        Some(secs) if secs <= MAX_SECS => Ok(secs),
-        _ => Err(format!("{text:?} is too long: at most 100 years")),
     }
-}
-
-/// The unit meant by a common spelling, for the hint of `"15 min"`.
-fn canonical_unit(unit: &str) -> Option<&'static str> {
-    Some(match unit {
-        "s" | "sec" | "secs" | "second" | "seconds" => "s",
-        "m" | "min" | "mins" | "minute" | "minutes" => "m",
-        "h" | "hr" | "hrs" | "hour" | "hours" => "h",
-        "d" | "day" | "days" => "d",
-        _ => return None,
-    })
 }
 
 fn mentions_any(tokens: TokenStream, bindings: &[Ident]) -> bool {

@@ -2,11 +2,11 @@
 //! op timeout and run their function at once; after a cooldown one call
 //! probes the store, and its success closes the circuit again.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::stats;
+use crate::stats::BreakerStats;
 
 /// Consecutive outages that open the circuit.
 pub(crate) const FAILURE_THRESHOLD: u32 = 3;
@@ -22,6 +22,8 @@ pub(crate) struct Breaker {
     /// none is out. A probe whose call was cancelled never reports, so a
     /// probe older than the cooldown no longer holds the others back.
     probe_at: AtomicU64,
+    opened: AtomicU64,
+    short_circuited: AtomicU64,
 }
 
 /// Why an operation was let through, which decides what its outcome does.
@@ -43,6 +45,8 @@ impl Breaker {
             consecutive_failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(0),
             probe_at: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            short_circuited: AtomicU64::new(0),
         }
     }
 
@@ -69,28 +73,22 @@ impl Breaker {
         {
             return Ok(Permit::Probe);
         }
-        stats::record_short_circuit();
+        self.short_circuited.fetch_add(1, Relaxed);
         Err(Error::CircuitOpen(self.cooldown))
     }
 
     /// Records how an admitted operation went. Only outages count: a reply
-    /// Redis gave, even an error reply, shows the server is there.
+    /// the store gave, even an error reply, shows the server is there.
     pub(crate) fn record<T>(&self, permit: Permit, result: &Result<T, Error>) {
-        let outage = match result {
-            Ok(_) => false,
-            Err(Error::Redis(error)) => {
-                error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_refusal()
-                    || error.is_connection_dropped()
-            }
-            Err(_) => false,
-        };
+        let outage = result
+            .as_ref()
+            .err()
+            .and_then(Error::store_failure)
+            .is_some_and(|failure| failure.is_outage());
         if !outage {
             self.consecutive_failures.store(0, SeqCst);
             if self.opened_at.swap(0, SeqCst) != 0 {
-                stats::record_breaker_closed();
-                tracing::warn!("redis answers again: the circuit is closed, caching resumes");
+                tracing::warn!("the store answers again: the circuit is closed, caching resumes");
             }
             self.probe_at.store(0, SeqCst);
             return;
@@ -105,11 +103,19 @@ impl Breaker {
                 .compare_exchange(0, self.now(), SeqCst, SeqCst)
                 .is_ok()
         {
-            stats::record_breaker_opened();
+            self.opened.fetch_add(1, Relaxed);
             tracing::error!(
                 cooldown = ?self.cooldown,
-                "redis failed {failures} times in a row: the circuit is open, calls skip the cache"
+                "the store failed {failures} times in a row: the circuit is open, calls skip the cache"
             );
+        }
+    }
+
+    pub(crate) fn stats(&self) -> BreakerStats {
+        BreakerStats {
+            open: self.opened_at.load(SeqCst) != 0,
+            opened: self.opened.load(Relaxed),
+            short_circuited: self.short_circuited.load(Relaxed),
         }
     }
 
@@ -121,10 +127,11 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{StoreError, StoreFailure};
 
     fn outage() -> Result<(), Error> {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        Err(Error::Redis(refused.into()))
+        Err(StoreError::new("test", StoreFailure::Unreachable, "", refused).into())
     }
 
     /// Waits out a cooldown: the breaker reads the clock, nothing to signal.
@@ -167,5 +174,16 @@ mod tests {
             Permit::Probe,
             "another call probes"
         );
+    }
+
+    #[test]
+    fn an_error_reply_is_not_an_outage() {
+        let breaker = Breaker::new(Duration::from_secs(60));
+        for _ in 0..2 * FAILURE_THRESHOLD {
+            let reply = StoreError::new("test", StoreFailure::Refused, "", "WRONGTYPE");
+            breaker.record(breaker.admit().unwrap(), &Err::<(), _>(reply.into()));
+        }
+        assert_eq!(breaker.admit().unwrap(), Permit::Closed);
+        assert_eq!(breaker.stats().opened, 0);
     }
 }

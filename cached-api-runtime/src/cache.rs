@@ -1,24 +1,25 @@
-//! The cache-aside call: look up, single-flight on a miss, compute, store.
-//! It orchestrates key, codec, flight and stats over one [`Backend`].
+//! A configured cache: its store, its in-flight computations, its stats,
+//! and the two drivers that walk a call through the cache-aside [`steps`],
+//! one awaiting and one blocking.
+
+mod steps;
 
 use std::fmt::Display;
-use std::future::{Future, ready};
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
+use self::steps::{Finish, Step};
 use crate::Error;
-use crate::backend::{Backend, MemoryStore, Read, RedisStore, Store};
-use crate::codec::{Header, TypedCodec};
+use crate::backend::{Backend, MemoryStore, RedisStore, Store};
+use crate::codec::TypedCodec;
 use crate::config::{CacheBuilder, Config};
-use crate::flight::{Flight, Flights, Outcome, Role};
+use crate::flight::Flights;
 use crate::key::{self, EntryKey, KeyWriter};
-use crate::policy::{Lifetime, Policy};
+use crate::policy::Policy;
 use crate::spec::FnSpec;
-use crate::stats::{self, Event};
+use crate::stats::{CacheStats, Event, Stats};
 
 /// A configured cache: where entries live and how calls use them.
 ///
@@ -44,6 +45,7 @@ struct Inner {
     config: Config,
     store: Store,
     flights: Flights,
+    stats: CacheStats,
 }
 
 impl std::fmt::Debug for Cache {
@@ -58,25 +60,6 @@ impl std::fmt::Debug for Cache {
             .field("disabled", &self.inner.config.disabled)
             .finish()
     }
-}
-
-/// What a follower does once its leader is done.
-enum Follow<R> {
-    /// Return the leader's result.
-    Take(R),
-    /// The result cannot be shared: run the function.
-    Compute,
-    /// The leader is gone: look up again.
-    StartOver,
-}
-
-/// Where a lookup left the call.
-enum Lookup<R> {
-    Hit(R),
-    /// Not cached, or not usable, at the user's generation (`None`: the user has none yet).
-    Miss(Option<u64>),
-    /// The store failed: run the function without caching.
-    Unavailable,
 }
 
 impl Cache {
@@ -99,6 +82,7 @@ impl Cache {
                 config,
                 store,
                 flights: Flights::default(),
+                stats: CacheStats::default(),
             }),
         })
     }
@@ -111,6 +95,18 @@ impl Cache {
     /// A cache configured from `CACHED_API_*` environment variables.
     pub fn from_env() -> Result<Cache, Error> {
         CacheBuilder::from(Config::from_env()?).build()
+    }
+
+    /// The counts of this cache: per function, in total, and its store's
+    /// circuit breaker. [`stats()`](crate::stats()) is the process-wide cache's.
+    ///
+    /// ```
+    /// let cache = cached_api_runtime::Cache::builder().build()?;
+    /// assert_eq!(cache.stats().total.hits, 0);
+    /// # Ok::<(), cached_api_runtime::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot(self.inner.store.breaker_stats())
     }
 
     /// Whether cached functions run every time.
@@ -129,7 +125,7 @@ impl Cache {
             .store
             .set_generation(&generation_key, fresh_generation())
             .await;
-        record_invalidation(result)
+        self.record_invalidation(result)
     }
 
     /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
@@ -139,7 +135,7 @@ impl Cache {
             .inner
             .store
             .set_generation_blocking(&generation_key, fresh_generation());
-        record_invalidation(result)
+        self.record_invalidation(result)
     }
 
     /// The key of one call of `spec`; `None` when the cache is disabled.
@@ -164,7 +160,8 @@ impl Cache {
         Some(writer.finish())
     }
 
-    /// Serves a call of an async function from the cache, or computes and stores it.
+    /// Serves a call of an async function from the cache, or computes and
+    /// stores it: every step that waits is awaited.
     pub(crate) async fn call<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
@@ -172,11 +169,39 @@ impl Cache {
         key: EntryKey,
         compute: impl Future<Output = R>,
     ) -> R {
-        self.serve::<P, R>(&self.inner.store, spec, codec, key, compute)
-            .await
+        let store = &self.inner.store;
+        let mut step = steps::start::<P, R>(&self.inner, spec, codec, key);
+        let compute_step = loop {
+            step = match step {
+                Step::Lookup(lookup) => {
+                    let read = store.read(lookup.key()).await;
+                    lookup.read(read)
+                }
+                Step::CreateGeneration(create) => {
+                    let existing = store
+                        .init_generation(create.key(), create.candidate())
+                        .await;
+                    create.created(existing)
+                }
+                Step::Follow(follow) => {
+                    let outcome = follow.flight().wait().await;
+                    follow.landed(outcome)
+                }
+                Step::Compute(compute_step) => break compute_step,
+                Step::Done(value) => return value,
+            }
+        };
+        match compute_step.computed(compute.await) {
+            Finish::Done(value) => value,
+            Finish::Write(write) => {
+                let written = store.write(write.key(), write.bytes(), write.ttl()).await;
+                write.written(written)
+            }
+        }
     }
 
-    /// [`call`](Self::call) for sync functions: the same steps on blocking I/O.
+    /// [`call`](Self::call) for sync functions: the same steps, and every
+    /// one that waits blocks the calling thread.
     pub(crate) fn call_blocking<P: Policy<R>, R>(
         &self,
         spec: &'static FnSpec,
@@ -184,316 +209,107 @@ impl Cache {
         key: EntryKey,
         compute: impl FnOnce() -> R,
     ) -> R {
-        let io = Blocking(&self.inner.store);
-        let serve = self.serve::<P, R>(&io, spec, codec, key, async move { compute() });
-        let mut serve = pin!(serve);
-        match serve.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(value) => value,
-            Poll::Pending => unreachable!("blocking I/O completes before it returns"),
-        }
-    }
-
-    /// The cache-aside steps, written once for both kinds of I/O: look up;
-    /// on a miss, join the entry's flight; lead (compute, store, share) or
-    /// follow (take the leader's result, or start over if it is gone).
-    async fn serve<P: Policy<R>, R>(
-        &self,
-        io: &(impl Backend + FlightWait),
-        spec: &'static FnSpec,
-        codec: TypedCodec<P::Stored>,
-        key: EntryKey,
-        compute: impl Future<Output = R>,
-    ) -> R {
-        let mut looks_again = MAX_LOOKS_AGAIN;
-        loop {
-            let seen = self.inner.flights.epoch(key.entry());
-            let generation = match self.lookup::<P, R>(spec, codec, &key, io.read(&key).await) {
-                Lookup::Hit(value) => return value,
-                Lookup::Miss(Some(generation)) => generation,
-                Lookup::Miss(None) => {
-                    let (gen_key, candidate) = new_generation(&key);
-                    let existing = io.init_generation(gen_key, candidate).await;
-                    match self.settle_generation(spec, existing) {
-                        Some(generation) => generation,
-                        None => return self.uncached(spec, compute.await),
-                    }
+        let store = &self.inner.store;
+        let mut step = steps::start::<P, R>(&self.inner, spec, codec, key);
+        let compute_step = loop {
+            step = match step {
+                Step::Lookup(lookup) => {
+                    let read = store.read_blocking(lookup.key());
+                    lookup.read(read)
                 }
-                Lookup::Unavailable => return self.uncached(spec, compute.await),
-            };
-            let seen = (looks_again > 0).then_some(seen);
-            match self.inner.flights.join(key.entry(), generation, seen) {
-                Role::LookAgain => {
-                    looks_again -= 1;
-                    continue;
+                Step::CreateGeneration(create) => {
+                    let existing = store.init_generation_blocking(create.key(), create.candidate());
+                    create.created(existing)
                 }
-                Role::Follower(flight) => {
-                    let outcome = io.wait(&flight).await;
-                    match self.follow::<P, R>(spec, codec, outcome) {
-                        Follow::Take(value) => return value,
-                        Follow::Compute => return self.uncached(spec, compute.await),
-                        Follow::StartOver => continue,
-                    }
+                Step::Follow(follow) => {
+                    let outcome = follow.flight().wait_blocking();
+                    follow.landed(outcome)
                 }
-                Role::Leader(leader) => {
-                    let value = self.uncached(spec, compute.await);
-                    let outcome = match self.seal::<P, R>(spec, codec, generation, &value) {
-                        Some((bytes, ttl)) => {
-                            let written = io.write(key.entry(), &bytes, ttl).await;
-                            self.record_write(spec, &key, written);
-                            Outcome::Value(bytes.into())
-                        }
-                        None => Outcome::NotShared,
-                    };
-                    leader.land(outcome);
-                    return value;
-                }
+                Step::Compute(compute_step) => break compute_step,
+                Step::Done(value) => return value,
+            }
+        };
+        match compute_step.computed(compute()) {
+            Finish::Done(value) => value,
+            Finish::Write(write) => {
+                let written = store.write_blocking(write.key(), write.bytes(), write.ttl());
+                write.written(written)
             }
         }
     }
 
-    /// Judges what the store returned for `key`.
-    fn lookup<P: Policy<R>, R>(
-        &self,
-        spec: &'static FnSpec,
-        codec: TypedCodec<P::Stored>,
-        key: &EntryKey,
-        read: Result<Read, Error>,
-    ) -> Lookup<R> {
-        let read = match read {
-            Ok(read) => read,
-            Err(error) => {
-                record_error(spec, &error, "read failed; running the function uncached");
-                return Lookup::Unavailable;
-            }
-        };
-        let expected = match (key.generation(), read.generation) {
-            (None, _) => None,
-            (Some(_), Some(generation)) => Some(generation),
-            (Some(_), None) => return Lookup::Miss(None),
-        };
-        let generation = expected.unwrap_or(GLOBAL_GENERATION);
-        let Some(bytes) = read.value else {
-            return Lookup::Miss(Some(generation));
-        };
-        match self.unseal::<P, R>(spec, codec, &bytes, expected) {
-            Some((value, header)) => {
-                spec.record(Event::Hit);
-                tracing::debug!(function = spec.id(), age_ms = header.age_ms(), "cache hit");
-                Lookup::Hit(value)
-            }
-            None => Lookup::Miss(Some(generation)),
-        }
-    }
-
-    /// What a follower does with its leader's outcome.
-    fn follow<P: Policy<R>, R>(
-        &self,
-        spec: &'static FnSpec,
-        codec: TypedCodec<P::Stored>,
-        outcome: Outcome,
-    ) -> Follow<R> {
-        let bytes = match outcome {
-            Outcome::Value(bytes) => bytes,
-            Outcome::NotShared => return Follow::Compute,
-            Outcome::Abandoned => return Follow::StartOver,
-        };
-        match self.unseal::<P, R>(spec, codec, &bytes, None) {
-            Some((value, _)) => {
-                spec.record(Event::Hit);
-                tracing::debug!(function = spec.id(), "shared result of a concurrent call");
-                Follow::Take(value)
-            }
-            None => Follow::Compute,
-        }
-    }
-
-    /// The stored value, if it was written by this shape of the function and,
-    /// when `generation` is given, at that generation of its user.
-    fn unseal<P: Policy<R>, R>(
-        &self,
-        spec: &'static FnSpec,
-        codec: TypedCodec<P::Stored>,
-        bytes: &[u8],
-        generation: Option<u64>,
-    ) -> Option<(R, Header)> {
-        let (header, payload) = Header::open(bytes)?;
-        let current = header.version == spec.version()
-            && header.fingerprint == codec.fingerprint()
-            && generation.is_none_or(|generation| header.generation == generation);
-        if !current {
-            return None;
-        }
-        let value = codec.decode(payload).map(P::restore)?;
-        Some((value, header))
-    }
-
-    /// The bytes to store for `value` and their TTL; `None` if it is not cached.
-    fn seal<P: Policy<R>, R>(
-        &self,
-        spec: &'static FnSpec,
-        codec: TypedCodec<P::Stored>,
-        generation: u64,
-        value: &R,
-    ) -> Option<(Vec<u8>, Duration)> {
-        let (stored, lifetime) = P::keep(value)?;
-        let header = Header {
-            version: spec.version(),
-            fingerprint: codec.fingerprint(),
-            generation,
-            stored_at_ms: Header::now_ms(),
-        };
-        let ttl = match lifetime {
-            Lifetime::Value => spec.ttl(self.inner.config.default_ttl),
-            Lifetime::Error => spec.error_ttl(),
-        };
-        let bytes = header.seal(codec, stored)?;
-        if bytes.len() > self.inner.config.max_value_size {
-            spec.record(Event::Oversized);
-            tracing::warn!(
-                function = spec.id(),
-                size = bytes.len(),
-                max = self.inner.config.max_value_size,
-                "value too large to cache; returned uncached"
-            );
-            return None;
-        }
-        Some((bytes, ttl))
-    }
-
-    fn settle_generation(
-        &self,
-        spec: &'static FnSpec,
-        existing: Result<Option<u64>, Error>,
-    ) -> Option<u64> {
-        match existing {
-            Ok(Some(generation)) => Some(generation),
-            Ok(None) => {
-                spec.record(Event::Error);
-                tracing::warn!(
-                    function = spec.id(),
-                    "user generation holds foreign bytes; not caching until the user is invalidated"
-                );
-                None
-            }
-            Err(error) => {
-                record_error(
-                    spec,
-                    &error,
-                    "generation unavailable; running the function uncached",
-                );
-                None
-            }
-        }
-    }
-
-    fn uncached<R>(&self, spec: &'static FnSpec, value: R) -> R {
-        spec.record(Event::Miss);
-        tracing::debug!(function = spec.id(), "cache miss");
-        value
-    }
-
-    fn record_write(&self, spec: &'static FnSpec, key: &EntryKey, written: Result<(), Error>) {
-        match written {
+    fn record_invalidation(&self, result: Result<(), Error>) -> Result<(), Error> {
+        match &result {
             Ok(()) => {
-                spec.record(Event::Set);
-                tracing::debug!(function = spec.id(), "cache set");
+                self.inner.stats.record_unattributed(Event::Invalidation);
+                tracing::debug!("invalidated user");
             }
             Err(error) => {
-                tracing::trace!(key = key.entry(), "write failed");
-                record_error(
-                    spec,
-                    &error,
-                    "write failed; the result was returned uncached",
-                );
+                self.inner.stats.record_unattributed(Event::Error);
+                tracing::error!(%error, "invalidation failed; entries of the user may still be served");
             }
         }
+        result
     }
 }
 
-/// How a caller waits for the leader of its entry's flight.
-trait FlightWait {
-    fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send;
-}
-
-/// Async functions use the store as it is: every wait yields to the runtime.
-impl FlightWait for Store {
-    fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send {
-        flight.wait()
+impl CacheBuilder {
+    /// Checks the settings and builds the cache. Connections to Redis open
+    /// on first use, so a server that is down now is not an error here.
+    pub fn build(self) -> Result<Cache, Error> {
+        self.config.validate()?;
+        Cache::new(self.config)
     }
-}
-
-/// A sync function's view of the store: every operation blocks the thread,
-/// and the trait's async forms wrap the result, ready when first polled.
-struct Blocking<'a>(&'a Store);
-
-impl Backend for Blocking<'_> {
-    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
-        self.0.read_blocking(key)
-    }
-    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
-        self.0.write_blocking(key, bytes, ttl)
-    }
-    fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
-        self.0.init_generation_blocking(key, candidate)
-    }
-    fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
-        self.0.set_generation_blocking(key, generation)
-    }
-}
-
-impl FlightWait for Blocking<'_> {
-    fn wait(&self, flight: &Flight) -> impl Future<Output = Outcome> + Send {
-        ready(flight.wait_blocking())
-    }
-}
-
-/// How often one call may look up again because a result in its shard
-/// landed meanwhile: enough to catch the one it missed, bounded so that
-/// constant landings cannot keep a call from computing its own.
-const MAX_LOOKS_AGAIN: u32 = 3;
-
-/// The generation written into global entries, which no user can invalidate.
-const GLOBAL_GENERATION: u64 = 0;
-
-fn new_generation(key: &EntryKey) -> (&str, u64) {
-    let gen_key = key
-        .generation()
-        .expect("only per-user entries miss without a generation");
-    (gen_key, fresh_generation())
-}
-
-/// Counts and logs a store failure; a call the open circuit turned away is
-/// neither (the breaker counts those), or the log would repeat every call.
-fn record_error(spec: &'static FnSpec, error: &Error, what: &'static str) {
-    if let Error::CircuitOpen(_) = error {
-        tracing::trace!(function = spec.id(), "circuit open: {what}");
-        return;
-    }
-    spec.record(Event::Error);
-    tracing::warn!(function = spec.id(), %error, "{what}");
-}
-
-fn record_invalidation(result: Result<(), Error>) -> Result<(), Error> {
-    match &result {
-        Ok(()) => {
-            stats::record_process(Event::Invalidation);
-            tracing::debug!("invalidated user");
-        }
-        Err(error) => {
-            stats::record_process(Event::Error);
-            tracing::error!(%error, "invalidation failed; entries of the user may still be served");
-        }
-    }
-    result
 }
 
 /// A random generation: keyed SipHash of a counter, so values differ across
 /// processes (random keys) and within one (the counter).
-fn fresh_generation() -> u64 {
+pub(crate) fn fresh_generation() -> u64 {
     static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = KEYS.build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Relaxed));
     // 0 is what global entries carry; a user's generation is never 0.
     hasher.finish().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Whole;
+    use crate::spec::FnOptions;
+
+    static DOUBLE: FnSpec = FnSpec::new(FnOptions {
+        id: "tests::double",
+        version: 0,
+        ttl: None,
+        error_ttl: None,
+        reserved: "",
+    });
+
+    fn double(cache: &Cache, id: u32) -> u32 {
+        let key = cache
+            .key(&DOUBLE, None, None, |key| {
+                key.value(&id);
+            })
+            .expect("the cache is enabled");
+        cache.call_blocking::<Whole, u32>(&DOUBLE, TypedCodec::bincode(), key, || id * 2)
+    }
+
+    #[test]
+    fn each_cache_counts_its_own_calls() {
+        let a = Cache::builder().build().unwrap();
+        let b = Cache::builder().build().unwrap();
+        assert_eq!(double(&a, 1), 2);
+        assert_eq!(double(&a, 1), 2);
+        assert_eq!(double(&b, 1), 2);
+        a.invalidate_user_blocking(&"someone").unwrap();
+        let (a, b) = (a.stats(), b.stats());
+        let counts = a.function("tests::double");
+        assert_eq!((counts.misses, counts.hits, counts.sets), (1, 1, 1));
+        let counts = b.function("tests::double");
+        assert_eq!((counts.misses, counts.hits, counts.sets), (1, 0, 1));
+        assert_eq!((a.total.invalidations, b.total.invalidations), (1, 0));
+        assert_eq!(a.total.hits, 1, "the total is this cache's alone");
+    }
 }

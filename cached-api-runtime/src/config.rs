@@ -1,8 +1,8 @@
-//! Settings of a [`Cache`]: defaults, environment, builder.
+//! Settings of a [`Cache`](crate::Cache): defaults, environment, builder.
 
 use std::time::Duration;
 
-use crate::{Cache, Clock, Error};
+use crate::{Clock, Error};
 
 /// Environment variable naming the Redis server; unset means the embedded store.
 pub const ENV_REDIS_URL: &str = "CACHED_API_REDIS_URL";
@@ -55,10 +55,11 @@ impl Config {
             config.prefix = prefix;
         }
         if let Some(ttl) = env(ENV_DEFAULT_TTL) {
-            config.default_ttl = parse_duration(&ttl).map_err(|detail| Error::Config {
-                what: ENV_DEFAULT_TTL,
-                detail,
-            })?;
+            config.default_ttl =
+                cached_api_duration::parse(&ttl).map_err(|error| Error::Config {
+                    what: ENV_DEFAULT_TTL,
+                    detail: error.to_string(),
+                })?;
         }
         config.disabled = env(ENV_DISABLED).is_some_and(|v| v == "1" || v == "true");
         Ok(config)
@@ -86,6 +87,12 @@ impl Config {
                 });
             }
         }
+        if self.default_ttl > cached_api_duration::MAX {
+            return Err(Error::Config {
+                what: "default_ttl",
+                detail: "is too long: at most 100 years".to_owned(),
+            });
+        }
         if self.pool_size == 0 {
             return Err(Error::Config {
                 what: "pool_size",
@@ -100,11 +107,11 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Builds a [`Cache`]; every setting starts at its default.
+/// Builds a [`Cache`](crate::Cache); every setting starts at its default.
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct CacheBuilder {
-    config: Config,
+    pub(crate) config: Config,
 }
 
 impl CacheBuilder {
@@ -172,64 +179,10 @@ impl CacheBuilder {
         self.config.disabled = disabled;
         self
     }
-
-    /// Checks the settings and builds the cache. Connections to Redis open
-    /// on first use, so a server that is down now is not an error here.
-    pub fn build(self) -> Result<Cache, Error> {
-        self.config.validate()?;
-        Cache::new(self.config)
-    }
 }
 
 impl From<Config> for CacheBuilder {
     fn from(config: Config) -> CacheBuilder {
         CacheBuilder { config }
-    }
-}
-
-/// Parses `"90"` (seconds) or a number with one unit: `"30s"`, `"15m"`, `"24h"`, `"7d"`.
-///
-/// The attribute's `ttl` accepts the same forms; there they are checked at
-/// compile time.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration; write seconds (\"90\") or one of \"30s\", \"15m\", \"24h\", \"7d\""
-            ));
-        }
-    };
-    let count: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number of units"))?;
-    match count.checked_mul(scale) {
-        Some(0) => Err("a duration of zero would cache nothing".to_owned()),
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => Err(format!("{text:?} is too long a duration")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("15 min").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("99999999999999999999d").is_err());
     }
 }

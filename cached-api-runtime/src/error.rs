@@ -20,14 +20,14 @@ pub enum Error {
         detail: String,
     },
 
-    /// Redis answered with an error or the connection failed.
-    #[error(
-        "redis operation failed: {0}; check that redis-server is reachable at the configured URL"
-    )]
-    Redis(#[from] redis::RedisError),
+    /// The store answered with an error or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 
-    /// Redis failed repeatedly; the call did not wait for it.
-    #[error("redis is failing: calls skip it, and one call every {0:?} probes whether it is back")]
+    /// The store failed repeatedly; the call did not wait for it.
+    #[error(
+        "the cache store is failing: calls skip it, and one call every {0:?} probes whether it is back"
+    )]
     CircuitOpen(Duration),
 
     /// `set_global` was called after the process-wide cache was set or used.
@@ -35,4 +35,65 @@ pub enum Error {
         "the process-wide cache is already set; call set_global once, before the first cached call"
     )]
     GlobalAlreadySet,
+}
+
+/// A failure of the store, with its client library's error as the source.
+///
+/// The store classifies it once, so that what reacts to it (the circuit
+/// breaker, a retry) needs no client library's types.
+#[derive(Debug, thiserror::Error)]
+#[error("{store} operation failed: {source}; {hint}")]
+pub struct StoreError {
+    store: &'static str,
+    kind: StoreFailure,
+    hint: &'static str,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// How a store operation failed, as far as the cache cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreFailure {
+    /// The connection broke under the command: a retry on a fresh one may work.
+    Dropped,
+    /// Nothing answered in time, or the connection was refused.
+    Unreachable,
+    /// The server answered, with an error.
+    Refused,
+}
+
+impl StoreError {
+    pub(crate) fn new(
+        store: &'static str,
+        kind: StoreFailure,
+        hint: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> StoreError {
+        StoreError {
+            store,
+            kind,
+            hint,
+            source: source.into(),
+        }
+    }
+
+    /// Whether the store could not be reached at all (refused, timed out,
+    /// dropped), rather than answering with an error.
+    pub fn is_outage(&self) -> bool {
+        self.kind != StoreFailure::Refused
+    }
+
+    /// Whether the connection broke under the command.
+    pub(crate) fn was_dropped(&self) -> bool {
+        self.kind == StoreFailure::Dropped
+    }
+}
+
+impl Error {
+    /// The store failure behind this error, if it is one.
+    pub(crate) fn store_failure(&self) -> Option<&StoreError> {
+        match self {
+            Error::Store(error) => Some(error),
+            _ => None,
+        }
+    }
 }

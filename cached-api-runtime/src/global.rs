@@ -4,7 +4,7 @@
 use std::fmt::Display;
 use std::sync::OnceLock;
 
-use crate::{Cache, Error};
+use crate::{Cache, Error, Stats};
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
 
@@ -30,6 +30,18 @@ pub fn global() -> &'static Cache {
 /// process-wide cache is fixed and this returns [`Error::GlobalAlreadySet`].
 pub fn set_global(cache: Cache) -> Result<(), Error> {
     GLOBAL.set(cache).map_err(|_| Error::GlobalAlreadySet)
+}
+
+/// The counts of the process-wide cache: per function, in total, and its
+/// store's circuit breaker. A [`Cache`] built and used apart has its own
+/// [`Cache::stats`].
+///
+/// ```
+/// let stats = cached_api_runtime::stats();
+/// assert!(stats.total.hit_rate() >= 0.0);
+/// ```
+pub fn stats() -> Stats {
+    global().stats()
 }
 
 /// Drops every cached entry of `user`, across all functions, in one command.

@@ -4,7 +4,8 @@
 //!
 //! Calls flow one way: generated code → [`__private`] → [`Cache`] (key,
 //! single-flight, codec, stats) → a backend (memory or Redis) that moves
-//! bytes under keys.
+//! bytes under keys. `docs/ARCHITECTURE.md` in the repository explains the
+//! key layout, the generation protocol and the failure policy.
 
 mod backend;
 mod breaker;
@@ -24,10 +25,10 @@ pub use crate::cache::Cache;
 pub use crate::clock::Clock;
 pub use crate::codec::{Bincode, Codec, TypedCodec};
 pub use crate::config::CacheBuilder;
-pub use crate::error::Error;
-pub use crate::global::{blocking, global, invalidate_user, set_global};
+pub use crate::error::{Error, StoreError};
+pub use crate::global::{blocking, global, invalidate_user, set_global, stats};
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
-pub use crate::stats::{BreakerStats, Counts, Stats, stats};
+pub use crate::stats::{BreakerStats, Counts, Stats};
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes
 /// whenever the macro does.
@@ -39,7 +40,7 @@ pub mod __private {
     pub use crate::global::global;
     pub use crate::key::KeyWriter;
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
-    pub use crate::spec::FnSpec;
+    pub use crate::spec::{FnOptions, FnSpec};
     use crate::{Cache, EntryKey, TypedCodec};
 
     /// The key of one call; `None` when the cache is disabled. `owner` is

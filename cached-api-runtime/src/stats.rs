@@ -1,23 +1,25 @@
-//! Hit, miss, set, invalidation and error counts, per function and in total.
+//! Hit, miss, set, invalidation and error counts of one cache, per function
+//! and in total.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use crate::spec::FnSpec;
 
-/// Live counters of one function (or of the process, for events that belong
-/// to no function, such as `invalidate_user`).
+/// Live counters of one function in one cache (or of the cache itself, for
+/// events that belong to no function, such as `invalidate_user`).
 #[derive(Debug)]
-pub(crate) struct FnCounters {
+struct FnCounters {
     hits: AtomicU64,
     misses: AtomicU64,
     sets: AtomicU64,
     invalidations: AtomicU64,
     errors: AtomicU64,
     oversized: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 /// One kind of event the cache counts.
@@ -29,10 +31,11 @@ pub(crate) enum Event {
     Invalidation,
     Error,
     Oversized,
+    Coalesced,
 }
 
 impl FnCounters {
-    pub(crate) const fn new() -> FnCounters {
+    const fn new() -> FnCounters {
         FnCounters {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -40,10 +43,11 @@ impl FnCounters {
             invalidations: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
         }
     }
 
-    pub(crate) fn count(&self, event: Event) {
+    fn count(&self, event: Event) {
         let counter = match event {
             Event::Hit => &self.hits,
             Event::Miss => &self.misses,
@@ -51,6 +55,7 @@ impl FnCounters {
             Event::Invalidation => &self.invalidations,
             Event::Error => &self.errors,
             Event::Oversized => &self.oversized,
+            Event::Coalesced => &self.coalesced,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -63,39 +68,99 @@ impl FnCounters {
             invalidations: self.invalidations.load(Relaxed),
             errors: self.errors.load(Relaxed),
             oversized: self.oversized.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
         }
     }
 }
 
-static FUNCTIONS: Mutex<Vec<&'static FnSpec>> = Mutex::new(Vec::new());
-static PROCESS: FnCounters = FnCounters::new();
-static BREAKERS_OPEN: AtomicI64 = AtomicI64::new(0);
-static BREAKER_OPENED: AtomicU64 = AtomicU64::new(0);
-static SHORT_CIRCUITS: AtomicU64 = AtomicU64::new(0);
+/// The id of every function counted so far, by row. Rows are shared by all
+/// caches, so a function finds its counters in any cache without a map.
+static ROWS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
-pub(crate) fn record_breaker_opened() {
-    BREAKER_OPENED.fetch_add(1, Relaxed);
-    BREAKERS_OPEN.fetch_add(1, Relaxed);
+fn row(spec: &FnSpec) -> usize {
+    *spec.stats_row.get_or_init(|| {
+        let mut rows = ROWS.lock().unwrap_or_else(|p| p.into_inner());
+        rows.push(spec.id());
+        rows.len() - 1
+    })
 }
 
-pub(crate) fn record_breaker_closed() {
-    BREAKERS_OPEN.fetch_sub(1, Relaxed);
+/// Rows in the first bucket; each next bucket holds twice as many.
+const FIRST_BUCKET: usize = 64;
+const BUCKETS: usize = 24;
+
+/// The counters of one [`Cache`](crate::Cache): a row per function, in
+/// buckets allocated when a row in them is first counted, so that counting
+/// takes no lock and no map lookup.
+pub(crate) struct CacheStats {
+    buckets: [OnceLock<Box<[FnCounters]>>; BUCKETS],
+    /// Events of no function, such as `invalidate_user`.
+    unattributed: FnCounters,
 }
 
-pub(crate) fn record_short_circuit() {
-    SHORT_CIRCUITS.fetch_add(1, Relaxed);
+impl Default for CacheStats {
+    fn default() -> Self {
+        CacheStats {
+            buckets: std::array::from_fn(|_| OnceLock::new()),
+            unattributed: FnCounters::new(),
+        }
+    }
 }
 
-/// Counts an event that belongs to no function, such as `invalidate_user`.
-pub(crate) fn record_process(event: Event) {
-    PROCESS.count(event);
-    emit(None, event);
+/// The bucket of `row`, and its place in it.
+fn locate(row: usize) -> (usize, usize) {
+    let n = row + FIRST_BUCKET;
+    let bucket = (n.ilog2() - FIRST_BUCKET.ilog2()) as usize;
+    (bucket, n - (FIRST_BUCKET << bucket))
+}
+
+impl CacheStats {
+    /// Counts `event` for the function of `spec` (and, with the `metrics`
+    /// feature, emits it labelled by the function id).
+    pub(crate) fn record(&self, spec: &FnSpec, event: Event) {
+        let (bucket, at) = locate(row(spec));
+        let counters = self.buckets[bucket].get_or_init(|| {
+            (0..FIRST_BUCKET << bucket)
+                .map(|_| FnCounters::new())
+                .collect()
+        });
+        counters[at].count(event);
+        emit(Some(spec.id()), event);
+    }
+
+    /// Counts an event that belongs to no function, such as `invalidate_user`.
+    pub(crate) fn record_unattributed(&self, event: Event) {
+        self.unattributed.count(event);
+        emit(None, event);
+    }
+
+    /// The counts at this moment; `breaker` comes from the store.
+    pub(crate) fn snapshot(&self, breaker: BreakerStats) -> Stats {
+        let mut stats = Stats {
+            total: self.unattributed.snapshot(),
+            breaker,
+            ..Stats::default()
+        };
+        let rows = ROWS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (row, id) in rows.into_iter().enumerate() {
+            let (bucket, at) = locate(row);
+            let Some(counters) = self.buckets[bucket].get() else {
+                continue;
+            };
+            let counts = counters[at].snapshot();
+            if counts != Counts::default() {
+                stats.total.add(&counts);
+                stats.functions.entry(id).or_default().add(&counts);
+            }
+        }
+        stats
+    }
 }
 
 /// Emits `event` through the `metrics` facade, labelled by function id
 /// (never by key or user, whose values are unbounded and may be personal).
 #[cfg(feature = "metrics")]
-pub(crate) fn emit(function: Option<&'static str>, event: Event) {
+fn emit(function: Option<&'static str>, event: Event) {
     let name = match event {
         Event::Hit => "cached_api_hits_total",
         Event::Miss => "cached_api_misses_total",
@@ -103,6 +168,7 @@ pub(crate) fn emit(function: Option<&'static str>, event: Event) {
         Event::Invalidation => "cached_api_invalidations_total",
         Event::Error => "cached_api_errors_total",
         Event::Oversized => "cached_api_oversized_total",
+        Event::Coalesced => "cached_api_coalesced_total",
     };
     match function {
         Some(function) => metrics::counter!(name, "function" => function).increment(1),
@@ -111,14 +177,7 @@ pub(crate) fn emit(function: Option<&'static str>, event: Event) {
 }
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn emit(_: Option<&'static str>, _: Event) {}
-
-pub(crate) fn register(spec: &'static FnSpec) {
-    FUNCTIONS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .push(spec);
-}
+fn emit(_: Option<&'static str>, _: Event) {}
 
 /// Counts at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -136,6 +195,10 @@ pub struct Counts {
     pub errors: u64,
     /// Values not stored because they exceeded the maximum size.
     pub oversized: u64,
+    /// Calls that waited for a concurrent call of the same entry in this
+    /// process instead of running the function; counted as hits too when
+    /// they took its value.
+    pub coalesced: u64,
 }
 
 impl Counts {
@@ -156,18 +219,20 @@ impl Counts {
         self.invalidations += other.invalidations;
         self.errors += other.errors;
         self.oversized += other.oversized;
+        self.coalesced += other.coalesced;
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Counts", 7)?;
+        let mut s = serializer.serialize_struct("Counts", 8)?;
         s.serialize_field("hits", &self.hits)?;
         s.serialize_field("misses", &self.misses)?;
         s.serialize_field("sets", &self.sets)?;
         s.serialize_field("invalidations", &self.invalidations)?;
         s.serialize_field("errors", &self.errors)?;
         s.serialize_field("oversized", &self.oversized)?;
+        s.serialize_field("coalesced", &self.coalesced)?;
         s.serialize_field("hit_rate", &self.hit_rate())?;
         s.end()
     }
@@ -185,7 +250,7 @@ pub struct BreakerStats {
     pub short_circuited: u64,
 }
 
-/// Counts of every cached function that has been called, and their total.
+/// Counts of one cache: every cached function it has counted, and their total.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Stats {
@@ -204,29 +269,21 @@ impl Stats {
     }
 }
 
-/// Takes a snapshot of the counters of this process.
-///
-/// ```
-/// let stats = cached_api_runtime::stats();
-/// assert!(stats.total.hit_rate() >= 0.0);
-/// ```
-pub fn stats() -> Stats {
-    let mut stats = Stats {
-        total: PROCESS.snapshot(),
-        breaker: BreakerStats {
-            open: BREAKERS_OPEN.load(Relaxed) > 0,
-            opened: BREAKER_OPENED.load(Relaxed),
-            short_circuited: SHORT_CIRCUITS.load(Relaxed),
-        },
-        ..Stats::default()
-    };
-    let functions = FUNCTIONS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for spec in functions.iter() {
-        let counts = spec.counters.snapshot();
-        stats.total.add(&counts);
-        stats.functions.entry(spec.id()).or_default().add(&counts);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_fill_buckets_of_doubling_size_without_gaps() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(FIRST_BUCKET - 1), (0, FIRST_BUCKET - 1));
+        assert_eq!(locate(FIRST_BUCKET), (1, 0));
+        assert_eq!(locate(3 * FIRST_BUCKET - 1), (1, 2 * FIRST_BUCKET - 1));
+        assert_eq!(locate(3 * FIRST_BUCKET), (2, 0));
+        let last = (FIRST_BUCKET << BUCKETS) - FIRST_BUCKET - 1;
+        assert_eq!(
+            locate(last),
+            (BUCKETS - 1, (FIRST_BUCKET << (BUCKETS - 1)) - 1)
+        );
     }
-    stats
 }

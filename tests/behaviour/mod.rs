@@ -12,6 +12,8 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
 use cached_api::cached_api;
+use proptest::prop_assert_eq;
+use proptest::test_runner::{Config, TestRunner};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tokio::sync::{Barrier, Notify};
@@ -54,6 +56,16 @@ pub async fn keep_calling_until<F: std::future::Future<Output = ()>>(
 /// Waits until `condition` holds while other tasks make it true.
 pub async fn wait_until(condition: impl Fn() -> bool) {
     keep_calling_until(condition, || async {}).await;
+}
+
+/// [`wait_until`] for threads: checks `condition` every millisecond, and
+/// fails the test if it does not hold within 30 s (a hang, not a timing).
+pub fn wait_until_blocking(condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "the test hung");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A name no other test uses.
@@ -190,6 +202,9 @@ pub struct Gate {
     expected: usize,
     /// For the stale-write race: body and test meet twice.
     meet: Option<Barrier>,
+    /// Whether the test let a held body go on.
+    released: Mutex<bool>,
+    release: Condvar,
 }
 
 static GATES: LazyLock<Mutex<HashMap<String, Arc<Gate>>>> = LazyLock::new(Default::default);
@@ -242,11 +257,25 @@ impl Gate {
         }
     }
 
-    fn wait_all_started_blocking(&self) {
+    pub fn wait_all_started_blocking(&self) {
         let started = self.started.lock().unwrap();
         drop(
             self.all_started_blocking
                 .wait_while(started, |started| *started < self.expected)
+                .unwrap(),
+        );
+    }
+
+    pub fn release(&self) {
+        *self.released.lock().unwrap() = true;
+        self.release.notify_all();
+    }
+
+    fn wait_released(&self) {
+        let released = self.released.lock().unwrap();
+        drop(
+            self.release
+                .wait_while(released, |released| !*released)
                 .unwrap(),
         );
     }
@@ -270,6 +299,17 @@ pub async fn slow(tag: String) -> String {
 pub fn slow_sync(tag: &str) -> String {
     ran(tag);
     gate(tag).wait_all_started_blocking();
+    format!("computed {tag}")
+}
+
+/// Holds its body until the test releases it, so that a second caller
+/// must wait for it as a follower.
+#[cached_api(key = "{tag}", name = "behaviour::held_sync")]
+pub fn held_sync(tag: &str) -> String {
+    ran(tag);
+    let gate = gate(tag);
+    gate.start();
+    gate.wait_released();
     format!("computed {tag}")
 }
 
@@ -320,293 +360,399 @@ pub async fn counted(id: u32) -> u32 {
     id
 }
 
+pub fn second_call_is_a_hit<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let user = unique("hit");
+        let first = profile(user.clone(), 1).await.unwrap();
+        let second = profile(user.clone(), 1).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.user, user);
+        assert_eq!(
+            profile_runs(&user, 1),
+            1,
+            "the second call must not run the body"
+        );
+        profile(user.clone(), 2).await.unwrap();
+        assert_eq!(profile_runs(&user, 2), 1, "another key is another entry");
+    });
+}
+
+pub fn users_are_isolated<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let (a, b) = (unique("iso-a"), unique("iso-b"));
+        set_source(&a, "a's data");
+        set_source(&b, "b's data");
+        assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a's data");
+        assert_eq!(profile(b.clone(), 1).await.unwrap().value, "b's data");
+        assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a's data");
+        assert_eq!(profile(b.clone(), 1).await.unwrap().value, "b's data");
+        assert_eq!((profile_runs(&a, 1), profile_runs(&b, 1)), (1, 1));
+    });
+}
+
+pub fn invalidate_user_drops_only_that_user<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let (a, b) = (unique("inv-a"), unique("inv-b"));
+        profile(a.clone(), 1).await.unwrap();
+        profile(a.clone(), 2).await.unwrap();
+        profile(b.clone(), 1).await.unwrap();
+        set_source(&a, "a v2");
+        set_source(&b, "b v2");
+        cached_api::invalidate_user(&a)
+            .await
+            .expect("invalidation succeeds");
+        assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a v2");
+        assert_eq!(profile(a.clone(), 2).await.unwrap().value, "a v2");
+        assert_eq!(
+            profile(b.clone(), 1).await.unwrap().value,
+            "v1",
+            "b stays cached"
+        );
+        assert_eq!(
+            (
+                profile_runs(&a, 1),
+                profile_runs(&a, 2),
+                profile_runs(&b, 1)
+            ),
+            (2, 2, 1)
+        );
+    });
+}
+
+pub fn errors_are_not_cached<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let user = unique("err");
+        for _ in 0..3 {
+            assert_eq!(fallible(user.clone(), 1).await, Err("1 is odd".to_owned()));
+            assert_eq!(fallible(user.clone(), 2).await, Ok(2));
+        }
+        assert_eq!(runs(&format!("fallible/{user}/1")), 3);
+        assert_eq!(runs(&format!("fallible/{user}/2")), 1);
+    });
+}
+
+pub fn none_is_cached_only_when_asked<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let user = unique("none");
+        for _ in 0..3 {
+            assert_eq!(maybe(user.clone(), 1).await, None);
+            assert_eq!(maybe(user.clone(), 2).await, Some(2));
+            assert_eq!(maybe_cache_none(user.clone(), 1).await, None);
+        }
+        assert_eq!(runs(&format!("maybe/{user}/1")), 3);
+        assert_eq!(runs(&format!("maybe/{user}/2")), 1);
+        assert_eq!(runs(&format!("maybe_cache_none/{user}/1")), 1);
+    });
+}
+
+pub fn sync_functions_cache_and_invalidate<S: StoreUnderTest>() {
+    S::install();
+    let user = unique("sync");
+    assert_eq!(profile_sync(&user, 1), "v1:1");
+    assert_eq!(profile_sync(&user, 1), "v1:1");
+    assert_eq!(runs(&format!("sync/{user}/1")), 1);
+    set_source(&user, "v2");
+    cached_api::blocking::invalidate_user(&user).expect("invalidation succeeds");
+    assert_eq!(profile_sync(&user, 1), "v2:1");
+    assert_eq!(runs(&format!("sync/{user}/1")), 2);
+}
+
+pub fn methods_of_different_types_have_their_own_entries<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let id = unique("method");
+        assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
+        assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
+        assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
+        assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
+        assert_eq!(
+            (runs(&format!("plans/{id}")), runs(&format!("prices/{id}"))),
+            (1, 1)
+        );
+    });
+}
+
+pub fn concurrent_first_calls_run_the_body_once<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("stampede");
+        let gate = set_gate(&tag, 64, false);
+        let calls: Vec<_> = (0..64)
+            .map(|_| {
+                let (tag, gate) = (tag.clone(), gate.clone());
+                tokio::spawn(async move {
+                    gate.start();
+                    slow(tag).await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), format!("computed {tag}"));
+        }
+        let stats = cached_api::stats().function("behaviour::slow");
+        assert_eq!(
+            runs(&tag),
+            1,
+            "64 concurrent misses must run the body once: {stats:?}"
+        );
+    });
+}
+
+pub fn concurrent_first_calls_of_a_sync_function_run_the_body_once<S: StoreUnderTest>() {
+    S::install();
+    let tag = unique("stampede-sync");
+    let gate = set_gate(&tag, 16, false);
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                scope.spawn(|| {
+                    gate.start();
+                    slow_sync(&tag)
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.join().unwrap(), format!("computed {tag}"));
+        }
+    });
+    assert_eq!(
+        runs(&tag),
+        1,
+        "16 concurrent misses on threads must run the body once"
+    );
+}
+
+pub fn a_sync_follower_blocks_its_thread_until_the_leader_lands<S: StoreUnderTest>() {
+    S::install();
+    let tag = unique("held-sync");
+    let gate = set_gate(&tag, 1, false);
+    let coalesced = || {
+        cached_api::stats()
+            .function("behaviour::held_sync")
+            .coalesced
+    };
+    let before = coalesced();
+    std::thread::scope(|scope| {
+        let leader = scope.spawn(|| held_sync(&tag));
+        gate.wait_all_started_blocking();
+        let follower = scope.spawn(|| held_sync(&tag));
+        // The follower counts itself before it waits: the signal that it
+        // is blocked behind the leader, which is still held.
+        wait_until_blocking(|| coalesced() > before);
+        assert!(!follower.is_finished(), "the follower waits for the leader");
+        gate.release();
+        assert_eq!(leader.join().unwrap(), format!("computed {tag}"));
+        assert_eq!(
+            follower
+                .join()
+                .expect("a waiting sync caller blocks, never panics"),
+            format!("computed {tag}")
+        );
+    });
+    assert_eq!(runs(&tag), 1, "the follower took the leader's value");
+}
+
+pub fn a_panicking_leader_does_not_strand_followers<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("panic");
+        let gate = set_gate(&tag, 8, false);
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (tag, gate) = (tag.clone(), gate.clone());
+                tokio::spawn(async move {
+                    gate.start();
+                    panics_first(tag).await
+                })
+            })
+            .collect();
+        let mut panicked = 0;
+        for call in calls {
+            match call.await {
+                Ok(value) => assert_eq!(value, format!("computed {tag}")),
+                Err(error) => {
+                    assert!(error.is_panic());
+                    panicked += 1;
+                }
+            }
+        }
+        assert_eq!(panicked, 1, "only the leader panics");
+        let stats = cached_api::stats().function("behaviour::panics_first");
+        assert_eq!(
+            runs(&tag),
+            2,
+            "one follower takes over, the rest share its result: {stats:?}"
+        );
+    });
+}
+
+pub fn a_cancelled_leader_hands_over<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("cancel");
+        let gate = set_gate(&tag, 1, true);
+        let leader = tokio::spawn(hangs_first(tag.clone()));
+        gate.meet().await;
+        let follower = tokio::spawn(hangs_first(tag.clone()));
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        assert_eq!(follower.await.unwrap(), format!("computed {tag}"));
+        assert_eq!(runs(&tag), 2);
+    });
+}
+
+pub fn a_value_computed_before_an_invalidation_is_never_served_after_it<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let user = unique("race");
+        set_source(&user, "old");
+        let gate = set_gate(&user, 1, true);
+        let slow_write = tokio::spawn(racy(user.clone()));
+        gate.meet().await; // the body has read "old" and holds
+        set_source(&user, "new");
+        cached_api::invalidate_user(&user)
+            .await
+            .expect("invalidation succeeds");
+        gate.meet().await; // the body returns "old", which is then stored
+        assert_eq!(slow_write.await.unwrap(), "old");
+        assert_eq!(
+            racy(user.clone()).await,
+            "new",
+            "the stale write must not be served"
+        );
+        assert_eq!(racy(user.clone()).await, "new");
+        assert_eq!(runs(&format!("racy/{user}")), 2);
+    });
+}
+
+pub fn stats_count_each_function<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let before = cached_api::stats().function("behaviour::counted");
+        assert_eq!(counted(7).await, 7);
+        assert_eq!(counted(7).await, 7);
+        let after = cached_api::stats();
+        let counts = after.function("behaviour::counted");
+        assert_eq!(counts.misses - before.misses, 1);
+        assert_eq!(counts.hits - before.hits, 1);
+        assert_eq!(counts.sets - before.sets, 1);
+        assert_eq!(counts.errors, 0);
+        assert!(after.total.hits >= counts.hits);
+        let json = serde_json::to_value(&after).unwrap();
+        assert!(json["functions"]["behaviour::counted"]["hit_rate"].is_f64());
+    });
+}
+
+pub fn values_over_the_size_limit_are_returned_but_not_stored<S: StoreUnderTest>() {
+    S::install();
+    let user = unique("sized");
+    let before = cached_api::stats().function("behaviour::sized").oversized;
+    for _ in 0..2 {
+        assert_eq!(sized(&user, 100_000).len(), 100_000);
+        assert_eq!(sized(&user, 1_000).len(), 1_000);
+    }
+    assert_eq!(
+        runs(&format!("sized/{user}/100000")),
+        2,
+        "too large: computed each time"
+    );
+    assert_eq!(
+        runs(&format!("sized/{user}/1000")),
+        1,
+        "small enough: cached"
+    );
+    let after = cached_api::stats().function("behaviour::sized").oversized;
+    assert_eq!(after - before, 2);
+}
+
+pub fn template_values_containing_the_separator_do_not_collide<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let user = unique("tpl");
+        let x = pair(user.clone(), "a:b".into(), "c".into()).await;
+        let y = pair(user.clone(), "a".into(), "b:c".into()).await;
+        assert_eq!((x.1.as_str(), x.2.as_str()), ("a:b", "c"));
+        assert_eq!((y.1.as_str(), y.2.as_str()), ("a", "b:c"));
+    });
+}
+
+/// Any two distinct (user, key) pairs have their own entries: each call,
+/// first or cached, returns its own inputs.
+pub fn distinct_users_and_keys_never_share_an_entry<S: StoreUnderTest>() {
+    S::install();
+    let pairs = proptest::collection::vec(
+        (
+            "[a-c:{}%#\\\\\u{0}é ]{0,4}|x{300}",
+            "[a-c:{}%#\u{0}é ]{0,4}|y{300}",
+        ),
+        1..8,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&pairs, |pairs| {
+        let tag = unique("prop");
+        let pairs: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(u, k)| (format!("{tag}{u}"), k))
+            .collect();
+        for _ in 0..2 {
+            for (user, key) in &pairs {
+                prop_assert_eq!(echo(user, key), (user.clone(), key.clone()));
+            }
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("two calls shared an entry: {failure}");
+    }
+}
+
+/// A store the suite runs on: `install` makes the process-wide cache use
+/// it, once per test binary.
+pub trait StoreUnderTest {
+    fn install();
+}
+
+/// One `#[test]` per behaviour of this suite, run on `$store`: a store's
+/// test binary says `behaviour_tests!(TheStore);` and gets all of them.
 #[macro_export]
 macro_rules! behaviour_tests {
-    () => {
-        use $crate::behaviour::*;
-
-        #[test]
-        fn second_call_is_a_hit() {
-            setup();
-            run(async {
-                let user = unique("hit");
-                let first = profile(user.clone(), 1).await.unwrap();
-                let second = profile(user.clone(), 1).await.unwrap();
-                assert_eq!(first, second);
-                assert_eq!(first.user, user);
-                assert_eq!(profile_runs(&user, 1), 1, "the second call must not run the body");
-                profile(user.clone(), 2).await.unwrap();
-                assert_eq!(profile_runs(&user, 2), 1, "another key is another entry");
-            });
-        }
-
-        #[test]
-        fn users_are_isolated() {
-            setup();
-            run(async {
-                let (a, b) = (unique("iso-a"), unique("iso-b"));
-                set_source(&a, "a's data");
-                set_source(&b, "b's data");
-                assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a's data");
-                assert_eq!(profile(b.clone(), 1).await.unwrap().value, "b's data");
-                assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a's data");
-                assert_eq!(profile(b.clone(), 1).await.unwrap().value, "b's data");
-                assert_eq!((profile_runs(&a, 1), profile_runs(&b, 1)), (1, 1));
-            });
-        }
-
-        #[test]
-        fn invalidate_user_drops_only_that_user() {
-            setup();
-            run(async {
-                let (a, b) = (unique("inv-a"), unique("inv-b"));
-                profile(a.clone(), 1).await.unwrap();
-                profile(a.clone(), 2).await.unwrap();
-                profile(b.clone(), 1).await.unwrap();
-                set_source(&a, "a v2");
-                set_source(&b, "b v2");
-                cached_api::invalidate_user(&a).await.expect("invalidation succeeds");
-                assert_eq!(profile(a.clone(), 1).await.unwrap().value, "a v2");
-                assert_eq!(profile(a.clone(), 2).await.unwrap().value, "a v2");
-                assert_eq!(profile(b.clone(), 1).await.unwrap().value, "v1", "b stays cached");
-                assert_eq!((profile_runs(&a, 1), profile_runs(&a, 2), profile_runs(&b, 1)), (2, 2, 1));
-            });
-        }
-
-        #[test]
-        fn errors_are_not_cached() {
-            setup();
-            run(async {
-                let user = unique("err");
-                for _ in 0..3 {
-                    assert_eq!(fallible(user.clone(), 1).await, Err("1 is odd".to_owned()));
-                    assert_eq!(fallible(user.clone(), 2).await, Ok(2));
-                }
-                assert_eq!(runs(&format!("fallible/{user}/1")), 3);
-                assert_eq!(runs(&format!("fallible/{user}/2")), 1);
-            });
-        }
-
-        #[test]
-        fn none_is_cached_only_when_asked() {
-            setup();
-            run(async {
-                let user = unique("none");
-                for _ in 0..3 {
-                    assert_eq!(maybe(user.clone(), 1).await, None);
-                    assert_eq!(maybe(user.clone(), 2).await, Some(2));
-                    assert_eq!(maybe_cache_none(user.clone(), 1).await, None);
-                }
-                assert_eq!(runs(&format!("maybe/{user}/1")), 3);
-                assert_eq!(runs(&format!("maybe/{user}/2")), 1);
-                assert_eq!(runs(&format!("maybe_cache_none/{user}/1")), 1);
-            });
-        }
-
-        #[test]
-        fn sync_functions_cache_and_invalidate() {
-            setup();
-            let user = unique("sync");
-            assert_eq!(profile_sync(&user, 1), "v1:1");
-            assert_eq!(profile_sync(&user, 1), "v1:1");
-            assert_eq!(runs(&format!("sync/{user}/1")), 1);
-            set_source(&user, "v2");
-            cached_api::blocking::invalidate_user(&user).expect("invalidation succeeds");
-            assert_eq!(profile_sync(&user, 1), "v2:1");
-            assert_eq!(runs(&format!("sync/{user}/1")), 2);
-        }
-
-        #[test]
-        fn methods_of_different_types_have_their_own_entries() {
-            setup();
-            run(async {
-                let id = unique("method");
-                assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
-                assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
-                assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
-                assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
-                assert_eq!((runs(&format!("plans/{id}")), runs(&format!("prices/{id}"))), (1, 1));
-            });
-        }
-
-        #[test]
-        fn concurrent_first_calls_run_the_body_once() {
-            setup();
-            run(async {
-                let tag = unique("stampede");
-                let gate = set_gate(&tag, 64, false);
-                let calls: Vec<_> = (0..64)
-                    .map(|_| {
-                        let (tag, gate) = (tag.clone(), gate.clone());
-                        tokio::spawn(async move {
-                            gate.start();
-                            slow(tag).await
-                        })
-                    })
-                    .collect();
-                for call in calls {
-                    assert_eq!(call.await.unwrap(), format!("computed {tag}"));
-                }
-                let stats = cached_api::stats().function("behaviour::slow");
-                assert_eq!(runs(&tag), 1, "64 concurrent misses must run the body once: {stats:?}");
-            });
-        }
-
-        #[test]
-        fn concurrent_first_calls_of_a_sync_function_run_the_body_once() {
-            setup();
-            let tag = unique("stampede-sync");
-            let gate = set_gate(&tag, 16, false);
-            std::thread::scope(|scope| {
-                let calls: Vec<_> = (0..16)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            gate.start();
-                            slow_sync(&tag)
-                        })
-                    })
-                    .collect();
-                for call in calls {
-                    assert_eq!(call.join().unwrap(), format!("computed {tag}"));
-                }
-            });
-            assert_eq!(runs(&tag), 1, "16 concurrent misses on threads must run the body once");
-        }
-
-        #[test]
-        fn a_panicking_leader_does_not_strand_followers() {
-            setup();
-            run(async {
-                let tag = unique("panic");
-                let gate = set_gate(&tag, 8, false);
-                let calls: Vec<_> = (0..8)
-                    .map(|_| {
-                        let (tag, gate) = (tag.clone(), gate.clone());
-                        tokio::spawn(async move {
-                            gate.start();
-                            panics_first(tag).await
-                        })
-                    })
-                    .collect();
-                let mut panicked = 0;
-                for call in calls {
-                    match call.await {
-                        Ok(value) => assert_eq!(value, format!("computed {tag}")),
-                        Err(error) => {
-                            assert!(error.is_panic());
-                            panicked += 1;
-                        }
-                    }
-                }
-                assert_eq!(panicked, 1, "only the leader panics");
-                let stats = cached_api::stats().function("behaviour::panics_first");
-                assert_eq!(runs(&tag), 2, "one follower takes over, the rest share its result: {stats:?}");
-            });
-        }
-
-        #[test]
-        fn a_cancelled_leader_hands_over() {
-            setup();
-            run(async {
-                let tag = unique("cancel");
-                let gate = set_gate(&tag, 1, true);
-                let leader = tokio::spawn(hangs_first(tag.clone()));
-                gate.meet().await;
-                let follower = tokio::spawn(hangs_first(tag.clone()));
-                leader.abort();
-                assert!(leader.await.unwrap_err().is_cancelled());
-                assert_eq!(follower.await.unwrap(), format!("computed {tag}"));
-                assert_eq!(runs(&tag), 2);
-            });
-        }
-
-        #[test]
-        fn a_value_computed_before_an_invalidation_is_never_served_after_it() {
-            setup();
-            run(async {
-                let user = unique("race");
-                set_source(&user, "old");
-                let gate = set_gate(&user, 1, true);
-                let slow_write = tokio::spawn(racy(user.clone()));
-                gate.meet().await; // the body has read "old" and holds
-                set_source(&user, "new");
-                cached_api::invalidate_user(&user).await.expect("invalidation succeeds");
-                gate.meet().await; // the body returns "old", which is then stored
-                assert_eq!(slow_write.await.unwrap(), "old");
-                assert_eq!(racy(user.clone()).await, "new", "the stale write must not be served");
-                assert_eq!(racy(user.clone()).await, "new");
-                assert_eq!(runs(&format!("racy/{user}")), 2);
-            });
-        }
-
-        #[test]
-        fn stats_count_each_function() {
-            setup();
-            run(async {
-                let before = cached_api::stats().function("behaviour::counted");
-                assert_eq!(counted(7).await, 7);
-                assert_eq!(counted(7).await, 7);
-                let after = cached_api::stats();
-                let counts = after.function("behaviour::counted");
-                assert_eq!(counts.misses - before.misses, 1);
-                assert_eq!(counts.hits - before.hits, 1);
-                assert_eq!(counts.sets - before.sets, 1);
-                assert_eq!(counts.errors, 0);
-                assert!(after.total.hits >= counts.hits);
-                let json = serde_json::to_value(&after).unwrap();
-                assert!(json["functions"]["behaviour::counted"]["hit_rate"].is_f64());
-            });
-        }
-
-        #[test]
-        fn values_over_the_size_limit_are_returned_but_not_stored() {
-            setup();
-            let user = unique("sized");
-            let before = cached_api::stats().function("behaviour::sized").oversized;
-            for _ in 0..2 {
-                assert_eq!(sized(&user, 100_000).len(), 100_000);
-                assert_eq!(sized(&user, 1_000).len(), 1_000);
-            }
-            assert_eq!(runs(&format!("sized/{user}/100000")), 2, "too large: computed each time");
-            assert_eq!(runs(&format!("sized/{user}/1000")), 1, "small enough: cached");
-            let after = cached_api::stats().function("behaviour::sized").oversized;
-            assert_eq!(after - before, 2);
-        }
-
-        #[test]
-        fn template_values_containing_the_separator_do_not_collide() {
-            setup();
-            run(async {
-                let user = unique("tpl");
-                let x = pair(user.clone(), "a:b".into(), "c".into()).await;
-                let y = pair(user.clone(), "a".into(), "b:c".into()).await;
-                assert_eq!((x.1.as_str(), x.2.as_str()), ("a:b", "c"));
-                assert_eq!((y.1.as_str(), y.2.as_str()), ("a", "b:c"));
-            });
-        }
-
-        proptest::proptest! {
-            #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
-
-            /// Any two distinct (user, key) pairs have their own entries:
-            /// each call, first or cached, returns its own inputs.
+    ($store:ty) => {
+        $crate::behaviour_tests!(
+            @each $store:
+            second_call_is_a_hit,
+            users_are_isolated,
+            invalidate_user_drops_only_that_user,
+            errors_are_not_cached,
+            none_is_cached_only_when_asked,
+            sync_functions_cache_and_invalidate,
+            methods_of_different_types_have_their_own_entries,
+            concurrent_first_calls_run_the_body_once,
+            concurrent_first_calls_of_a_sync_function_run_the_body_once,
+            a_sync_follower_blocks_its_thread_until_the_leader_lands,
+            a_panicking_leader_does_not_strand_followers,
+            a_cancelled_leader_hands_over,
+            a_value_computed_before_an_invalidation_is_never_served_after_it,
+            stats_count_each_function,
+            values_over_the_size_limit_are_returned_but_not_stored,
+            template_values_containing_the_separator_do_not_collide,
+            distinct_users_and_keys_never_share_an_entry,
+        );
+    };
+    (@each $store:ty: $($test:ident),* $(,)?) => {
+        $(
             #[test]
-            fn distinct_users_and_keys_never_share_an_entry(
-                pairs in proptest::collection::vec(
-                    ("[a-c:{}%#\\\\\u{0}é ]{0,4}|x{300}", "[a-c:{}%#\u{0}é ]{0,4}|y{300}"),
-                    1..8,
-                )
-            ) {
-                setup();
-                let tag = unique("prop");
-                let pairs: Vec<(String, String)> =
-                    pairs.into_iter().map(|(u, k)| (format!("{tag}{u}"), k)).collect();
-                for _ in 0..2 {
-                    for (user, key) in &pairs {
-                        proptest::prop_assert_eq!(echo(user, key), (user.clone(), key.clone()));
-                    }
-                }
+            fn $test() {
+                $crate::behaviour::$test::<$store>();
             }
-        }
+        )*
     };
 }

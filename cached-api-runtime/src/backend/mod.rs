@@ -12,6 +12,7 @@ pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
 use crate::key::EntryKey;
+use crate::stats::BreakerStats;
 
 /// How long a user's generation outlives its last change. Entries are
 /// checked against it, so when it expires they become misses: nothing stale
@@ -95,6 +96,16 @@ pub(crate) trait Backend: Send + Sync {
 pub(crate) enum Store {
     Memory(MemoryStore),
     Redis(RedisStore),
+}
+
+impl Store {
+    /// The circuit breaker's counts; the embedded store has none.
+    pub(crate) fn breaker_stats(&self) -> BreakerStats {
+        match self {
+            Store::Memory(_) => BreakerStats::default(),
+            Store::Redis(store) => store.breaker_stats(),
+        }
+    }
 }
 
 /// Forwards each operation to the store variant, without boxing futures.

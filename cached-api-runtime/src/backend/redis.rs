@@ -5,12 +5,14 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, Connection, FromRedisValue, ParsingError, Value};
+use redis::{Client, Cmd, Connection, FromRedisValue, ParsingError, RedisError, Value};
 
 use super::{Backend, Bytes, GENERATION_TTL, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Permit};
+use crate::error::{StoreError, StoreFailure};
 use crate::key::EntryKey;
+use crate::stats::BreakerStats;
 
 pub(crate) struct RedisStore {
     client: Client,
@@ -54,7 +56,8 @@ impl RedisStore {
             .set_response_timeout(Some(self.op_timeout))
             .set_number_of_retries(0)
             .set_max_delay(self.op_timeout);
-        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(store_error)?;
         Ok(self.multiplexed.get_or_init(|| manager).clone())
     }
 
@@ -68,7 +71,7 @@ impl RedisStore {
     /// reconnection: no timer of ours on the hot path.
     async fn query_with<T: FromRedisValue>(&self, permit: Permit, cmd: &Cmd) -> Result<T, Error> {
         let result = match self.multiplexed() {
-            Ok(mut connection) => cmd.query_async(&mut connection).await.map_err(Error::from),
+            Ok(mut connection) => cmd.query_async(&mut connection).await.map_err(store_error),
             Err(error) => Err(error),
         };
         self.breaker.record(permit, &result);
@@ -92,6 +95,10 @@ impl RedisStore {
     }
 
     fn pooled<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        self.pooled_query(cmd).map_err(store_error)
+    }
+
+    fn pooled_query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisError> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut connection = match pooled {
             Some(connection) => connection,
@@ -116,7 +123,29 @@ impl RedisStore {
         }
         Ok(reply)
     }
+
+    pub(crate) fn breaker_stats(&self) -> BreakerStats {
+        self.breaker.stats()
+    }
 }
+
+/// Classifies a client error once, so that nothing above this store needs
+/// redis-rs's types to tell an outage from an error reply.
+fn store_error(error: RedisError) -> Error {
+    let (kind, hint) = if error.is_connection_dropped() {
+        (StoreFailure::Dropped, REACHABLE)
+    } else if error.is_io_error() || error.is_timeout() || error.is_connection_refusal() {
+        (StoreFailure::Unreachable, REACHABLE)
+    } else {
+        (
+            StoreFailure::Refused,
+            "redis-server answered with this error",
+        )
+    };
+    StoreError::new("redis", kind, hint, error).into()
+}
+
+const REACHABLE: &str = "check that redis-server is reachable at the configured URL";
 
 fn read_cmd(key: &EntryKey) -> Cmd {
     let mut cmd;
@@ -195,7 +224,7 @@ fn init_generation_reply(candidate: u64, existing: Option<Vec<u8>>) -> Option<u6
 /// Whether the connection broke under the command, rather than the server
 /// refusing, timing out or answering with an error.
 fn was_dropped(error: &Error) -> bool {
-    matches!(error, Error::Redis(error) if error.is_connection_dropped())
+    error.store_failure().is_some_and(StoreError::was_dropped)
 }
 
 fn millis(ttl: Duration) -> u64 {

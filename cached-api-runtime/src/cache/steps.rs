@@ -1,0 +1,388 @@
+//! The cache-aside steps of one call, as a state machine: look up; on a
+//! miss, join the entry's flight; lead (compute, store, share) or follow
+//! (take the leader's result, or start over if it is gone).
+//!
+//! Nothing here performs I/O or waits. Each [`Step`] names what must happen
+//! next and hands over what it needs; the caller's driver does it, and the
+//! async driver awaits where the sync driver blocks its thread. A step that
+//! waits in a new way (a lease, a backoff) is a new variant, and the crate
+//! does not compile until both drivers say how they wait for it: no sync
+//! caller can ever be handed a future it would have to poll.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Inner, fresh_generation};
+use crate::Error;
+use crate::backend::Read;
+use crate::codec::{Header, TypedCodec};
+use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
+use crate::key::EntryKey;
+use crate::policy::{Lifetime, Policy};
+use crate::spec::FnSpec;
+use crate::stats::Event;
+
+/// What one call must do next.
+pub(super) enum Step<'c, P: Policy<R>, R> {
+    /// Read the entry, and its user's generation, then [`Lookup::read`].
+    Lookup(Lookup<'c, P, R>),
+    /// The user has no generation yet: create one, then [`CreateGeneration::created`].
+    CreateGeneration(CreateGeneration<'c, P, R>),
+    /// Another call in this process computes the entry: wait until it
+    /// lands, then [`Follow::landed`].
+    Follow(Follow<'c, P, R>),
+    /// Run the function, then [`Compute::computed`].
+    Compute(Compute<'c, P, R>),
+    /// The call's answer, from the cache or from a concurrent call.
+    Done(R),
+}
+
+/// What comes after the function ran.
+pub(super) enum Finish<'c, R> {
+    /// Nothing to store: return the value.
+    Done(R),
+    /// Store the entry, then [`Write::written`].
+    Write(Write<'c, R>),
+}
+
+/// The first step of a call of `spec` under `key`.
+pub(super) fn start<'c, P: Policy<R>, R>(
+    inner: &'c Inner,
+    spec: &'static FnSpec,
+    codec: TypedCodec<P::Stored>,
+    key: EntryKey,
+) -> Step<'c, P, R> {
+    Call {
+        inner,
+        spec,
+        codec,
+        key,
+        looks_again: MAX_LOOKS_AGAIN,
+        returns: PhantomData,
+    }
+    .lookup()
+}
+
+/// How often one call may look up again because a result in its shard
+/// landed meanwhile: enough to catch the one it missed, bounded so that
+/// constant landings cannot keep a call from computing its own.
+const MAX_LOOKS_AGAIN: u32 = 3;
+
+/// The generation written into global entries, which no user can invalidate.
+const GLOBAL_GENERATION: u64 = 0;
+
+/// What a call carries from step to step.
+struct Call<'c, P: Policy<R>, R> {
+    inner: &'c Inner,
+    spec: &'static FnSpec,
+    codec: TypedCodec<P::Stored>,
+    key: EntryKey,
+    looks_again: u32,
+    returns: PhantomData<fn() -> R>,
+}
+
+impl<'c, P: Policy<R>, R> Call<'c, P, R> {
+    fn lookup(self) -> Step<'c, P, R> {
+        let seen = self.inner.flights.epoch(self.key.entry());
+        Step::Lookup(Lookup { call: self, seen })
+    }
+
+    /// Joins the computation of the entry at `generation`.
+    fn join(mut self, generation: u64, seen: Epoch) -> Step<'c, P, R> {
+        let inner = self.inner;
+        let seen = (self.looks_again > 0).then_some(seen);
+        match inner.flights.join(self.key.entry(), generation, seen) {
+            Role::LookAgain => {
+                self.looks_again -= 1;
+                self.lookup()
+            }
+            Role::Follower(flight) => {
+                self.record(Event::Coalesced);
+                Step::Follow(Follow { call: self, flight })
+            }
+            Role::Leader(leader) => Step::Compute(Compute {
+                call: self,
+                lead: Some((leader, generation)),
+            }),
+        }
+    }
+
+    /// Runs the function without storing what it returns.
+    fn uncached(self) -> Step<'c, P, R> {
+        Step::Compute(Compute {
+            call: self,
+            lead: None,
+        })
+    }
+
+    fn record(&self, event: Event) {
+        self.inner.stats.record(self.spec, event);
+    }
+
+    /// Counts and logs a store failure; a call the open circuit turned away
+    /// is neither (the breaker counts those), or the log would repeat every call.
+    fn record_error(&self, error: &Error, what: &'static str) {
+        record_error(self.inner, self.spec, error, what);
+    }
+
+    /// The stored value, if it was written by this shape of the function and,
+    /// when `generation` is given, at that generation of its user.
+    fn unseal(&self, bytes: &[u8], generation: Option<u64>) -> Option<(R, Header)> {
+        let (header, payload) = Header::open(bytes)?;
+        let current = header.version == self.spec.version()
+            && header.fingerprint == self.codec.fingerprint()
+            && generation.is_none_or(|generation| header.generation == generation);
+        if !current {
+            return None;
+        }
+        let value = self.codec.decode(payload).map(P::restore)?;
+        Some((value, header))
+    }
+
+    /// The bytes to store for `value` and their TTL; `None` if it is not cached.
+    fn seal(&self, generation: u64, value: &R) -> Option<(Vec<u8>, Duration)> {
+        let (stored, lifetime) = P::keep(value)?;
+        let ttl = match lifetime {
+            Lifetime::Value => self.spec.ttl(self.inner.config.default_ttl),
+            Lifetime::Error => self.spec.error_ttl()?,
+        };
+        let header = Header {
+            version: self.spec.version(),
+            fingerprint: self.codec.fingerprint(),
+            generation,
+            stored_at_ms: Header::now_ms(),
+        };
+        let bytes = header.seal(self.codec, stored)?;
+        let max = self.inner.config.max_value_size;
+        if bytes.len() > max {
+            self.record(Event::Oversized);
+            tracing::warn!(
+                function = self.spec.id(),
+                size = bytes.len(),
+                max,
+                "value too large to cache; returned uncached"
+            );
+            return None;
+        }
+        Some((bytes, ttl))
+    }
+}
+
+/// The entry (and generation) must be read.
+pub(super) struct Lookup<'c, P: Policy<R>, R> {
+    call: Call<'c, P, R>,
+    /// Landings in the entry's shard before the read.
+    seen: Epoch,
+}
+
+impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
+    pub(super) fn key(&self) -> &EntryKey {
+        &self.call.key
+    }
+
+    /// Judges what the store returned.
+    pub(super) fn read(self, read: Result<Read, Error>) -> Step<'c, P, R> {
+        let Lookup { call, seen } = self;
+        let read = match read {
+            Ok(read) => read,
+            Err(error) => {
+                call.record_error(&error, "read failed; running the function uncached");
+                return call.uncached();
+            }
+        };
+        let expected = match (call.key.generation(), read.generation) {
+            (None, _) => None,
+            (Some(_), Some(generation)) => Some(generation),
+            (Some(_), None) => {
+                return Step::CreateGeneration(CreateGeneration {
+                    call,
+                    seen,
+                    candidate: fresh_generation(),
+                });
+            }
+        };
+        let hit = read.value.and_then(|bytes| call.unseal(&bytes, expected));
+        if let Some((value, header)) = hit {
+            call.record(Event::Hit);
+            tracing::debug!(
+                function = call.spec.id(),
+                age_ms = header.age_ms(),
+                "cache hit"
+            );
+            return Step::Done(value);
+        }
+        call.join(expected.unwrap_or(GLOBAL_GENERATION), seen)
+    }
+}
+
+/// The user has no generation: one must be stored, unless another caller
+/// stored one first.
+pub(super) struct CreateGeneration<'c, P: Policy<R>, R> {
+    call: Call<'c, P, R>,
+    seen: Epoch,
+    candidate: u64,
+}
+
+impl<'c, P: Policy<R>, R> CreateGeneration<'c, P, R> {
+    /// The key of the user's generation.
+    pub(super) fn key(&self) -> &str {
+        self.call
+            .key
+            .generation()
+            .expect("only per-user entries miss their generation")
+    }
+
+    /// The generation to store if there is none.
+    pub(super) fn candidate(&self) -> u64 {
+        self.candidate
+    }
+
+    /// Goes on at the generation the store holds now.
+    pub(super) fn created(self, existing: Result<Option<u64>, Error>) -> Step<'c, P, R> {
+        let CreateGeneration { call, seen, .. } = self;
+        match existing {
+            Ok(Some(generation)) => call.join(generation, seen),
+            Ok(None) => {
+                call.record(Event::Error);
+                tracing::warn!(
+                    function = call.spec.id(),
+                    "user generation holds foreign bytes; not caching until the user is invalidated"
+                );
+                call.uncached()
+            }
+            Err(error) => {
+                call.record_error(
+                    &error,
+                    "generation unavailable; running the function uncached",
+                );
+                call.uncached()
+            }
+        }
+    }
+}
+
+/// Another call computes the entry.
+pub(super) struct Follow<'c, P: Policy<R>, R> {
+    call: Call<'c, P, R>,
+    flight: Arc<Flight>,
+}
+
+impl<'c, P: Policy<R>, R> Follow<'c, P, R> {
+    /// The computation to wait for.
+    pub(super) fn flight(&self) -> &Flight {
+        &self.flight
+    }
+
+    /// Takes the leader's result, runs the function if it cannot be shared,
+    /// or starts over if the leader is gone.
+    pub(super) fn landed(self, outcome: Outcome) -> Step<'c, P, R> {
+        let call = self.call;
+        let bytes = match outcome {
+            Outcome::Value(bytes) => bytes,
+            Outcome::NotShared => return call.uncached(),
+            Outcome::Abandoned => return call.lookup(),
+        };
+        match call.unseal(&bytes, None) {
+            Some((value, _)) => {
+                call.record(Event::Hit);
+                tracing::debug!(
+                    function = call.spec.id(),
+                    "shared result of a concurrent call"
+                );
+                Step::Done(value)
+            }
+            None => call.uncached(),
+        }
+    }
+}
+
+/// The function must run; as the entry's leader, if the call is one.
+pub(super) struct Compute<'c, P: Policy<R>, R> {
+    call: Call<'c, P, R>,
+    /// The flight this call leads and the generation it read.
+    lead: Option<(Leader<'c>, u64)>,
+}
+
+impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
+    /// Decides what happens to the function's value.
+    pub(super) fn computed(self, value: R) -> Finish<'c, R> {
+        let Compute { call, lead } = self;
+        call.record(Event::Miss);
+        tracing::debug!(function = call.spec.id(), "cache miss");
+        let Some((leader, generation)) = lead else {
+            return Finish::Done(value);
+        };
+        match call.seal(generation, &value) {
+            Some((bytes, ttl)) => Finish::Write(Write {
+                inner: call.inner,
+                spec: call.spec,
+                key: call.key,
+                bytes,
+                ttl,
+                leader,
+                value,
+            }),
+            None => {
+                leader.land(Outcome::NotShared);
+                Finish::Done(value)
+            }
+        }
+    }
+}
+
+/// The entry must be stored; its followers get it once it is.
+pub(super) struct Write<'c, R> {
+    inner: &'c Inner,
+    spec: &'static FnSpec,
+    key: EntryKey,
+    bytes: Vec<u8>,
+    ttl: Duration,
+    leader: Leader<'c>,
+    value: R,
+}
+
+impl<R> Write<'_, R> {
+    pub(super) fn key(&self) -> &str {
+        self.key.entry()
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub(super) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Shares the entry with the followers and answers the call, whether
+    /// or not the store took it.
+    pub(super) fn written(self, written: Result<(), Error>) -> R {
+        match written {
+            Ok(()) => {
+                self.inner.stats.record(self.spec, Event::Set);
+                tracing::debug!(function = self.spec.id(), "cache set");
+            }
+            Err(error) => {
+                tracing::trace!(key = self.key.entry(), "write failed");
+                record_error(
+                    self.inner,
+                    self.spec,
+                    &error,
+                    "write failed; the result was returned uncached",
+                );
+            }
+        }
+        self.leader.land(Outcome::Value(self.bytes.into()));
+        self.value
+    }
+}
+
+fn record_error(inner: &Inner, spec: &FnSpec, error: &Error, what: &'static str) {
+    if let Error::CircuitOpen(_) = error {
+        tracing::trace!(function = spec.id(), "circuit open: {what}");
+        return;
+    }
+    inner.stats.record(spec, Event::Error);
+    tracing::warn!(function = spec.id(), %error, "{what}");
+}

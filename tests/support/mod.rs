@@ -36,7 +36,7 @@ pub fn redis_server_binary() -> PathBuf {
         panic!(
             "redis-server was not found on PATH. These tests run against a real Redis: \
              install it (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`), \
-             set REDIS_SERVER=/path/to/redis-server, or run `bash .ci/test`, which installs it."
+             set REDIS_SERVER=/path/to/redis-server, or run `bash .ci/test.sh`, which installs it."
         )
     })
 }

@@ -6,16 +6,23 @@
 //! ```
 //!
 //! Listens on `API_SERVER_ADDR` (default `127.0.0.1:3000`); the caller's
-//! identity comes from the `x-user-id` header. `API_SERVER_LOG=debug` shows
-//! the cache's hit/miss/set/invalidate events.
+//! identity comes from the `x-user-id` header, through the `Caller`
+//! extractor. `API_SERVER_LOG=debug` shows the cache's hit/miss/set/invalidate
+//! events.
+//!
+//! Most endpoints put `#[cached_api]` on the axum handler itself: `Json<T>`,
+//! `(StatusCode, Json<T>)` and `Result<Json<T>, ApiError>` returns are stored
+//! as what they wrap (the `axum` feature). `/rate-limit` shows the other
+//! style, a cached service function called by a plain handler.
 //!
 //! | endpoint | cached as | ttl |
 //! |---|---|---|
 //! | `GET /plans` | global | 24h |
 //! | `GET /profile`, `PUT /profile` | per user; the PUT drops the user's entries | 15m |
+//! | `GET /notes?page=&per_page=`, `POST /notes` | per user, keyed by the query; the POST drops the user's entries | 10m |
 //! | `GET /rate-limit` | per user, keyed by the minute | 2m |
 //! | `GET /questionnaires/{id}` | per user; a 404 is not cached | 5m |
-//! | `POST /summarize` | global, keyed by the SHA-256 of the body | 7d |
+//! | `POST /summarize` | global, keyed by the SHA-256 of the body; answers 201 | 7d |
 //! | `GET /health` | global | 30s |
 //! | `GET /stats` | not cached: the cache's own counters | |
 
@@ -24,7 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,6 +71,7 @@ impl Clock {
 #[derive(Default)]
 pub struct Source {
     profiles: Mutex<HashMap<String, Profile>>,
+    notes: Mutex<HashMap<String, Vec<Note>>>,
     pub reads: Reads,
     /// Simulated latency of every read.
     pub latency: Duration,
@@ -73,6 +82,7 @@ pub struct Source {
 pub struct Reads {
     pub plans: AtomicU64,
     pub profile: AtomicU64,
+    pub notes: AtomicU64,
     pub rate_limit: AtomicU64,
     pub questionnaire: AtomicU64,
     pub summarize: AtomicU64,
@@ -123,6 +133,44 @@ pub struct Health {
     pub status: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: usize,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotePage {
+    pub page: u32,
+    pub per_page: u32,
+    pub total: usize,
+    pub notes: Vec<Note>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewNote {
+    pub text: String,
+}
+
+/// Which page of a list: the query string of `GET /notes`. It is part of the
+/// cache key through its `Serialize` form, so `?page=1&per_page=20` and
+/// `?per_page=20&page=1` are one entry.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page {
+    #[serde(default = "first_page")]
+    pub page: u32,
+    #[serde(default = "twenty")]
+    pub per_page: u32,
+}
+
+fn first_page() -> u32 {
+    1
+}
+
+fn twenty() -> u32 {
+    20
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ProfileUpdate {
     pub display_name: String,
@@ -133,32 +181,6 @@ pub struct ProfileUpdate {
 #[derive(Debug)]
 pub struct NotFound;
 
-#[cached_api(key = "all", ttl = "24h", name = "plans")]
-async fn plans(source: &Source) -> Vec<Plan> {
-    source.read(&source.reads.plans).await;
-    vec![
-        Plan {
-            id: "free".into(),
-            monthly_cents: 0,
-        },
-        Plan {
-            id: "pro".into(),
-            monthly_cents: 1_500,
-        },
-    ]
-}
-
-#[cached_api(key = "profile", user = user_id, ttl = "15m", name = "profile")]
-async fn profile(source: &Source, user_id: &str) -> Profile {
-    source.read(&source.reads.profile).await;
-    let stored = source.profiles.lock().unwrap().get(user_id).cloned();
-    stored.unwrap_or_else(|| Profile {
-        user_id: user_id.to_owned(),
-        display_name: format!("user {user_id}"),
-        bio: String::new(),
-    })
-}
-
 /// One entry per user and minute: a new minute is a new key, so the old
 /// window's entry simply expires.
 #[cached_api(key = "{minute}", user = user_id, ttl = "2m", name = "rate_limit")]
@@ -168,44 +190,6 @@ async fn rate_limit(source: &Source, user_id: &str, minute: u64) -> RateLimit {
     RateLimit {
         limit: 100,
         window_start: minute * 60,
-    }
-}
-
-/// Ids above 100 do not exist; `Err` is never cached, so each 404 asks again.
-#[cached_api(key = "{id}", user = user_id, ttl = "5m", name = "questionnaire")]
-async fn questionnaire(source: &Source, user_id: &str, id: u32) -> Result<Questionnaire, NotFound> {
-    source.read(&source.reads.questionnaire).await;
-    let _ = user_id;
-    if id > 100 {
-        return Err(NotFound);
-    }
-    Ok(Questionnaire {
-        id,
-        title: format!("questionnaire {id}"),
-        questions: vec!["How are you?".into(), "Anything else?".into()],
-    })
-}
-
-/// The prompt-hash pattern: an expensive external call keyed by a digest
-/// of its input, kept for a week.
-#[cached_api(key = "{prompt_sha256}", ttl = "7d", name = "summarize")]
-async fn summarize(source: &Source, prompt_sha256: &str, prompt: &str) -> Summary {
-    source.read(&source.reads.summarize).await;
-    let words = prompt.split_whitespace().count();
-    Summary {
-        prompt_sha256: prompt_sha256.to_owned(),
-        summary: format!(
-            "{words} words, starting with {:?}",
-            prompt.split_whitespace().next()
-        ),
-    }
-}
-
-#[cached_api(key = "health", ttl = "30s", name = "health")]
-async fn health(source: &Source) -> Health {
-    source.read(&source.reads.health).await;
-    Health {
-        status: "ok".into(),
     }
 }
 
@@ -230,16 +214,110 @@ fn user_id(headers: &HeaderMap) -> Result<String, ApiError> {
         ))
 }
 
-async fn get_plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
-    Json(plans(&state.source).await)
+/// The caller, from the `x-user-id` header; a request without one is a 401
+/// before any handler (or cache) runs.
+pub struct Caller(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ApiError> {
+        user_id(&parts.headers).map(Caller)
+    }
 }
 
-async fn get_profile(
+#[cached_api(key = "all", ttl = "24h", name = "plans")]
+async fn get_plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
+    state.source.read(&state.source.reads.plans).await;
+    Json(vec![
+        Plan {
+            id: "free".into(),
+            monthly_cents: 0,
+        },
+        Plan {
+            id: "pro".into(),
+            monthly_cents: 1_500,
+        },
+    ])
+}
+
+#[cached_api(key = "profile", user = user_id, ttl = "15m", name = "profile")]
+async fn get_profile(State(state): State<AppState>, Caller(user_id): Caller) -> Json<Profile> {
+    let source = &state.source;
+    source.read(&source.reads.profile).await;
+    let stored = source.profiles.lock().unwrap().get(&user_id).cloned();
+    Json(stored.unwrap_or_else(|| Profile {
+        display_name: format!("user {user_id}"),
+        user_id,
+        bio: String::new(),
+    }))
+}
+
+/// A paginated list per user, keyed by its query: every page is an entry
+/// of the user, so one `invalidate_user` after a write drops all of them.
+#[cached_api(key = "{page}", user = user_id, ttl = "10m", name = "notes")]
+async fn list_notes(
     State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Profile>, ApiError> {
-    let user_id = user_id(&headers)?;
-    Ok(Json(profile(&state.source, &user_id).await))
+    Caller(user_id): Caller,
+    Query(page): Query<Page>,
+) -> Result<Json<NotePage>, ApiError> {
+    if page.page == 0 || !(1..=100).contains(&page.per_page) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "page starts at 1; per_page is 1 to 100",
+        ));
+    }
+    let source = &state.source;
+    source.read(&source.reads.notes).await;
+    let notes = source.notes.lock().unwrap();
+    let all = notes.get(&user_id).map(Vec::as_slice).unwrap_or_default();
+    let start = ((page.page - 1) * page.per_page) as usize;
+    Ok(Json(NotePage {
+        page: page.page,
+        per_page: page.per_page,
+        total: all.len(),
+        notes: all
+            .iter()
+            .skip(start)
+            .take(page.per_page as usize)
+            .cloned()
+            .collect(),
+    }))
+}
+
+/// Adds a note, then drops the user's cached pages. Not cached: a write.
+async fn post_note(
+    State(state): State<AppState>,
+    Caller(user_id): Caller,
+    Json(new): Json<NewNote>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let note = {
+        let mut notes = state.source.notes.lock().unwrap();
+        let notes = notes.entry(user_id.clone()).or_default();
+        let note = Note {
+            id: notes.len() + 1,
+            text: new.text,
+        };
+        notes.push(note.clone());
+        note
+    };
+    let invalidated = invalidate_after_write(&user_id).await;
+    (
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "note": note, "cache_invalidated": invalidated })),
+    )
+}
+
+/// Drops the user's entries after a write. If that fails, the write stands
+/// but the response says so: cached copies may be served until they expire.
+async fn invalidate_after_write(user_id: &str) -> bool {
+    match cached_api::invalidate_user(user_id).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, "write saved but its cached copies were not invalidated");
+            false
+        }
+    }
 }
 
 /// Stores the profile, then drops every cached entry of the user. If the
@@ -247,10 +325,9 @@ async fn get_profile(
 /// copies may be served until they expire (15 minutes at most).
 async fn put_profile(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(user_id): Caller,
     Json(update): Json<ProfileUpdate>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let user_id = user_id(&headers)?;
+) -> Json<serde_json::Value> {
     let stored = Profile {
         user_id: user_id.clone(),
         display_name: update.display_name,
@@ -262,47 +339,64 @@ async fn put_profile(
         .lock()
         .unwrap()
         .insert(user_id.clone(), stored.clone());
-    let invalidated = match cached_api::invalidate_user(&user_id).await {
-        Ok(()) => true,
-        Err(error) => {
-            tracing::error!(%error, "profile saved but its cached copies were not invalidated");
-            false
-        }
-    };
-    Ok(Json(
-        serde_json::json!({ "profile": stored, "cache_invalidated": invalidated }),
-    ))
+    let invalidated = invalidate_after_write(&user_id).await;
+    Json(serde_json::json!({ "profile": stored, "cache_invalidated": invalidated }))
 }
 
-async fn get_rate_limit(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<RateLimit>, ApiError> {
-    let user_id = user_id(&headers)?;
+async fn get_rate_limit(State(state): State<AppState>, Caller(user_id): Caller) -> Json<RateLimit> {
     let minute = state.clock.now_secs() / 60;
-    Ok(Json(rate_limit(&state.source, &user_id, minute).await))
+    Json(rate_limit(&state.source, &user_id, minute).await)
 }
 
+/// Ids above 100 do not exist; an `Err` is never cached, so each 404 asks again.
+#[cached_api(key = "{id}", user = user_id, ttl = "5m", name = "questionnaire")]
 async fn get_questionnaire(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(user_id): Caller,
     Path(id): Path<u32>,
 ) -> Result<Json<Questionnaire>, ApiError> {
-    let user_id = user_id(&headers)?;
-    questionnaire(&state.source, &user_id, id)
-        .await
-        .map(Json)
-        .map_err(|NotFound| ApiError(StatusCode::NOT_FOUND, "no such questionnaire"))
+    state.source.read(&state.source.reads.questionnaire).await;
+    if id > 100 {
+        return Err(ApiError(StatusCode::NOT_FOUND, "no such questionnaire"));
+    }
+    Ok(Json(Questionnaire {
+        id,
+        title: format!("questionnaire {id}"),
+        questions: vec!["How are you?".into(), "Anything else?".into()],
+    }))
 }
 
-async fn post_summarize(State(state): State<AppState>, prompt: String) -> Json<Summary> {
-    let digest = Sha256::digest(prompt.as_bytes());
-    let prompt_sha256: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    Json(summarize(&state.source, &prompt_sha256, &prompt).await)
+/// The prompt-hash pattern: an expensive external call keyed by a digest
+/// of its input, kept for a week. The summary is a resource it creates, so
+/// it answers 201, on a hit as on a miss.
+#[cached_api(key = sha256_hex(&prompt), ttl = "7d", name = "summarize")]
+async fn post_summarize(
+    State(state): State<AppState>,
+    prompt: String,
+) -> (StatusCode, Json<Summary>) {
+    state.source.read(&state.source.reads.summarize).await;
+    let words = prompt.split_whitespace().count();
+    let summary = Summary {
+        prompt_sha256: sha256_hex(&prompt),
+        summary: format!(
+            "{words} words, starting with {:?}",
+            prompt.split_whitespace().next()
+        ),
+    };
+    (StatusCode::CREATED, Json(summary))
 }
 
+fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cached_api(key = "health", ttl = "30s", name = "health")]
 async fn get_health(State(state): State<AppState>) -> Json<Health> {
-    Json(health(&state.source).await)
+    state.source.read(&state.source.reads.health).await;
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 async fn get_stats() -> Json<cached_api::Stats> {
@@ -313,6 +407,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/plans", get(get_plans))
         .route("/profile", get(get_profile).put(put_profile))
+        .route("/notes", get(list_notes).post(post_note))
         .route("/rate-limit", get(get_rate_limit))
         .route("/questionnaires/{id}", get(get_questionnaire))
         .route("/summarize", post(post_summarize))

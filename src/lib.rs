@@ -22,11 +22,15 @@
 //! Without `CACHED_API_REDIS_URL` the entries live in this process; with it,
 //! in Redis, shared by every process of the service. See the README for the
 //! attribute's arguments, the key layout and the failure policy.
+//!
+//! With the `axum` feature the attribute goes on a handler as written:
+//! `Json<T>`, `Html<T>` and `(StatusCode, Json<T>)` returns are stored as what
+//! they wrap ([`CachedResponse`]), and a `Query` struct can be part of the key.
 
 pub use cached_api_macro::cached_api;
 pub use cached_api_runtime::{
-    Bincode, BreakerStats, Cache, CacheBuilder, Clock, Codec, Counts, Error, Stats, StoreError,
-    blocking, config, invalidate_user, set_global, stats,
+    Bincode, BreakerStats, Cache, CacheBuilder, CachedResponse, Clock, Codec, Counts, Error, Stats,
+    StoreError, blocking, config, invalidate_user, set_global, stats,
 };
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes

@@ -46,6 +46,7 @@ impl Service {
         response.json().await.expect("a JSON body")
     }
 
+    /// The summary, checking that hit and miss alike answer 201.
     async fn summarize(&self, prompt: &str) -> Value {
         let response = self
             .http
@@ -54,7 +55,20 @@ impl Service {
             .send()
             .await
             .expect("the service answers");
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("a JSON body")
+    }
+
+    async fn post_note(&self, user: &str, text: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/notes", self.base))
+            .header("x-user-id", user)
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .expect("the service answers");
+        assert_eq!(response.status(), StatusCode::CREATED);
         response.json().await.expect("a JSON body")
     }
 
@@ -97,8 +111,12 @@ async fn the_reference_service_caches_per_plan_and_survives_redis_dying() {
     // A second GET is a hit: the source is read once, and /stats says so.
     let (status, first) = svc.get("/profile", Some("alice")).await;
     assert_eq!(status, StatusCode::OK);
-    let (_, second) = svc.get("/profile", Some("alice")).await;
-    assert_eq!(first, second);
+    let (status, second) = svc.get("/profile", Some("alice")).await;
+    assert_eq!(
+        (status, &second),
+        (StatusCode::OK, &first),
+        "a hit answers as the miss did"
+    );
     assert_eq!(profile(&first).display_name, "user alice");
     assert_eq!(
         svc.reads(|r| &r.profile),
@@ -140,6 +158,37 @@ async fn the_reference_service_caches_per_plan_and_survives_redis_dying() {
         reads_before_bob,
         "bob stays cached"
     );
+
+    // A paginated list keyed by its query: the order of the parameters does
+    // not matter, another page is another entry, a write drops every page.
+    for text in ["one", "two", "three"] {
+        let posted = svc.post_note("alice", text).await;
+        assert_eq!(posted["cache_invalidated"], Value::Bool(true));
+    }
+    let (status, page_one) = svc.get("/notes?page=1&per_page=2", Some("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page_one["total"], 3);
+    assert_eq!(page_one["notes"][1]["text"], "two");
+    let (status, reordered) = svc.get("/notes?per_page=2&page=1", Some("alice")).await;
+    assert_eq!((status, &reordered), (StatusCode::OK, &page_one));
+    assert_eq!(
+        svc.reads(|r| &r.notes),
+        1,
+        "the same query in another order is the same entry"
+    );
+    let (_, page_two) = svc.get("/notes?page=2&per_page=2", Some("alice")).await;
+    assert_eq!(page_two["notes"][0]["text"], "three");
+    assert_eq!(svc.reads(|r| &r.notes), 2, "another page is another entry");
+    let (_, bobs) = svc.get("/notes?page=1&per_page=2", Some("bob")).await;
+    assert_eq!(bobs["total"], 0, "users never share a page");
+    svc.post_note("alice", "four").await;
+    let (_, page_two) = svc.get("/notes?page=2&per_page=2", Some("alice")).await;
+    assert_eq!(
+        page_two["notes"][1]["text"], "four",
+        "the write dropped the cached page"
+    );
+    let (status, _) = svc.get("/notes?page=0", Some("alice")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // The rate-limit entry lives for its minute; the next minute is a new entry.
     let (_, window) = svc.get("/rate-limit", Some("alice")).await;

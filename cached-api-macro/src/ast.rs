@@ -26,11 +26,15 @@ pub enum Receiver {
 }
 
 /// The shape of the return type, which decides what is cached.
+#[derive(Clone)]
 pub enum Output {
     /// No return type.
     Unit(Span),
     /// `impl Trait`: no type to store; rejected in `valid`.
     ImplTrait(Span),
+    /// A raw response (`Response`, `HttpResponse`): its body is a stream
+    /// that can be read once; rejected in `valid`.
+    RawResponse(Span),
     /// A type named `Result`, with the type of its `Ok` value.
     Result(Type),
     /// A type named `Option`, with the type of its `Some` value.
@@ -82,7 +86,8 @@ impl Function {
 }
 
 impl Output {
-    fn of(ty: &Type) -> Output {
+    /// The shape of `ty`; for `Result` and `Option`, the shape of what they hold.
+    pub fn of(ty: &Type) -> Output {
         match ty {
             Type::Paren(inner) => Output::of(&inner.elem),
             Type::Group(inner) => Output::of(&inner.elem),
@@ -95,6 +100,7 @@ impl Output {
                 ) {
                     ("Result", Some(ok)) => Output::Result(ok.clone()),
                     ("Option", Some(some)) => Output::Option(some.clone()),
+                    ("Response" | "HttpResponse", _) => Output::RawResponse(ty.span()),
                     _ => Output::Whole,
                 }
             }

@@ -50,7 +50,16 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let writes = model.key.iter().map(|part| match part {
         KeyPart::Literal(text) => quote!(__cached_api_key.literal(#text);),
-        KeyPart::Value(value) => quote!(__cached_api_key.value(#value);),
+        KeyPart::Value(value) => quote_spanned! {value.span()=>
+            {
+                #[allow(unused_imports)]
+                use #krate::__private::{ViaDigest as _, ViaDisplay as _};
+                let __cached_api_part = #value;
+                (&#krate::__private::probe_of(__cached_api_part))
+                    .key_kind()
+                    .write(__cached_api_key, __cached_api_part);
+            }
+        },
     });
     let policy = match model.policy {
         Policy::Whole => quote!(Whole),
@@ -60,7 +69,13 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let stored = &model.stored;
     let codec = quote_spanned! {stored.span()=>
-        let __cached_api_codec = #krate::__private::codec::<#stored>();
+        let __cached_api_codec = {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaResponse as _, ViaSerde as _};
+            (&#krate::__private::Probe::<#stored>::new())
+                .codec_kind()
+                .codec::<#stored>()
+        };
     };
     let call = if model.func.is_async() {
         quote_spanned! {ret_span=>

@@ -23,7 +23,7 @@ use proc_macro::TokenStream;
 ///
 /// | argument | form | meaning |
 /// |---|---|---|
-/// | `key` | `"profile:{id}"` or an expression | the entry's key; `{arg}` takes an argument's `Display` form. Default: every argument not in `user` |
+/// | `key` | `"profile:{id}"` or an expression | the entry's key; `{arg}` takes an argument's `Display` form, or a digest of its `Serialize` form when it has no `Display`. Default: every argument not in `user` |
 /// | `user` | an expression over the arguments | owner of the entry, dropped by `invalidate_user`. Default: a global entry |
 /// | `ttl` | seconds (`90`) or `"30s"`, `"15m"`, `"24h"`, `"7d"` | time to live. Default: the cache's default |
 /// | `error_ttl` | as `ttl` | also cache `Err`, this long (`Result` only) |
@@ -34,7 +34,9 @@ use proc_macro::TokenStream;
 ///
 /// A `Result` caches its `Ok` value, an `Option` its `Some` value, anything
 /// else the whole value; the stored type must implement `serde::Serialize`
-/// and `serde::Deserialize`. Mistakes in the arguments are compile errors
+/// and `serde::Deserialize`, or be a response wrapper (`Json<T>`, `Html<T>`,
+/// `(StatusCode, Json<T>)` with the `axum` feature, or any `CachedResponse`)
+/// whose payload does. Mistakes in the arguments are compile errors
 /// on the offending token.
 #[proc_macro_attribute]
 pub fn cached_api(args: TokenStream, item: TokenStream) -> TokenStream {

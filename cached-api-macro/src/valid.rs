@@ -45,6 +45,9 @@ pub enum Policy {
     SomeOnly,
 }
 
+/// What a cached function may return, for the messages that reject the rest.
+const SHAPES: &str = "cacheable returns are a serializable type, `Json<T>`, `Html<T>` or `(StatusCode, Json<T>)` (with the `axum` feature), or a type implementing `cached_api::CachedResponse`, alone or inside `Result` or `Option`";
+
 /// Collects errors so that one compile shows all of them.
 #[derive(Default)]
 struct Errors(Option<syn::Error>);
@@ -153,9 +156,17 @@ fn check_signature(func: &Function, errors: &mut Errors) {
             );
         }
     }
-    match &func.output {
-        Output::Unit(span) => errors.push(*span, "#[cached_api] needs a return type: a function that returns nothing has nothing to cache"),
-        Output::ImplTrait(span) => errors.push(*span, "#[cached_api] cannot cache an `impl Trait` return: name the concrete type, which must implement Serialize and Deserialize"),
+    let held = match &func.output {
+        Output::Unit(span) => {
+            errors.push(*span, "#[cached_api] needs a return type: a function that returns nothing has nothing to cache");
+            return;
+        }
+        Output::Result(inner) | Output::Option(inner) => Output::of(inner),
+        other => other.clone(),
+    };
+    match held {
+        Output::ImplTrait(span) => errors.push(span, format!("#[cached_api] cannot cache an `impl Trait` return: name the concrete type; {SHAPES}")),
+        Output::RawResponse(span) => errors.push(span, format!("#[cached_api] cannot cache a raw response: its body is a stream that can be read once; {SHAPES}")),
         _ => {}
     }
 }

@@ -157,7 +157,7 @@ impl Cache {
             user,
         );
         write_key(&mut writer);
-        Some(writer.finish())
+        (!writer.failed()).then(|| writer.finish())
     }
 
     /// Serves a call of an async function from the cache, or computes and

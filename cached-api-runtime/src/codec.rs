@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::policy::CacheValue;
+use crate::response::CachedResponse;
 
 /// Turns values into bytes and back.
 ///
@@ -63,6 +64,24 @@ impl<T: CacheValue> TypedCodec<T> {
             encode: |value, out| Bincode.encode(value, out),
             decode: |bytes| Bincode.decode(bytes),
             fingerprint: fingerprint::<T>,
+        }
+    }
+}
+
+impl<W: CachedResponse> TypedCodec<W>
+where
+    W::Payload: CacheValue,
+{
+    /// [`Bincode`] for a response wrapper `W`: stores its parts and payload,
+    /// and rebuilds it from them.
+    pub fn bincode_response() -> TypedCodec<W> {
+        TypedCodec {
+            encode: |value, out| Bincode.encode(&value.split(), out),
+            decode: |bytes| {
+                let (parts, payload) = Bincode.decode(bytes)?;
+                W::join(parts, payload)
+            },
+            fingerprint: fingerprint::<W>,
         }
     }
 }
@@ -176,6 +195,37 @@ mod tests {
         let (header, payload) = Header::open(&bytes).unwrap();
         assert_eq!(header, HEADER);
         assert_eq!(Bincode.decode(payload), Some(("hi".to_owned(), 5u32)));
+    }
+
+    /// A wrapper of the user's: a value and how long clients may keep it.
+    #[derive(Debug, PartialEq)]
+    struct WithMaxAge(u32, String);
+
+    impl CachedResponse for WithMaxAge {
+        type Payload = String;
+        type Parts = u32;
+
+        fn split(&self) -> (u32, &String) {
+            (self.0, &self.1)
+        }
+
+        fn join(max_age: u32, payload: String) -> Option<Self> {
+            (max_age > 0).then_some(WithMaxAge(max_age, payload))
+        }
+    }
+
+    #[test]
+    fn a_response_wrapper_is_stored_as_its_parts_and_payload() {
+        let codec = TypedCodec::<WithMaxAge>::bincode_response();
+        let value = WithMaxAge(60, "hello".to_owned());
+        let bytes = HEADER.seal(codec, &value).unwrap();
+        let (_, payload) = Header::open(&bytes).unwrap();
+        assert_eq!(Bincode.decode(payload), Some((60u32, "hello".to_owned())));
+        assert_eq!(codec.decode(payload), Some(value));
+        let invalid = HEADER
+            .seal(codec, &WithMaxAge(0, "parts join refuses".to_owned()))
+            .unwrap();
+        assert_eq!(codec.decode(Header::open(&invalid).unwrap().1), None);
     }
 
     #[test]

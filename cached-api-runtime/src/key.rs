@@ -13,9 +13,15 @@
 //! key) triples never meet at one Redis key. A user longer than
 //! [`MAX_USER_LEN`] escaped bytes becomes `{h:<sha256>}`, a key longer than
 //! [`MAX_KEY_LEN`] becomes `#<sha256>`: hashed, never truncated.
+//!
+//! An argument that is `Serialize` but not `Display` (a query struct, a JSON
+//! body) enters the key as `#` and the first 128 bits, in hex, of the SHA-256
+//! of its JSON form: the same value gives the same key in every process and
+//! build, and no escaped `Display` value can contain a raw `#`.
 
 use std::fmt::{self, Display, Write};
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// Longest escaped user kept readable inside the hash tag.
@@ -56,6 +62,8 @@ pub struct KeyWriter {
     tag: Option<(usize, usize)>,
     key_start: usize,
     reserved: &'static str,
+    /// Set when an argument could not be serialized: the call runs uncached.
+    failed: bool,
 }
 
 impl KeyWriter {
@@ -102,6 +110,7 @@ impl KeyWriter {
             tag,
             key_start,
             reserved,
+            failed: false,
         }
     }
 
@@ -115,6 +124,28 @@ impl KeyWriter {
     pub fn value(&mut self, value: &dyn Display) -> &mut Self {
         escape_display(&mut self.buf, value, self.reserved);
         self
+    }
+
+    /// Appends a digest of `value`'s serialized (JSON) form, for arguments
+    /// that have no `Display` form.
+    pub fn digest<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
+        let mut hasher = HashWriter(Sha256::new());
+        match serde_json::to_writer(&mut hasher, value) {
+            Ok(()) => {
+                self.buf.push('#');
+                push_hex(&mut self.buf, &hasher.0.finalize()[..16]);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a key argument could not be serialized; the call runs uncached");
+                self.failed = true;
+            }
+        }
+        self
+    }
+
+    /// Whether an argument could not be written, so that the call has no key.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed
     }
 
     /// Finishes the key, hashing the key part if it is too long.
@@ -185,12 +216,29 @@ impl Write for Escaper<'_> {
 }
 
 fn hex_sha256(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
     let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
+    push_hex(&mut hex, &Sha256::digest(text.as_bytes()));
     hex
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+}
+
+/// Feeds what a serializer writes straight into the hash, without a buffer.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +269,45 @@ mod tests {
         let g = key(None, &["x"]);
         assert_eq!(g.entry(), "p:app%3A%3Af:v1:g:x");
         assert_eq!(g.generation(), None);
+    }
+
+    #[test]
+    fn serialized_arguments_enter_the_key_as_a_stable_digest() {
+        #[derive(serde::Serialize)]
+        struct Page {
+            page: u32,
+            per_page: u32,
+        }
+        let digest = |page: &Page| {
+            let mut writer = KeyWriter::new("p", "f:v0:", None, ":", None);
+            writer.literal("notes:").digest(page);
+            assert!(!writer.failed());
+            writer.finish().entry().to_owned()
+        };
+        let first = Page {
+            page: 1,
+            per_page: 20,
+        };
+        // The first 128 bits of SHA-256 over `{"page":1,"per_page":20}`: the
+        // same in every process and build, so fleets share the entry.
+        assert_eq!(
+            digest(&first),
+            "p:f:v0:g:notes:#ade6445d3381ae196a6fd6f8ff455eee"
+        );
+        let second = Page {
+            page: 2,
+            per_page: 20,
+        };
+        assert_ne!(digest(&first), digest(&second));
+    }
+
+    #[test]
+    fn an_argument_that_cannot_be_serialized_leaves_the_call_without_a_key() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert((1, 2), "a tuple key has no JSON form");
+        let mut writer = KeyWriter::new("p", "f:v0:", None, "", None);
+        writer.digest(&map);
+        assert!(writer.failed());
     }
 
     #[test]

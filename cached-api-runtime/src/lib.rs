@@ -18,6 +18,8 @@ mod flight;
 mod global;
 mod key;
 mod policy;
+mod probe;
+mod response;
 mod spec;
 mod stats;
 
@@ -28,6 +30,7 @@ pub use crate::config::CacheBuilder;
 pub use crate::error::{Error, StoreError};
 pub use crate::global::{blocking, global, invalidate_user, set_global, stats};
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
+pub use crate::response::CachedResponse;
 pub use crate::stats::{BreakerStats, Counts, Stats};
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes
@@ -40,10 +43,15 @@ pub mod __private {
     pub use crate::global::global;
     pub use crate::key::KeyWriter;
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
+    pub use crate::probe::{
+        DigestKey, DisplayKey, KeyValue, Probe, ResponseCodec, SerdeCodec, ViaDigest, ViaDisplay,
+        ViaResponse, ViaSerde, probe_of,
+    };
     pub use crate::spec::{FnOptions, FnSpec};
     use crate::{Cache, EntryKey, TypedCodec};
 
-    /// The key of one call; `None` when the cache is disabled. `owner` is
+    /// The key of one call; `None` when the cache is disabled or an
+    /// argument could not be serialized into it. `owner` is
     /// `type_name::<Self>()` for methods.
     pub fn key(
         cache: &Cache,
@@ -81,11 +89,5 @@ pub mod __private {
             Some(key) => cache.call_blocking::<P, R>(spec, codec, key, compute),
             None => compute(),
         }
-    }
-
-    /// The codec of a function's stored type `T`; fails to compile, naming
-    /// `T`, when `T` cannot be stored.
-    pub fn codec<T: CacheValue>() -> TypedCodec<T> {
-        TypedCodec::bincode()
     }
 }

@@ -1,0 +1,118 @@
+//! Choices the generated code makes by type, where the attribute sees only
+//! tokens: which codec a stored type takes, and how an argument enters a key.
+//!
+//! Each choice is autoref dispatch: `(&Probe::<T>::new()).codec_kind()`
+//! finds the method of the first trait that applies, trying the one
+//! implemented for `Probe<T>` before the one for `&Probe<T>`. The chosen
+//! tag's method then states the bound it needs, so an unfit type is one
+//! error naming it, not "no method found".
+
+use std::fmt::Display;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+
+use crate::codec::TypedCodec;
+use crate::key::KeyWriter;
+use crate::policy::CacheValue;
+use crate::response::CachedResponse;
+
+/// Stands for the type `T` in a choice.
+pub struct Probe<T: ?Sized>(PhantomData<fn() -> *const T>);
+
+impl<T: ?Sized> Probe<T> {
+    pub const fn new() -> Probe<T> {
+        Probe(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for Probe<T> {
+    fn default() -> Self {
+        Probe::new()
+    }
+}
+
+/// A [`CachedResponse`] is stored as its parts and payload.
+pub struct ResponseCodec;
+/// Anything else is stored with serde.
+pub struct SerdeCodec;
+
+pub trait ViaResponse {
+    fn codec_kind(&self) -> ResponseCodec {
+        ResponseCodec
+    }
+}
+
+impl<T: CachedResponse> ViaResponse for Probe<T> {}
+
+pub trait ViaSerde {
+    fn codec_kind(&self) -> SerdeCodec {
+        SerdeCodec
+    }
+}
+
+impl<T> ViaSerde for &Probe<T> {}
+
+impl ResponseCodec {
+    pub fn codec<W: CachedResponse>(self) -> TypedCodec<W>
+    where
+        W::Payload: CacheValue,
+    {
+        TypedCodec::bincode_response()
+    }
+}
+
+impl SerdeCodec {
+    pub fn codec<T: CacheValue>(self) -> TypedCodec<T> {
+        TypedCodec::bincode()
+    }
+}
+
+/// A key argument enters the key by its `Display` form.
+pub struct DisplayKey;
+/// A key argument without `Display` enters it as a digest of its serialized form.
+pub struct DigestKey;
+
+pub trait ViaDisplay {
+    fn key_kind(&self) -> DisplayKey {
+        DisplayKey
+    }
+}
+
+impl<T: Display + ?Sized> ViaDisplay for Probe<T> {}
+
+pub trait ViaDigest {
+    fn key_kind(&self) -> DigestKey {
+        DigestKey
+    }
+}
+
+impl<T: ?Sized> ViaDigest for &Probe<T> {}
+
+/// A value that can be part of a key when it has no `Display` form.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key: it must implement `Display` or `serde::Serialize`",
+    label = "used in the key",
+    note = "a `Display` value is written as it is (escaped); a `Serialize` value, such as a query struct, as a digest of its JSON form"
+)]
+pub trait KeyValue: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyValue for T {}
+
+impl DisplayKey {
+    pub fn write<T: Display + ?Sized>(self, key: &mut KeyWriter, value: &T) {
+        key.value(&value);
+    }
+}
+
+impl DigestKey {
+    pub fn write<T: KeyValue + ?Sized>(self, key: &mut KeyWriter, value: &T) {
+        key.digest(value);
+    }
+}
+
+/// The [`Probe`] of the type behind a reference, so that generated code can
+/// name it without writing the type: `probe_of(&value)`.
+pub fn probe_of<T: ?Sized>(_: &T) -> Probe<T> {
+    Probe::new()
+}

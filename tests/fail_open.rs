@@ -163,6 +163,50 @@ fn caching_resumes_after_a_kill_and_restart_under_load() {
     drop(restarted);
 }
 
+/// A server restarted on its port is used from the first probe after the
+/// cooldown, for async and sync calls alike: a probe does not fail on what
+/// the connection remembers of the outage.
+#[test]
+fn a_restarted_server_is_used_from_the_first_probe() {
+    if !in_child("a_restarted_server_is_used_from_the_first_probe") {
+        return;
+    }
+    let mut server = start(QUICK_PROBE);
+    let port = server.port();
+    let user = unique("first-probe");
+    for sync in [false, true] {
+        let call = {
+            let user = user.clone();
+            move || {
+                let user = user.clone();
+                async move {
+                    if sync {
+                        assert_eq!(profile_sync(&user, 1), "v1:1");
+                    } else {
+                        assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
+                    }
+                }
+            }
+        };
+        run(call());
+        server.kill();
+        run(keep_calling_until(|| stats().breaker.open, call.clone()));
+        server = RedisServer::start_on(port);
+        let probes = stats().breaker.probes;
+        run(keep_calling_until(|| !stats().breaker.open, call.clone()));
+        let after = stats().breaker;
+        assert_eq!(
+            after.probes - probes,
+            1,
+            "sync {sync}: the first probe after the restart closes the circuit: {after:?}"
+        );
+        let hits = stats().total.hits;
+        run(call());
+        run(call());
+        assert!(stats().total.hits > hits, "sync {sync}: caching resumed");
+    }
+}
+
 #[test]
 fn a_paused_server_times_out_into_the_function() {
     if !in_child("a_paused_server_times_out_into_the_function") {

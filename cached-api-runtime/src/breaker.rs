@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCs
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::key::cluster_slot;
 use crate::stats::BreakerStats;
 
 /// Consecutive outages that open the circuit.
@@ -24,6 +25,7 @@ pub(crate) struct Breaker {
     probe_at: AtomicU64,
     opened: AtomicU64,
     short_circuited: AtomicU64,
+    probes: AtomicU64,
 }
 
 /// Why an operation was let through, which decides what its outcome does.
@@ -47,6 +49,7 @@ impl Breaker {
             probe_at: AtomicU64::new(0),
             opened: AtomicU64::new(0),
             short_circuited: AtomicU64::new(0),
+            probes: AtomicU64::new(0),
         }
     }
 
@@ -71,6 +74,7 @@ impl Breaker {
                 .compare_exchange(probe_at, now, SeqCst, SeqCst)
                 .is_ok()
         {
+            self.probes.fetch_add(1, Relaxed);
             return Ok(Permit::Probe);
         }
         self.short_circuited.fetch_add(1, Relaxed);
@@ -80,12 +84,7 @@ impl Breaker {
     /// Records how an admitted operation went. Only outages count: a reply
     /// the store gave, even an error reply, shows the server is there.
     pub(crate) fn record<T>(&self, permit: Permit, result: &Result<T, Error>) {
-        let outage = result
-            .as_ref()
-            .err()
-            .and_then(Error::store_failure)
-            .is_some_and(|failure| failure.is_outage());
-        if !outage {
+        if !result.as_ref().is_err_and(Error::is_outage) {
             self.consecutive_failures.store(0, SeqCst);
             if self.opened_at.swap(0, SeqCst) != 0 {
                 tracing::warn!("the store answers again: the circuit is closed, caching resumes");
@@ -112,15 +111,63 @@ impl Breaker {
     }
 
     pub(crate) fn stats(&self) -> BreakerStats {
+        let open = self.opened_at.load(SeqCst) != 0;
         BreakerStats {
-            open: self.opened_at.load(SeqCst) != 0,
+            open,
+            open_circuits: u64::from(open),
             opened: self.opened.load(Relaxed),
             short_circuited: self.short_circuited.load(Relaxed),
+            probes: self.probes.load(Relaxed),
         }
     }
 
     fn cooldown_ms(&self) -> u64 {
         u64::try_from(self.cooldown.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The circuits of one store: one for a single node; for a cluster, one per
+/// range of slots, so that a master that is down opens the circuits of its
+/// slots and calls to the healthy masters keep caching. Ranges, not nodes,
+/// because which node serves a slot changes with failovers and resharding,
+/// and the cluster client does not say; a range that straddles two masters
+/// opens with the one that fails.
+pub(crate) struct Breakers {
+    circuits: Box<[Breaker]>,
+}
+
+/// Circuits of a cluster: 256 slots each.
+const SLOT_RANGES: usize = 64;
+const SLOTS: usize = 16_384;
+
+impl Breakers {
+    pub(crate) fn new(cooldown: Duration, cluster: bool) -> Breakers {
+        let count = if cluster { SLOT_RANGES } else { 1 };
+        Breakers {
+            circuits: (0..count).map(|_| Breaker::new(cooldown)).collect(),
+        }
+    }
+
+    /// The circuit of the node that serves `key`.
+    pub(crate) fn for_key(&self, key: &str) -> &Breaker {
+        match self.circuits.len() {
+            1 => &self.circuits[0],
+            ranges => &self.circuits[usize::from(cluster_slot(key)) * ranges / SLOTS],
+        }
+    }
+
+    /// All circuits' counts, added up.
+    pub(crate) fn stats(&self) -> BreakerStats {
+        self.circuits
+            .iter()
+            .map(Breaker::stats)
+            .fold(BreakerStats::default(), |total, one| BreakerStats {
+                open: total.open || one.open,
+                open_circuits: total.open_circuits + one.open_circuits,
+                opened: total.opened + one.opened,
+                short_circuited: total.short_circuited + one.short_circuited,
+                probes: total.probes + one.probes,
+            })
     }
 }
 
@@ -173,6 +220,29 @@ mod tests {
             breaker.admit().unwrap(),
             Permit::Probe,
             "another call probes"
+        );
+    }
+
+    #[test]
+    fn a_cluster_opens_only_the_circuits_of_the_failing_slots() {
+        let breakers = Breakers::new(Duration::from_secs(60), true);
+        // Two users whose hash tags fall in different slot ranges.
+        let (down, up) = ("x:{u:a}:k", "x:{u:b}:k");
+        assert!(!std::ptr::eq(breakers.for_key(down), breakers.for_key(up)));
+        assert!(std::ptr::eq(
+            breakers.for_key(down),
+            breakers.for_key("gen:{u:a}")
+        ));
+        for _ in 0..FAILURE_THRESHOLD {
+            let breaker = breakers.for_key(down);
+            breaker.record(breaker.admit().unwrap(), &outage());
+        }
+        assert!(breakers.for_key(down).admit().is_err());
+        assert_eq!(breakers.for_key(up).admit().unwrap(), Permit::Closed);
+        let stats = breakers.stats();
+        assert_eq!(
+            (stats.open, stats.open_circuits, stats.opened),
+            (true, 1, 1)
         );
     }
 

@@ -65,13 +65,8 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Builds the store `config` names; the config is already validated.
     pub(crate) fn new(config: Config) -> Result<Cache, Error> {
-        let store = match &config.redis_url {
-            Some(url) => Store::Redis(RedisStore::new(
-                url,
-                config.op_timeout,
-                config.breaker_cooldown,
-                config.pool_size,
-            )?),
+        let store = match &config.redis {
+            Some(target) => Store::Redis(RedisStore::new(target, &config)?),
             None => Store::Memory(MemoryStore::new(
                 config.memory_capacity,
                 config.clock.clone(),

@@ -1,11 +1,17 @@
 //! Settings of a [`Cache`](crate::Cache): defaults, environment, builder.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::{Clock, Error};
 
-/// Environment variable naming the Redis server; unset means the embedded store.
+/// Environment variable naming the Redis server (`redis://`, `rediss://`) or
+/// cluster (`redis+cluster://host1:port1,host2:port2`); unset means the
+/// embedded store.
 pub const ENV_REDIS_URL: &str = "CACHED_API_REDIS_URL";
+/// Environment variable naming a PEM file of the certificate authority that
+/// signed the server's TLS certificate, when it is not a system root.
+pub const ENV_REDIS_CA_FILE: &str = "CACHED_API_REDIS_CA_FILE";
 /// Environment variable overriding the key prefix.
 pub const ENV_PREFIX: &str = "CACHED_API_PREFIX";
 /// Environment variable overriding the TTL of functions that name none.
@@ -16,7 +22,8 @@ pub const ENV_DISABLED: &str = "CACHED_API_DISABLED";
 /// Everything a [`Cache`](crate::Cache) is built from.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub(crate) redis_url: Option<String>,
+    pub(crate) redis: Option<RedisTarget>,
+    pub(crate) redis_ca: Option<Pem>,
     pub(crate) prefix: String,
     pub(crate) default_ttl: Duration,
     pub(crate) op_timeout: Duration,
@@ -31,7 +38,8 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            redis_url: None,
+            redis: None,
+            redis_ca: None,
             prefix: "cached_api".to_owned(),
             default_ttl: Duration::from_secs(60),
             op_timeout: Duration::from_millis(250),
@@ -49,7 +57,14 @@ impl Config {
     pub(crate) fn from_env() -> Result<Config, Error> {
         let mut config = Config::default();
         if let Some(url) = env(ENV_REDIS_URL) {
-            config.redis_url = Some(url);
+            config.redis = Some(RedisTarget::Url(url));
+        }
+        if let Some(path) = env(ENV_REDIS_CA_FILE) {
+            let pem = std::fs::read(&path).map_err(|error| Error::Config {
+                what: ENV_REDIS_CA_FILE,
+                detail: format!("{path:?} could not be read ({error}); name a PEM file"),
+            })?;
+            config.redis_ca = Some(Pem(pem));
         }
         if let Some(prefix) = env(ENV_PREFIX) {
             config.prefix = prefix;
@@ -115,10 +130,33 @@ pub struct CacheBuilder {
 }
 
 impl CacheBuilder {
-    /// Stores entries on the Redis server at `url` (`redis://host:port/db`)
-    /// instead of in this process.
+    /// Stores entries on the Redis server at `url` instead of in this process:
+    /// `redis://[user:password@]host:port/db`, `rediss://…` for TLS (feature
+    /// `tls`), or `redis+cluster://[user:password@]host1:port1,host2:port2`
+    /// (`rediss+cluster://` for TLS) for a Redis Cluster.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.config.redis_url = Some(url.into());
+        self.config.redis = Some(RedisTarget::Url(url.into()));
+        self
+    }
+
+    /// Stores entries on the Redis Cluster that these nodes belong to
+    /// (`redis://[user:password@]host:port` each; a few are enough, the
+    /// client discovers the rest).
+    pub fn redis_cluster<I>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let nodes = nodes.into_iter().map(Into::into).collect();
+        self.config.redis = Some(RedisTarget::Cluster(nodes));
+        self
+    }
+
+    /// Trusts the certificate authority in `pem` for Redis over TLS, instead
+    /// of the system's roots: for a server whose certificate a private CA
+    /// signed. The environment's form is a file, `CACHED_API_REDIS_CA_FILE`.
+    pub fn redis_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.config.redis_ca = Some(Pem(pem.into()));
         self
     }
 
@@ -184,5 +222,104 @@ impl CacheBuilder {
 impl From<Config> for CacheBuilder {
     fn from(config: Config) -> CacheBuilder {
         CacheBuilder { config }
+    }
+}
+
+/// Where the Redis store is, as configured. Its `Debug` form hides passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum RedisTarget {
+    /// One URL: a node, or a cluster by its `redis+cluster://` scheme.
+    Url(String),
+    /// Node URLs of one cluster.
+    Cluster(Vec<String>),
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisTarget::Url(url) => f.debug_tuple("Url").field(&redact(url)).finish(),
+            RedisTarget::Cluster(nodes) => f
+                .debug_tuple("Cluster")
+                .field(&nodes.iter().map(|url| redact(url)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
+/// A certificate in PEM form; its `Debug` form says only how long it is.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Pem(pub(crate) Vec<u8>);
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
+}
+
+/// `text` (a client library's message about `url`) without `url`'s password.
+pub(crate) fn scrub(text: &str, url: &str) -> String {
+    match password(url) {
+        Some(password) if !password.is_empty() => text.replace(password, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+fn password(url: &str) -> Option<&str> {
+    let redacted = redact(url);
+    let start = redacted.find(":***@")? + 1;
+    let end = url.len() - (redacted.len() - (start + 3));
+    Some(&url[start..end])
+}
+
+/// `url` with the password of its user part, if any, replaced by `***`, so
+/// that it can appear in errors and logs.
+pub(crate) fn redact(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[authority_start..]
+        .find(['/', '?'])
+        .map_or(url.len(), |at| authority_start + at);
+    let authority = &url[authority_start..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return url.to_owned();
+    };
+    let password_start = authority_start + colon + 1;
+    let password_end = authority_start + at;
+    format!("{}***{}", &url[..password_start], &url[password_end..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_wherever_a_url_is_shown() {
+        assert_eq!(
+            redact("redis://app:s3cret@cache:6379/0"),
+            "redis://app:***@cache:6379/0"
+        );
+        assert_eq!(redact("rediss://:s3cret@cache"), "rediss://:***@cache");
+        assert_eq!(
+            redact("redis+cluster://u:p@w:rd@h1:1,h2:2/?x=y"),
+            "redis+cluster://u:***@h1:1,h2:2/?x=y"
+        );
+        assert_eq!(redact("redis://cache:6379/"), "redis://cache:6379/");
+        assert_eq!(redact("redis://user@cache"), "redis://user@cache");
+        let url = "redis://app:s3cret@cache:6379/0";
+        assert_eq!(
+            scrub("auth as app:s3cret failed", url),
+            "auth as app:*** failed"
+        );
+        let builder = CacheBuilder::default()
+            .redis_url("redis://app:s3cret@cache:6379")
+            .redis_cluster(["redis://app:hunter2@h1:1"])
+            .redis_ca_pem(b"-----BEGIN CERTIFICATE-----".to_vec());
+        let debug = format!("{builder:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("BEGIN"),
+            "{debug}"
+        );
     }
 }

@@ -59,6 +59,9 @@ pub(crate) enum StoreFailure {
     Unreachable,
     /// The server answered, with an error.
     Refused,
+    /// The server refuses this client as configured: wrong credentials,
+    /// missing permissions. Waiting will not help; the store reports it once.
+    Rejected,
 }
 
 impl StoreError {
@@ -76,10 +79,17 @@ impl StoreError {
         }
     }
 
-    /// Whether the store could not be reached at all (refused, timed out,
-    /// dropped), rather than answering with an error.
+    /// Whether the store cannot be used for now (unreachable, timed out,
+    /// dropped, or refusing this client's credentials), rather than
+    /// answering one command with an error.
     pub fn is_outage(&self) -> bool {
         self.kind != StoreFailure::Refused
+    }
+
+    /// Whether the server refuses this client as configured (credentials,
+    /// permissions): the store logs that once, not at every call.
+    pub(crate) fn is_rejection(&self) -> bool {
+        self.kind == StoreFailure::Rejected
     }
 
     /// Whether the connection broke under the command.
@@ -95,5 +105,10 @@ impl Error {
             Error::Store(error) => Some(error),
             _ => None,
         }
+    }
+
+    /// Whether the store could not be reached (see [`StoreError::is_outage`]).
+    pub(crate) fn is_outage(&self) -> bool {
+        self.store_failure().is_some_and(StoreError::is_outage)
     }
 }

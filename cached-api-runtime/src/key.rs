@@ -241,6 +241,27 @@ impl std::io::Write for HashWriter {
     }
 }
 
+/// Redis Cluster's slot of `key`: CRC16/XMODEM of its hash tag (the
+/// text between the first `{` and the next `}`, if not empty) or of
+/// the whole key, modulo 16384.
+pub(crate) fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key.find('{').and_then(|open| {
+        let close = key[open + 1..].find('}')? + open + 1;
+        (close > open + 1).then(|| &bytes[open + 1..close])
+    });
+    let crc = tagged.unwrap_or(bytes).iter().fold(0u16, |crc, &byte| {
+        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
+            if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            }
+        })
+    });
+    crc % 16384
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,27 +359,6 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.generation(), c.generation());
-    }
-
-    /// Redis Cluster's slot of `key`: CRC16/XMODEM of its hash tag (the
-    /// text between the first `{` and the next `}`, if not empty) or of
-    /// the whole key, modulo 16384.
-    fn cluster_slot(key: &str) -> u16 {
-        let bytes = key.as_bytes();
-        let tagged = key.find('{').and_then(|open| {
-            let close = key[open + 1..].find('}')? + open + 1;
-            (close > open + 1).then(|| &bytes[open + 1..close])
-        });
-        let crc = tagged.unwrap_or(bytes).iter().fold(0u16, |crc, &byte| {
-            (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
-                if crc & 0x8000 != 0 {
-                    (crc << 1) ^ 0x1021
-                } else {
-                    crc << 1
-                }
-            })
-        });
-        crc % 16384
     }
 
     #[test]

@@ -238,16 +238,21 @@ impl Serialize for Counts {
     }
 }
 
-/// The circuit breaker of the Redis store (see the README's failure policy).
+/// The circuit breakers of the Redis store (see the README's failure policy).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BreakerStats {
-    /// Whether the circuit is open now: calls skip Redis.
+    /// Whether a circuit is open now: calls to its part of the store skip it.
     pub open: bool,
+    /// How many circuits are open now: one for a single node; for a
+    /// cluster, each covers 1/64 of the slots.
+    pub open_circuits: u64,
     /// How often it opened.
     pub opened: u64,
     /// Store operations skipped, without waiting, while it was open.
     pub short_circuited: u64,
+    /// Operations let through the open circuit to see whether the store is back.
+    pub probes: u64,
 }
 
 /// Counts of one cache: every cached function it has counted, and their total.

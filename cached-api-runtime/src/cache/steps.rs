@@ -17,6 +17,7 @@ use super::{Inner, fresh_generation};
 use crate::Error;
 use crate::backend::Read;
 use crate::codec::{Header, TypedCodec};
+use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
 use crate::key::EntryKey;
 use crate::policy::{Lifetime, Policy};
@@ -120,8 +121,6 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         self.inner.stats.record(self.spec, event);
     }
 
-    /// Counts and logs a store failure; a call the open circuit turned away
-    /// is neither (the breaker counts those), or the log would repeat every call.
     fn record_error(&self, error: &Error, what: &'static str) {
         record_error(self.inner, self.spec, error, what);
     }
@@ -378,11 +377,18 @@ impl<R> Write<'_, R> {
     }
 }
 
+/// Counts and logs a store failure. A call the open circuit turned away is
+/// neither (the breaker counts those), and a rejection of the client's
+/// credentials is logged once by the store: either would repeat every call.
 fn record_error(inner: &Inner, spec: &FnSpec, error: &Error, what: &'static str) {
     if let Error::CircuitOpen(_) = error {
         tracing::trace!(function = spec.id(), "circuit open: {what}");
         return;
     }
     inner.stats.record(spec, Event::Error);
-    tracing::warn!(function = spec.id(), %error, "{what}");
+    if error.store_failure().is_some_and(StoreError::is_rejection) {
+        tracing::debug!(function = spec.id(), %error, "{what}");
+    } else {
+        tracing::warn!(function = spec.id(), %error, "{what}");
+    }
 }

@@ -1,0 +1,255 @@
+//! The Redis store, on one node or a cluster: the cache's operations as
+//! commands, each admitted by the circuit of the part of the store it goes
+//! to, and failures classified once so that nothing above needs redis-rs.
+
+mod command;
+mod link;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use redis::{Cmd, FromRedisValue, RedisError};
+
+use self::command::{
+    init_generation_cmd, init_generation_reply, read_cmd, server_version, set_generation_cmd,
+    write_cmd,
+};
+use self::link::Link;
+use super::{Backend, Read};
+use crate::Error;
+use crate::breaker::{Breaker, Breakers, Permit};
+use crate::config::{Config, RedisTarget};
+use crate::error::{StoreError, StoreFailure};
+use crate::key::EntryKey;
+use crate::stats::BreakerStats;
+
+pub(crate) struct RedisStore {
+    link: Link,
+    breakers: Breakers,
+    op_timeout: Duration,
+    /// Whether the server's refusal of this client was logged already.
+    rejection_reported: AtomicBool,
+    /// Whether a server too old for `SET … NX GET` was logged already.
+    old_server_reported: AtomicBool,
+}
+
+impl RedisStore {
+    /// Checks the configuration; connections are opened on first use, so a
+    /// server that is down at start-up is a fail-open miss, not a start-up
+    /// failure.
+    pub(crate) fn new(target: &RedisTarget, config: &Config) -> Result<RedisStore, Error> {
+        #[cfg(feature = "tls")]
+        {
+            // rustls needs a crypto provider; another crate may have chosen
+            // one for the process already, and then that one is used.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let link = Link::new(target, config)?;
+        Ok(RedisStore {
+            breakers: Breakers::new(config.breaker_cooldown, link.is_cluster()),
+            link,
+            op_timeout: config.op_timeout,
+            rejection_reported: AtomicBool::new(false),
+            old_server_reported: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn breaker_stats(&self) -> BreakerStats {
+        self.breakers.stats()
+    }
+
+    /// Runs `cmd`, which touches `key`, if the circuit of `key` lets it.
+    async fn query<T: FromRedisValue>(&self, key: &str, cmd: &Cmd) -> Result<T, Error> {
+        let breaker = self.breakers.for_key(key);
+        let permit = breaker.admit()?;
+        self.query_with(breaker, permit, cmd).await
+    }
+
+    async fn query_with<T: FromRedisValue>(
+        &self,
+        breaker: &Breaker,
+        permit: Permit,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
+        let mut result = self.query_once(cmd).await;
+        if retries(permit, &result) {
+            result = self.query_once(cmd).await;
+        }
+        breaker.record(permit, &result);
+        result
+    }
+
+    async fn query_once<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let result = self.link.query(cmd, self.op_timeout).await;
+        result.map_err(|error| self.store_error(error))
+    }
+
+    /// [`query`](Self::query) on a pooled sync connection.
+    fn query_blocking<T: FromRedisValue>(&self, key: &str, cmd: &Cmd) -> Result<T, Error> {
+        let breaker = self.breakers.for_key(key);
+        let permit = breaker.admit()?;
+        self.query_blocking_with(breaker, permit, cmd)
+    }
+
+    fn query_blocking_with<T: FromRedisValue>(
+        &self,
+        breaker: &Breaker,
+        permit: Permit,
+        cmd: &Cmd,
+    ) -> Result<T, Error> {
+        let mut result = self.query_blocking_once(cmd);
+        if retries(permit, &result) {
+            result = self.query_blocking_once(cmd);
+        }
+        breaker.record(permit, &result);
+        result
+    }
+
+    fn query_blocking_once<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Error> {
+        let result = self.link.query_blocking(cmd, self.op_timeout);
+        result.map_err(|error| self.store_error(error))
+    }
+
+    /// Classifies a client error once, so that nothing above this store
+    /// needs redis-rs's types to tell an outage from an error reply; a
+    /// refusal of this client is logged here, once.
+    fn store_error(&self, error: RedisError) -> Error {
+        let failure = classify(&error);
+        let hint = match failure {
+            StoreFailure::Rejected => {
+                "check the user, password and ACL permissions in the Redis URL"
+            }
+            StoreFailure::Refused => "redis-server answered with this error",
+            StoreFailure::Dropped | StoreFailure::Unreachable => {
+                "check that redis-server is reachable at the configured URL"
+            }
+        };
+        let error = StoreError::new("redis", failure, hint, error);
+        if failure == StoreFailure::Rejected && !self.rejection_reported.swap(true, Relaxed) {
+            tracing::error!(
+                %error,
+                "redis refuses this client: calls run uncached and invalidations fail until the configuration is fixed"
+            );
+        }
+        error.into()
+    }
+
+    /// Whether creating a generation failed because the server is too old
+    /// for `SET … NX GET`, the first time it does: every per-user call would
+    /// then run uncached with nothing but a syntax error to show for it, so
+    /// the caller logs it once, with the server's version.
+    fn first_old_server_error(&self, error: &Error) -> bool {
+        let syntax_error = error
+            .store_failure()
+            .is_some_and(|failure| failure.to_string().contains("syntax error"));
+        syntax_error && !self.old_server_reported.swap(true, Relaxed)
+    }
+}
+
+/// Whether an operation is worth a second try at once: a probe, or an
+/// invalidation, whose connection turned out to be one the outage killed
+/// (the connection answers with the failure it remembers, then
+/// reconnects), so that a server that is back is used from the first try.
+fn retries<T>(permit: Permit, result: &Result<T, Error>) -> bool {
+    let Err(error) = result else {
+        return false;
+    };
+    match permit {
+        Permit::Probe => error.is_outage(),
+        Permit::Always => error.store_failure().is_some_and(StoreError::was_dropped),
+        Permit::Closed => false,
+    }
+}
+
+fn classify(error: &RedisError) -> StoreFailure {
+    use redis::{ErrorKind, ServerErrorKind};
+    match error.kind() {
+        _ if error.is_connection_dropped() => StoreFailure::Dropped,
+        _ if error.is_io_error() || error.is_timeout() || error.is_connection_refusal() => {
+            StoreFailure::Unreachable
+        }
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            StoreFailure::Rejected
+        }
+        _ if error.code() == Some("WRONGPASS") => StoreFailure::Rejected,
+        // A cluster between a master's failure and its replica's promotion.
+        ErrorKind::Server(
+            ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown | ServerErrorKind::TryAgain,
+        )
+        | ErrorKind::ClusterConnectionNotFound => StoreFailure::Unreachable,
+        _ => StoreFailure::Refused,
+    }
+}
+
+impl Backend for RedisStore {
+    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+        self.query_blocking(key.entry(), &read_cmd(key))
+    }
+
+    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.query_blocking(key, &write_cmd(key, bytes, ttl))
+    }
+
+    fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        let existing = self.query_blocking(key, &init_generation_cmd(key, candidate));
+        if let Err(error) = &existing
+            && self.first_old_server_error(error)
+        {
+            let info = self.query_blocking_once::<String>(&info_cmd()).ok();
+            report_old_server(info.as_deref().and_then(server_version));
+        }
+        Ok(init_generation_reply(candidate, existing?))
+    }
+
+    /// Tried even while the circuit is open: an invalidation is never
+    /// skipped, and its success shows the store is back. Retried once on a
+    /// connection that turned out dead (a restarted server): the write is
+    /// idempotent, and the retry runs on a fresh connection.
+    fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
+        let breaker = self.breakers.for_key(key);
+        self.query_blocking_with(
+            breaker,
+            Permit::Always,
+            &set_generation_cmd(key, generation),
+        )
+    }
+
+    async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
+        self.query(key.entry(), &read_cmd(key)).await
+    }
+
+    async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+        self.query(key, &write_cmd(key, bytes, ttl)).await
+    }
+
+    async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
+        let existing = self.query(key, &init_generation_cmd(key, candidate)).await;
+        if let Err(error) = &existing
+            && self.first_old_server_error(error)
+        {
+            let info = self.query_once::<String>(&info_cmd()).await.ok();
+            report_old_server(info.as_deref().and_then(server_version));
+        }
+        Ok(init_generation_reply(candidate, existing?))
+    }
+
+    async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
+        let breaker = self.breakers.for_key(key);
+        let cmd = set_generation_cmd(key, generation);
+        self.query_with(breaker, Permit::Always, &cmd).await
+    }
+}
+
+fn report_old_server(version: Option<&str>) {
+    let version = version.unwrap_or("of unknown version");
+    tracing::error!(
+        version,
+        "redis-server {version} does not support SET … NX GET, which cached-api needs (Redis 7.0 or later, Valkey 7.2 or later): per-user entries are not cached"
+    );
+}
+
+fn info_cmd() -> Cmd {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("server");
+    cmd
+}

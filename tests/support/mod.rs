@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -110,6 +113,11 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The URL of a server started with TLS only.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/", self.port)
     }
 
     /// A plain connection, for looking at what the cache wrote.

@@ -60,7 +60,9 @@ impl Link {
                 let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(op_timeout)
                     .response_timeout(op_timeout)
-                    .retries(CLUSTER_RETRIES);
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+                    .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
                 if let Some(ca) = ca {
                     builder = with_ca(builder, ca)?;
                 }
@@ -155,6 +157,13 @@ impl Link {
 /// fails open: enough to follow a resharding or a promoted replica, few
 /// enough that a dead master costs a bounded wait.
 const CLUSTER_RETRIES: u32 = 2;
+
+/// The wait before such a retry, at least and at most, in milliseconds.
+/// The client's default waits at least 1.28 s, and while it waits to
+/// refresh its slot map after a master died, it holds back the commands for
+/// every other master too: they time out, and a caching call that could
+/// have hit fails open.
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
 
 /// Idle sync connections, kept up to a size.
 pub(super) struct Pool<C> {

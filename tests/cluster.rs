@@ -1,0 +1,266 @@
+//! The behaviour suite on a real Redis Cluster (3 masters, 3 replicas), plus
+//! what only a cluster shows: a master killed under load, a slot moved
+//! under load, each in a child process with a cluster of its own.
+
+mod behaviour;
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use behaviour::*;
+use support::cluster::RedisCluster;
+use support::in_child;
+
+static CLUSTER: LazyLock<RedisCluster> = LazyLock::new(|| RedisCluster::start(3));
+
+struct Cluster;
+
+impl StoreUnderTest for Cluster {
+    fn install() {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            if !support::is_child() {
+                let cache = cached_api::Cache::builder()
+                    .redis_cluster(CLUSTER.urls())
+                    .prefix("c")
+                    .max_value_size(MAX_VALUE_SIZE)
+                    .build()
+                    .unwrap();
+                cached_api::set_global(cache).unwrap();
+            }
+        });
+    }
+}
+
+behaviour_tests!(Cluster);
+
+const OP_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// In a child: a cluster of its own and the process-wide cache on it.
+fn start_own_cluster() -> RedisCluster {
+    let cluster = RedisCluster::start(3);
+    let cache = cached_api::Cache::builder()
+        .redis_cluster(cluster.urls())
+        .prefix("f")
+        .op_timeout(OP_TIMEOUT)
+        .breaker_cooldown(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+    cluster
+}
+
+/// Calls from 16 tasks over 16 users until stopped; every answer checked.
+struct Load {
+    stop: Arc<AtomicBool>,
+    calls: Arc<AtomicU64>,
+    /// Calls answered, per user (in the order given).
+    per_user: Arc<Vec<AtomicU64>>,
+    users: Vec<String>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(users: Vec<String>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let per_user: Arc<Vec<AtomicU64>> =
+            Arc::new(users.iter().map(|_| AtomicU64::new(0)).collect());
+        let workers = users
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(index, user)| {
+                let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
+                let per_user = Arc::clone(&per_user);
+                rt().spawn(async move {
+                    let mut id = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        id = (id + 1) % 4;
+                        let answer = profile(user.clone(), id).await.expect("never fails");
+                        assert_eq!(
+                            (answer.user.as_str(), answer.id),
+                            (user.as_str(), id),
+                            "wrong entry"
+                        );
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        per_user[index].fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            calls,
+            per_user,
+            users,
+            workers,
+        }
+    }
+
+    /// Calls answered so far for `users`.
+    fn calls_of(&self, users: &[String]) -> u64 {
+        self.users
+            .iter()
+            .zip(self.per_user.iter())
+            .filter(|(user, _)| users.contains(user))
+            .map(|(_, calls)| calls.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// A condition that holds once `by` more calls have answered.
+    fn progressed(&self, by: u64) -> impl Fn() -> bool + Send + 'static {
+        let calls = Arc::clone(&self.calls);
+        let from = calls.load(Ordering::SeqCst);
+        move || calls.load(Ordering::SeqCst) >= from + by
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for worker in self.workers {
+            rt().block_on(worker)
+                .expect("no worker saw a wrong or failed answer");
+        }
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// How often the victim's four entries were computed.
+fn runs_of(user: &str) -> u32 {
+    (0..4).map(|id| profile_runs(user, id)).sum()
+}
+
+#[test]
+fn a_master_killed_under_load_fails_over_without_a_wrong_answer() {
+    if !in_child("a_master_killed_under_load_fails_over_without_a_wrong_answer") {
+        return;
+    }
+    let mut cluster = start_own_cluster();
+    let users: Vec<String> = (0..16).map(|i| format!("failover-{i}")).collect();
+    let load = Load::start(users.clone());
+    run(wait_until(load.progressed(500)));
+
+    // The master of the first user's slot dies.
+    let victim_user = users[0].clone();
+    let slot = cluster.slot_of(&format!("u:{victim_user}"));
+    let master = cluster.master_of(slot);
+    // Users whose circuit covers none of the dying master's slots: they
+    // must keep hitting throughout (a circuit covers 256 slots, and one
+    // that straddles two masters may open with the failing one).
+    let dying = cluster.slots_of(master);
+    let healthy: Vec<String> = users
+        .iter()
+        .filter(|user| {
+            let range = usize::from(cluster.slot_of(&format!("u:{user}"))) / 256;
+            let (first, last) = ((range * 256) as u16, (range * 256 + 255) as u16);
+            dying
+                .iter()
+                .all(|&(start, end)| end < first || start > last)
+        })
+        .cloned()
+        .collect();
+    let healthy_runs = |users: &[String]| users.iter().map(|user| runs_of(user)).sum::<u32>();
+    let healthy_before = healthy_runs(&healthy);
+    let healthy_calls_before = load.calls_of(&healthy);
+    let before = cached_api::stats();
+    cluster.nodes[master].take().expect("up").kill();
+    let promoted = cluster.wait_for_live_master(slot);
+    assert_ne!(promoted, master, "a replica took the slot over");
+    // Every circuit closes again once a probe reaches the promoted replica.
+    run(wait_until(|| !cached_api::stats().breaker.open));
+    let gap = cached_api::stats();
+    let healthy_recomputed = healthy_runs(&healthy) - healthy_before;
+    let healthy_calls = load.calls_of(&healthy) - healthy_calls_before;
+
+    // Hits resume on the slot range of the dead master: each of the
+    // victim's entries is computed at most once more (if it had not reached
+    // the replica), then served.
+    let runs = runs_of(&victim_user);
+    run(wait_until(load.progressed(2_000)));
+    let calls = load.finish();
+    let after = cached_api::stats();
+    let reran = runs_of(&victim_user) - runs;
+    let gap_hits = gap.total.hits - before.total.hits;
+    let gap_lookups =
+        (gap.total.hits + gap.total.misses) - (before.total.hits + before.total.misses);
+    eprintln!(
+        "failover: {calls} calls; from the kill to closed circuits: {} users on healthy masters made {healthy_calls} calls, {healthy_recomputed} of them misses; all users: {gap_hits} of {gap_lookups} lookups hit ({:.0}%), {} failed open on errors, {} short-circuited, {} circuits opened; after: hits {} of {} lookups; {reran} recomputations of the victim's 4 entries after the promotion",
+        healthy.len(),
+        100.0 * gap_hits as f64 / gap_lookups.max(1) as f64,
+        gap.total.errors - before.total.errors,
+        gap.breaker.short_circuited - before.breaker.short_circuited,
+        gap.breaker.opened - before.breaker.opened,
+        after.total.hits - gap.total.hits,
+        (after.total.hits + after.total.misses) - (gap.total.hits + gap.total.misses),
+    );
+    assert!(!healthy.is_empty(), "some users live on healthy masters");
+    assert_eq!(
+        healthy_recomputed, 0,
+        "users on healthy masters kept hitting while one master was down"
+    );
+    assert!(
+        reran <= 4,
+        "after the promotion the victim's entries are cached again: {reran} recomputations"
+    );
+    assert!(after.total.hits > gap.total.hits + 1_000, "hits resumed");
+}
+
+#[test]
+fn a_slot_moved_under_load_loses_no_answer_and_no_invalidation() {
+    if !in_child("a_slot_moved_under_load_loses_no_answer_and_no_invalidation") {
+        return;
+    }
+    let cluster = start_own_cluster();
+    let users: Vec<String> = (0..16).map(|i| format!("reshard-{i}")).collect();
+    let moved_user = users[0].clone();
+    // The user's entries are cached before the move.
+    run({
+        let user = moved_user.clone();
+        async move {
+            for id in 0..4 {
+                profile(user.clone(), id).await.unwrap();
+            }
+        }
+    });
+    let load = Load::start(users.clone());
+    run(wait_until(load.progressed(500)));
+
+    let slot = cluster.slot_of(&format!("u:{moved_user}"));
+    let from = cluster.master_of(slot);
+    let to = (0..cluster.nodes.len())
+        .find(|&index| index != from && cluster.master_of_index(index))
+        .expect("another master");
+    let before = cached_api::stats();
+    cluster.move_slot(slot, to);
+    run(wait_until(load.progressed(2_000)));
+    let calls = load.finish();
+    assert_eq!(cluster.master_of(slot), to, "the slot moved");
+    let after = cached_api::stats();
+    eprintln!(
+        "resharding: {calls} calls, 0 wrong; during and after the move {} failed open on errors, {} short-circuited, hits {} of {} lookups",
+        after.total.errors - before.total.errors,
+        after.breaker.short_circuited - before.breaker.short_circuited,
+        after.total.hits - before.total.hits,
+        (after.total.hits + after.total.misses) - (before.total.hits + before.total.misses),
+    );
+
+    // The user's invalidation still reaches the slot's new master.
+    set_source(&moved_user, "after the move");
+    run({
+        let user = moved_user.clone();
+        async move {
+            cached_api::invalidate_user(&user)
+                .await
+                .expect("the invalidation lands on the new master");
+            for id in 0..4 {
+                assert_eq!(
+                    profile(user.clone(), id).await.unwrap().value,
+                    "after the move"
+                );
+            }
+        }
+    });
+}

@@ -178,6 +178,110 @@ where
     (name, Box::new(move || Box::pin(op())))
 }
 
+/// Rows 1 and 2 for `store`: hit throughput and latency of `contenders`,
+/// interleaved round by round, each against the first (the baseline).
+async fn compare_hits(store: &str, contenders: Vec<Contender>) {
+    let contenders: Vec<(&str, std::sync::Arc<Contender>)> = contenders
+        .into_iter()
+        .map(|c| (c.0, std::sync::Arc::new(c)))
+        .collect();
+    let mut samples: Vec<[Sample; 2]> = contenders.iter().map(|_| Default::default()).collect();
+    for _ in 0..ROUNDS {
+        for (i, (_, contender)) in contenders.iter().enumerate() {
+            for (c, &tasks) in CONCURRENCY.iter().enumerate() {
+                let contender = std::sync::Arc::clone(contender);
+                measure(tasks, move || (contender.1)(), &mut samples[i][c]).await;
+            }
+        }
+    }
+    let tasks_label = |tasks: usize| format!("{tasks} task{}", if tasks == 1 { "" } else { "s" });
+    for (c, &tasks) in CONCURRENCY.iter().enumerate() {
+        for (i, (name, _)) in contenders.iter().enumerate() {
+            let ops = samples[i][c].median_ops();
+            let ratio = samples[i][c].median_ratio(&samples[0][c]);
+            row(
+                &format!("1. {store} hit throughput, {}", tasks_label(tasks)),
+                name,
+                format!("{ops:.0} ops/s"),
+                Some(ratio),
+            );
+        }
+    }
+    for (c, &tasks) in CONCURRENCY.iter().enumerate() {
+        let base_p50 = samples[0][c].percentile_us(0.5);
+        for (i, (name, _)) in contenders.iter().enumerate() {
+            let p50 = samples[i][c].percentile_us(0.5);
+            let p99 = samples[i][c].percentile_us(0.99);
+            row(
+                &format!("2. {store} hit latency p50 / p99, {}", tasks_label(tasks)),
+                name,
+                format!("{p50:.1} µs / {p99:.1} µs"),
+                Some(p50 / base_p50),
+            );
+        }
+    }
+}
+
+/// The cluster rows: a per-user hit on a 3-master cluster against a raw
+/// cluster `GET` (and `MGET` of the two keys, same slot) of the same bytes.
+async fn cluster_section(nodes: Vec<String>) {
+    let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+    let raw = client.get_async_connection().await.unwrap();
+    let profile = sample_profile(USER);
+    let bytes = encode(&profile);
+    let mut setup = raw.clone();
+    let _: () = redis::cmd("MSET")
+        .arg("raw:{u:42}:profile")
+        .arg(&bytes)
+        .arg("raw:gen:{u:42}")
+        .arg("7466191830245731841")
+        .query_async(&mut setup)
+        .await
+        .unwrap();
+    assert_eq!(user_profile(USER).await, profile);
+    assert_eq!(global_profile().await, sample_profile(1));
+    let raw_get = |keys: &'static [&'static str]| {
+        let raw = raw.clone();
+        move || {
+            let mut raw = raw.clone();
+            async move {
+                let command = if keys.len() == 1 { "GET" } else { "MGET" };
+                let reply: redis::Value = redis::cmd(command)
+                    .arg(keys)
+                    .query_async(&mut raw)
+                    .await
+                    .unwrap();
+                let bytes = match reply {
+                    redis::Value::BulkString(bytes) => bytes,
+                    redis::Value::Array(mut items) => match items.swap_remove(0) {
+                        redis::Value::BulkString(bytes) => bytes,
+                        other => panic!("an entry, not {other:?}"),
+                    },
+                    other => panic!("an entry, not {other:?}"),
+                };
+                black_box(decode(&bytes));
+            }
+        }
+    };
+    let contenders = vec![
+        contender(
+            "raw cluster GET + decode (baseline)",
+            raw_get(&["raw:{u:42}:profile"]),
+        ),
+        contender(
+            "raw cluster MGET of entry + generation + decode",
+            raw_get(&["raw:{u:42}:profile", "raw:gen:{u:42}"]),
+        ),
+        contender("cached-api, global entry", || async {
+            black_box(global_profile().await);
+        }),
+        contender("cached-api, per-user entry", || async {
+            black_box(user_profile(USER).await);
+        }),
+    ];
+    compare_hits("Redis Cluster (3 masters)", contenders).await;
+}
+
 async fn redis_section(url: String) {
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut raw: ConnectionManager = client.get_connection_manager().await.unwrap();
@@ -259,50 +363,7 @@ async fn redis_section(url: String) {
             }
         }),
     ];
-    let contenders: Vec<(&str, std::sync::Arc<Contender>)> = contenders
-        .into_iter()
-        .map(|c| (c.0, std::sync::Arc::new(c)))
-        .collect();
-    let mut samples: Vec<[Sample; 2]> = contenders.iter().map(|_| Default::default()).collect();
-    for _ in 0..ROUNDS {
-        for (i, (_, contender)) in contenders.iter().enumerate() {
-            for (c, &tasks) in CONCURRENCY.iter().enumerate() {
-                let contender = std::sync::Arc::clone(contender);
-                measure(tasks, move || (contender.1)(), &mut samples[i][c]).await;
-            }
-        }
-    }
-    for (c, tasks) in CONCURRENCY.iter().enumerate() {
-        for (i, (name, _)) in contenders.iter().enumerate() {
-            let ops = samples[i][c].median_ops();
-            let ratio = samples[i][c].median_ratio(&samples[0][c]);
-            row(
-                &format!(
-                    "1. Redis hit throughput, {tasks} task{}",
-                    if *tasks == 1 { "" } else { "s" }
-                ),
-                name,
-                format!("{ops:.0} ops/s"),
-                Some(ratio),
-            );
-        }
-    }
-    for (c, tasks) in CONCURRENCY.iter().enumerate() {
-        let base_p50 = samples[0][c].percentile_us(0.5);
-        for (i, (name, _)) in contenders.iter().enumerate() {
-            let p50 = samples[i][c].percentile_us(0.5);
-            let p99 = samples[i][c].percentile_us(0.99);
-            row(
-                &format!(
-                    "2. Redis hit latency p50 / p99, {tasks} task{}",
-                    if *tasks == 1 { "" } else { "s" }
-                ),
-                name,
-                format!("{p50:.1} µs / {p99:.1} µs"),
-                Some(p50 / base_p50),
-            );
-        }
-    }
+    compare_hits("Redis", contenders).await;
 
     // 3: miss cost, one caller, a new key each time.
     const MISSES: u64 = 2_000;
@@ -545,7 +606,7 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores; {redis}; client and server share the machine")
 }
 
-/// `cargo bench --bench compare [-- redis|memory]`: both parts by default.
+/// `cargo bench --bench compare [-- redis|cluster|memory]`: every part by default.
 fn main() {
     if std::env::var_os("CACHED_API_BENCH_REDIS").is_some() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -554,6 +615,20 @@ fn main() {
             .unwrap();
         let url = std::env::var("CACHED_API_REDIS_URL").unwrap();
         runtime.block_on(redis_section(url));
+        return;
+    }
+    if let Some(nodes) = std::env::var_os("CACHED_API_BENCH_CLUSTER") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let nodes = nodes
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .map(str::to_owned)
+            .collect();
+        runtime.block_on(cluster_section(nodes));
         return;
     }
     let only: Vec<String> = std::env::args()
@@ -579,6 +654,27 @@ fn main() {
             .status()
             .unwrap();
         assert!(status.success(), "the Redis part of the benchmark failed");
+    }
+    if wants("cluster") {
+        let cluster = support::cluster::RedisCluster::start(3);
+        let hosts: Vec<String> = cluster
+            .urls()
+            .iter()
+            .map(|url| {
+                url.trim_start_matches("redis://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .collect();
+        // The environment form a service would use.
+        let url = format!("redis+cluster://{}", hosts.join(","));
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("CACHED_API_BENCH_CLUSTER", cluster.urls().join(" "))
+            .env("CACHED_API_REDIS_URL", url)
+            .env("CACHED_API_PREFIX", "bench")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the cluster part of the benchmark failed");
     }
     if wants("memory") {
         memory_section();

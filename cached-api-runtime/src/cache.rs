@@ -68,7 +68,7 @@ impl Cache {
         let store = match &config.redis {
             Some(target) => Store::Redis(RedisStore::new(target, &config)?),
             None => Store::Memory(MemoryStore::new(
-                config.memory_capacity,
+                config.memory_max_bytes,
                 config.clock.clone(),
             )),
         };

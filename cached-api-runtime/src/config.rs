@@ -29,7 +29,7 @@ pub(crate) struct Config {
     pub(crate) op_timeout: Duration,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) pool_size: usize,
-    pub(crate) memory_capacity: u64,
+    pub(crate) memory_max_bytes: u64,
     pub(crate) max_value_size: usize,
     pub(crate) clock: Clock,
     pub(crate) disabled: bool,
@@ -45,7 +45,7 @@ impl Default for Config {
             op_timeout: Duration::from_millis(250),
             breaker_cooldown: Duration::from_secs(1),
             pool_size: 8,
-            memory_capacity: 100_000,
+            memory_max_bytes: 256 << 20,
             max_value_size: 1 << 20,
             clock: Clock::default(),
             disabled: false,
@@ -192,9 +192,10 @@ impl CacheBuilder {
         self
     }
 
-    /// Most entries of the embedded store (default 100,000).
-    pub fn memory_capacity(mut self, entries: u64) -> Self {
-        self.config.memory_capacity = entries;
+    /// Most bytes the embedded store keeps, keys and values (default
+    /// 256 MiB); the least useful entries go first when it is full.
+    pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.memory_max_bytes = bytes;
         self
     }
 

@@ -44,11 +44,23 @@ pub(crate) struct MemoryStore {
     clock: Clock,
 }
 
+/// What an entry costs beyond its key's and value's bytes: moka's entry,
+/// the slot, the key's `String` and the value's `Arc`, roughly.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// An entry's weight against the store's byte budget.
+fn weight(key: &str, slot: &Slot) -> u32 {
+    let bytes = key.len() + slot.bytes.len() + ENTRY_OVERHEAD;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 impl MemoryStore {
-    pub(crate) fn new(capacity: u64, clock: Clock) -> MemoryStore {
+    /// A store that keeps at most `max_bytes` of keys, values and overhead.
+    pub(crate) fn new(max_bytes: u64, clock: Clock) -> MemoryStore {
         MemoryStore {
             slots: Moka::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(|key: &String, slot: &Slot| weight(key, slot))
                 .expire_after(SlotTtl)
                 .build(),
             clock,
@@ -112,5 +124,33 @@ impl Backend for MemoryStore {
         self.slots
             .insert(key.to_owned(), self.generation_slot(generation));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_keeps_within_its_byte_budget() {
+        let store = MemoryStore::new(64 * 1024, Clock::default());
+        let value = vec![7u8; 4 * 1024];
+        for i in 0..100 {
+            let key = format!("entry:{i}");
+            store
+                .write_blocking(&key, &value, Duration::from_secs(60))
+                .unwrap();
+        }
+        store.slots.run_pending_tasks();
+        assert!(
+            store.slots.weighted_size() <= 64 * 1024,
+            "{} bytes kept",
+            store.slots.weighted_size()
+        );
+        let kept = store.slots.entry_count();
+        assert!(
+            (1..=16).contains(&kept),
+            "{kept} entries of 4 KiB in 64 KiB"
+        );
     }
 }

@@ -154,9 +154,12 @@ impl Link {
 
 /// How often the cluster client retries a command (after `MOVED`, `ASK`, or
 /// a connection error that makes it refresh its slot map) before the call
-/// fails open: enough to follow a resharding or a promoted replica, few
-/// enough that a dead master costs a bounded wait.
-const CLUSTER_RETRIES: u32 = 2;
+/// fails open: enough to follow a resharding or, most of the time, a
+/// promoted replica (in the failover test, 2 retries let ~200 calls fail
+/// open on a `MOVED` the client had no retry left to follow, 4 retries ~90),
+/// few enough that a dead master costs a bounded wait: at most about
+/// (retries + 1) × (op timeout + 100 ms).
+const CLUSTER_RETRIES: u32 = 3;
 
 /// The wait before such a retry, at least and at most, in milliseconds.
 /// The client's default waits at least 1.28 s, and while it waits to

@@ -39,13 +39,13 @@ behaviour_tests!(Cluster);
 const OP_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// In a child: a cluster of its own and the process-wide cache on it.
-fn start_own_cluster() -> RedisCluster {
+fn start_own_cluster(cooldown: Duration) -> RedisCluster {
     let cluster = RedisCluster::start(3);
     let cache = cached_api::Cache::builder()
         .redis_cluster(cluster.urls())
         .prefix("f")
         .op_timeout(OP_TIMEOUT)
-        .breaker_cooldown(Duration::from_millis(200))
+        .breaker_cooldown(cooldown)
         .build()
         .unwrap();
     cached_api::set_global(cache).unwrap();
@@ -128,6 +128,18 @@ impl Load {
     }
 }
 
+fn run_returning<T: Send + 'static>(
+    test: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let out = Arc::clone(&slot);
+    run(async move {
+        *out.lock().unwrap() = Some(test.await);
+    });
+    let value = slot.lock().unwrap().take();
+    value.expect("the test ran")
+}
+
 /// How often the victim's four entries were computed.
 fn runs_of(user: &str) -> u32 {
     (0..4).map(|id| profile_runs(user, id)).sum()
@@ -138,7 +150,7 @@ fn a_master_killed_under_load_fails_over_without_a_wrong_answer() {
     if !in_child("a_master_killed_under_load_fails_over_without_a_wrong_answer") {
         return;
     }
-    let mut cluster = start_own_cluster();
+    let mut cluster = start_own_cluster(Duration::from_millis(200));
     let users: Vec<String> = (0..16).map(|i| format!("failover-{i}")).collect();
     let load = Load::start(users.clone());
     run(wait_until(load.progressed(500)));
@@ -167,6 +179,12 @@ fn a_master_killed_under_load_fails_over_without_a_wrong_answer() {
     let healthy_calls_before = load.calls_of(&healthy);
     let before = cached_api::stats();
     cluster.nodes[master].take().expect("up").kill();
+    // An invalidation in the gap either lands or says it did not.
+    set_source(&victim_user, "written in the gap");
+    let in_gap = run_returning({
+        let user = victim_user.clone();
+        async move { cached_api::invalidate_user(&user).await.is_ok() }
+    });
     let promoted = cluster.wait_for_live_master(slot);
     assert_ne!(promoted, master, "a replica took the slot over");
     // Every circuit closes again once a probe reaches the promoted replica.
@@ -206,6 +224,26 @@ fn a_master_killed_under_load_fails_over_without_a_wrong_answer() {
         "after the promotion the victim's entries are cached again: {reran} recomputations"
     );
     assert!(after.total.hits > gap.total.hits + 1_000, "hits resumed");
+    // What the invalidation in the gap promised holds; a retry lands.
+    let served = run_returning({
+        let user = victim_user.clone();
+        async move {
+            if !in_gap {
+                cached_api::invalidate_user(&user)
+                    .await
+                    .expect("after the promotion the invalidation lands");
+            }
+            profile(user.clone(), 1).await.unwrap().value
+        }
+    });
+    eprintln!(
+        "failover: the invalidation in the gap {}",
+        if in_gap { "landed" } else { "returned Err" }
+    );
+    assert_eq!(
+        served, "written in the gap",
+        "no invalidation was silently dropped"
+    );
 }
 
 #[test]
@@ -213,7 +251,7 @@ fn a_slot_moved_under_load_loses_no_answer_and_no_invalidation() {
     if !in_child("a_slot_moved_under_load_loses_no_answer_and_no_invalidation") {
         return;
     }
-    let cluster = start_own_cluster();
+    let cluster = start_own_cluster(Duration::from_millis(200));
     let users: Vec<String> = (0..16).map(|i| format!("reshard-{i}")).collect();
     let moved_user = users[0].clone();
     // The user's entries are cached before the move.
@@ -263,4 +301,43 @@ fn a_slot_moved_under_load_loses_no_answer_and_no_invalidation() {
             }
         }
     });
+}
+
+/// A master that stops answering, then answers again before the cluster
+/// fails it over: each circuit it opened closes at its first probe, at the
+/// latest.
+#[test]
+fn a_master_that_is_back_is_used_from_the_first_probe() {
+    if !in_child("a_master_that_is_back_is_used_from_the_first_probe") {
+        return;
+    }
+    // A cooldown long enough that no probe runs while the master is paused.
+    let cluster = start_own_cluster(Duration::from_secs(2));
+    let users: Vec<String> = (0..16).map(|i| format!("pause-{i}")).collect();
+    let load = Load::start(users.clone());
+    run(wait_until(load.progressed(500)));
+    let slot = cluster.slot_of(&format!("u:{}", users[0]));
+    let master = cluster.master_of(slot);
+    let paused = cluster.nodes[master].as_ref().expect("up");
+    let before = cached_api::stats().breaker;
+    paused.pause();
+    // Timeouts open the circuits of its slots; the master is resumed well
+    // before the cluster's node timeout would fail it over.
+    run(wait_until(move || cached_api::stats().breaker.open));
+    paused.resume();
+    let opened = cached_api::stats().breaker.opened - before.opened;
+    run(wait_until(|| !cached_api::stats().breaker.open));
+    let after = cached_api::stats().breaker;
+    load.finish();
+    eprintln!(
+        "paused master: {opened} circuits opened, {} probes closed them",
+        after.probes - before.probes
+    );
+    assert_eq!(cluster.master_of(slot), master, "no failover happened");
+    // A circuit closes at its first probe, or sooner, when a call admitted
+    // before it opened succeeds after the master is back.
+    assert!(
+        after.probes - before.probes <= opened,
+        "each open circuit closed by its first probe at the latest: {after:?}"
+    );
 }

@@ -9,8 +9,6 @@
 mod behaviour;
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use behaviour::*;
@@ -102,42 +100,15 @@ fn caching_resumes_after_a_kill_and_restart_under_load() {
     }
     let server = start(QUICK_PROBE);
     let port = server.port();
-    let stop = Arc::new(AtomicBool::new(false));
-    let calls = Arc::new(AtomicU64::new(0));
-    let load: Vec<_> = (0..16)
-        .map(|worker| {
-            let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
-            rt().spawn(async move {
-                let user = format!("load-{worker}");
-                let mut id = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    id = (id + 1) % 4;
-                    let answer = profile(user.clone(), id).await.expect("never fails");
-                    assert_eq!(
-                        (answer.user.as_str(), answer.id),
-                        (user.as_str(), id),
-                        "wrong entry"
-                    );
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::task::yield_now().await;
-                }
-            })
-        })
-        .collect();
-    let progressed = |by: u64| {
-        let calls = Arc::clone(&calls);
-        let from = calls.load(Ordering::SeqCst);
-        move || calls.load(Ordering::SeqCst) >= from + by
-    };
-
-    run(wait_until(progressed(200)));
+    let load = Load::start((0..16).map(|worker| format!("load-{worker}")).collect());
+    run(wait_until(load.progressed(200)));
     assert!(stats().total.hits > 0, "the load is served from Redis");
 
     let opened = stats().breaker.opened;
     server.kill();
     run(wait_until(move || stats().breaker.opened > opened));
     let skipped = stats().breaker.short_circuited;
-    run(wait_until(progressed(200)));
+    run(wait_until(load.progressed(200)));
     assert!(
         stats().breaker.short_circuited > skipped,
         "while the circuit is open, calls skip the dead server"
@@ -148,17 +119,11 @@ fn caching_resumes_after_a_kill_and_restart_under_load() {
     run(wait_until(move || {
         !stats().breaker.open && stats().total.hits > hits + 100
     }));
-    stop.store(true, Ordering::SeqCst);
-    for worker in load {
-        rt().block_on(worker)
-            .expect("no worker saw a wrong or failed answer");
-    }
+    let calls = load.finish();
     let after = stats();
     eprintln!(
-        "kill and restart under load: {} calls, {:?} {:?}",
-        calls.load(Ordering::SeqCst),
-        after.total,
-        after.breaker
+        "kill and restart under load: {calls} calls, {:?} {:?}",
+        after.total, after.breaker
     );
     drop(restarted);
 }

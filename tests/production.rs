@@ -78,17 +78,6 @@ fn fails_open() -> cached_api::Error {
     error
 }
 
-fn run_returning<T: Send + 'static>(
-    test: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
-    let slot = Arc::new(Mutex::new(None));
-    let out = Arc::clone(&slot);
-    run(async move {
-        *out.lock().unwrap() = Some(test.await);
-    });
-    slot.lock().unwrap().take().expect("the test ran")
-}
-
 #[test]
 fn tls_with_a_private_ca_caches() {
     if is_child() {
@@ -96,10 +85,7 @@ fn tls_with_a_private_ca_caches() {
         return;
     }
     let certificates = Certificates::new("trusted");
-    let port = free_port();
-    let args = certificates.server_args(port);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = RedisServer::start_with(port, &args);
+    let server = certificates.start_server();
     run_in_child(
         "tls_with_a_private_ca_caches",
         &[
@@ -126,10 +112,7 @@ fn tls_with_an_untrusted_certificate_fails_open_and_says_why() {
     }
     let served = Certificates::new("served");
     let other = Certificates::new("other");
-    let port = free_port();
-    let args = served.server_args(port);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = RedisServer::start_with(port, &args);
+    let server = served.start_server();
     run_in_child(
         "tls_with_an_untrusted_certificate_fails_open_and_says_why",
         &[

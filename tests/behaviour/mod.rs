@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -66,6 +66,95 @@ pub fn wait_until_blocking(condition: impl Fn() -> bool) {
         assert!(std::time::Instant::now() < deadline, "the test hung");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// Calls from 16 tasks over 16 users until stopped; every answer checked.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    calls: Arc<AtomicU64>,
+    /// Calls answered, per user (in the order given).
+    per_user: Arc<Vec<AtomicU64>>,
+    users: Vec<String>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(users: Vec<String>) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(AtomicU64::new(0));
+        let per_user: Arc<Vec<AtomicU64>> =
+            Arc::new(users.iter().map(|_| AtomicU64::new(0)).collect());
+        let workers = users
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(index, user)| {
+                let (stop, calls) = (Arc::clone(&stop), Arc::clone(&calls));
+                let per_user = Arc::clone(&per_user);
+                rt().spawn(async move {
+                    let mut id = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        id = (id + 1) % 4;
+                        let answer = profile(user.clone(), id).await.expect("never fails");
+                        assert_eq!(
+                            (answer.user.as_str(), answer.id),
+                            (user.as_str(), id),
+                            "wrong entry"
+                        );
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        per_user[index].fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            calls,
+            per_user,
+            users,
+            workers,
+        }
+    }
+
+    /// Calls answered so far for `users`.
+    pub fn calls_of(&self, users: &[String]) -> u64 {
+        self.users
+            .iter()
+            .zip(self.per_user.iter())
+            .filter(|(user, _)| users.contains(user))
+            .map(|(_, calls)| calls.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// A condition that holds once `by` more calls have answered.
+    pub fn progressed(&self, by: u64) -> impl Fn() -> bool + Send + 'static {
+        let calls = Arc::clone(&self.calls);
+        let from = calls.load(Ordering::SeqCst);
+        move || calls.load(Ordering::SeqCst) >= from + by
+    }
+
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for worker in self.workers {
+            rt().block_on(worker)
+                .expect("no worker saw a wrong or failed answer");
+        }
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs `test` on the shared runtime, like [`run`], and returns its value.
+pub fn run_returning<T: Send + 'static>(
+    test: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let out = Arc::clone(&slot);
+    run(async move {
+        *out.lock().unwrap() = Some(test.await);
+    });
+    let value = slot.lock().unwrap().take();
+    value.expect("the test ran")
 }
 
 /// A name no other test uses.

@@ -66,7 +66,7 @@ impl RedisServer {
         let binary = redis_server_binary();
         let mut watchdog = Command::new("sh")
             .arg("-c")
-            .arg(r#""$0" "$@" & echo "$!"; read _; kill -9 "$!" 2>/dev/null; wait"#)
+            .arg(r#""$0" "$@" & echo "watchdog-pid:$!"; read _; kill -9 "$!" 2>/dev/null; wait"#)
             .arg(&binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -79,25 +79,27 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
         let stdout = watchdog.stdout.take().expect("piped stdout");
         let (ready_tx, ready_rx) = mpsc::channel();
+        // The server writes to the same pipe as the watchdog, so its first
+        // log lines may come before the pid: each is recognised by its text.
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let pid = lines.next().and_then(Result::ok);
-            let _ = ready_tx.send(Event::Pid(pid));
-            for line in lines.map_while(Result::ok) {
-                if line.contains("Ready to accept connections") {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(pid) = line.strip_prefix("watchdog-pid:") {
+                    let _ = ready_tx.send(Event::Pid(pid.trim().parse().ok()));
+                } else if line.contains("Ready to accept connections") {
                     let _ = ready_tx.send(Event::Ready);
                 }
             }
             let _ = ready_tx.send(Event::Exited);
         });
-        let pid = match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Event::Pid(Some(pid))) => pid.trim().parse().expect("the watchdog prints a pid"),
-            other => panic!("redis-server watchdog did not start: {other:?}"),
-        };
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Event::Ready) => {}
-            other => panic!("redis-server on port {port} did not become ready: {other:?}"),
+        let (mut pid, mut ready) = (None, false);
+        while pid.is_none() || !ready {
+            match ready_rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Event::Pid(Some(started))) => pid = Some(started),
+                Ok(Event::Ready) => ready = true,
+                other => panic!("redis-server on port {port} did not become ready: {other:?}"),
+            }
         }
+        let pid = pid.expect("the loop ends with a pid");
         let stdin = watchdog.stdin.take();
         RedisServer {
             port,
@@ -172,7 +174,7 @@ impl Drop for RedisServer {
 
 #[derive(Debug)]
 enum Event {
-    Pid(Option<String>),
+    Pid(Option<u32>),
     Ready,
     Exited,
 }

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::{RedisServer, free_port};
+
 /// A directory holding `ca.crt` (and, for a server, `server.crt` and `server.key`).
 pub struct Certificates {
     pub dir: PathBuf,
@@ -77,8 +79,16 @@ impl Certificates {
         self.dir.join("ca.crt")
     }
 
+    /// A `redis-server` serving TLS only, with this certificate.
+    pub fn start_server(&self) -> RedisServer {
+        let port = free_port();
+        let args = self.server_args(port);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        RedisServer::start_with(port, &args)
+    }
+
     /// `redis-server` arguments serving TLS only, on `port`, with this certificate.
-    pub fn server_args(&self, port: u16) -> Vec<String> {
+    fn server_args(&self, port: u16) -> Vec<String> {
         let path = |name: &str| self.dir.join(name).to_str().unwrap().to_owned();
         vec![
             "--port".into(),

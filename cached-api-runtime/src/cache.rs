@@ -16,6 +16,7 @@ use crate::backend::{Backend, MemoryStore, RedisStore, Store};
 use crate::codec::TypedCodec;
 use crate::config::{CacheBuilder, Config};
 use crate::flight::Flights;
+use crate::invalidation::{Kept, MAX_PENDING, PendingInvalidations, retry_in_background};
 use crate::key::{self, EntryKey, KeyWriter};
 use crate::policy::Policy;
 use crate::spec::FnSpec;
@@ -46,6 +47,7 @@ struct Inner {
     store: Store,
     flights: Flights,
     stats: CacheStats,
+    pending: PendingInvalidations,
 }
 
 impl std::fmt::Debug for Cache {
@@ -78,6 +80,7 @@ impl Cache {
                 store,
                 flights: Flights::default(),
                 stats: CacheStats::default(),
+                pending: PendingInvalidations::default(),
             }),
         })
     }
@@ -101,7 +104,11 @@ impl Cache {
     /// # Ok::<(), cached_api_runtime::Error>(())
     /// ```
     pub fn stats(&self) -> Stats {
-        self.inner.stats.snapshot(self.inner.store.breaker_stats())
+        let mut stats = self.inner.stats.snapshot(self.inner.store.breaker_stats());
+        stats.pending_invalidations = self.inner.pending.pending();
+        stats.retried_invalidations = self.inner.pending.retried();
+        stats.dropped_invalidations = self.inner.pending.dropped();
+        stats
     }
 
     /// Whether cached functions run every time.
@@ -111,8 +118,10 @@ impl Cache {
 
     /// Makes every entry of `user` unreachable, in one store command.
     ///
-    /// On failure the entries may still be served: the error is returned so
-    /// that the caller can retry or fail the write that prompted it.
+    /// On failure the error is returned, so that the caller can fail the
+    /// write that prompted it, and the invalidation is also kept and retried
+    /// in the background until it lands; until then this process serves no
+    /// cached entry of `user` (other processes may, until it lands).
     pub async fn invalidate_user<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let generation_key = key::generation_key(&self.inner.config.prefix, &user);
         let result = self
@@ -120,7 +129,7 @@ impl Cache {
             .store
             .set_generation(&generation_key, fresh_generation())
             .await;
-        self.record_invalidation(result)
+        self.record_invalidation(&generation_key, result)
     }
 
     /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
@@ -130,7 +139,7 @@ impl Cache {
             .inner
             .store
             .set_generation_blocking(&generation_key, fresh_generation());
-        self.record_invalidation(result)
+        self.record_invalidation(&generation_key, result)
     }
 
     /// The key of one call of `spec`; `None` when the cache is disabled.
@@ -152,7 +161,21 @@ impl Cache {
             user,
         );
         write_key(&mut writer);
-        (!writer.failed()).then(|| writer.finish())
+        if writer.failed() {
+            return None;
+        }
+        let key = writer.finish();
+        if let Some(generation) = key.generation()
+            && self.inner.pending.contains(generation)
+        {
+            self.inner.stats.record(spec, Event::Miss);
+            tracing::debug!(
+                function = spec.id(),
+                "the user's invalidation has not landed yet; running the function uncached"
+            );
+            return None;
+        }
+        Some(key)
     }
 
     /// Serves a call of an async function from the cache, or computes and
@@ -233,15 +256,40 @@ impl Cache {
         }
     }
 
-    fn record_invalidation(&self, result: Result<(), Error>) -> Result<(), Error> {
-        match &result {
-            Ok(()) => {
-                self.inner.stats.record_unattributed(Event::Invalidation);
-                tracing::debug!("invalidated user");
-            }
-            Err(error) => {
-                self.inner.stats.record_unattributed(Event::Error);
-                tracing::error!(%error, "invalidation failed; entries of the user may still be served");
+    fn record_invalidation(
+        &self,
+        generation_key: &str,
+        result: Result<(), Error>,
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        let Err(error) = &result else {
+            inner.pending.landed(generation_key, false);
+            inner.stats.record_unattributed(Event::Invalidation);
+            tracing::debug!("invalidated user");
+            return result;
+        };
+        inner.stats.record_unattributed(Event::Error);
+        match inner.pending.keep(generation_key) {
+            Kept::Dropped => tracing::error!(
+                %error,
+                "invalidation failed, and {MAX_PENDING} others wait to be retried: this one will not be; entries of the user may be served until they expire"
+            ),
+            kept => {
+                tracing::error!(
+                    %error,
+                    "invalidation failed; it is retried in the background, and this process serves the user uncached until it lands"
+                );
+                if let Kept::NeedsRetryThread = kept {
+                    retry_in_background(
+                        Arc::downgrade(inner),
+                        |inner| &inner.pending,
+                        |inner, key| {
+                            let generation = fresh_generation();
+                            inner.store.set_generation_blocking(key, generation).is_ok()
+                        },
+                        inner.config.breaker_cooldown.clamp(RETRY_MIN, RETRY_MAX),
+                    );
+                }
             }
         }
         result
@@ -256,6 +304,10 @@ impl CacheBuilder {
         Cache::new(self.config)
     }
 }
+
+/// How often failed invalidations are retried: the breaker's cooldown, within these bounds.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A random generation: keyed SipHash of a counter, so values differ across
 /// processes (random keys) and within one (the counter).

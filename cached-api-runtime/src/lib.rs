@@ -16,6 +16,7 @@ pub mod config;
 mod error;
 mod flight;
 mod global;
+mod invalidation;
 mod key;
 mod policy;
 mod probe;

@@ -265,6 +265,14 @@ pub struct Stats {
     pub total: Counts,
     /// The Redis circuit breaker.
     pub breaker: BreakerStats,
+    /// Failed invalidations waiting to be retried; their users are served
+    /// uncached by this process until they land.
+    pub pending_invalidations: u64,
+    /// Failed invalidations that a retry made land.
+    pub retried_invalidations: u64,
+    /// Failed invalidations not kept for retrying because too many were
+    /// pending (each was returned as an `Err` and logged).
+    pub dropped_invalidations: u64,
 }
 
 impl Stats {

@@ -21,6 +21,7 @@ static SPEC: FnSpec = FnSpec::new(FnOptions {
     version: 1,
     ttl: Some(std::time::Duration::from_secs(900)),
     error_ttl: None,
+    jitter_percent: None,
     reserved: ":",
 });
 

@@ -34,6 +34,36 @@ impl StoreUnderTest for Redis {
 
 behaviour_tests!(Redis);
 
+/// Entries written together, each living 900 to 1000 s.
+#[cached_api::cached_api(key = "{id}", ttl = 1000, jitter = "10%", name = "redis::jittered")]
+fn jittered(id: u32) -> u32 {
+    id
+}
+
+#[test]
+fn jitter_spreads_the_expiry_of_entries_written_together() {
+    Redis::install();
+    for id in 0..1_000 {
+        assert_eq!(jittered(id), id);
+    }
+    let mut connection = SERVER.connection();
+    let keys: Vec<String> = connection.keys("t:redis%3A%3Ajittered:v0:g:*").unwrap();
+    assert_eq!(keys.len(), 1_000);
+    let mut pttls: Vec<i64> = keys
+        .iter()
+        .map(|key| redis::cmd("PTTL").arg(key).query(&mut connection).unwrap())
+        .collect();
+    pttls.sort_unstable();
+    let (shortest, longest) = (pttls[0], pttls[pttls.len() - 1]);
+    eprintln!("jitter: PTTL of 1000 entries from {shortest} to {longest} ms");
+    assert!(
+        shortest > 890_000 && longest <= 1_000_000,
+        "{shortest}..{longest}"
+    );
+    // Uniform over 100 s: 1000 draws spread over far more than half of it.
+    assert!(longest - shortest > 50_000, "{shortest}..{longest}");
+}
+
 /// The one entry key of `user` (there is one when the test made one).
 fn entry_key_of(connection: &mut redis::Connection, user: &str) -> String {
     let keys: Vec<String> = connection.keys(format!("t:*:v0:{{u:{user}}}:*")).unwrap();

@@ -12,9 +12,10 @@ mod kw {
     syn::custom_keyword!(none);
     syn::custom_keyword!(version);
     syn::custom_keyword!(name);
+    syn::custom_keyword!(jitter);
 }
 
-const VALID: &str = "key, user, ttl, error_ttl, none, version, name, crate";
+const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -44,6 +45,8 @@ pub struct Args {
     pub none: Option<Arg<LitBool>>,
     pub version: Option<Arg<LitInt>>,
     pub name: Option<Arg<LitStr>>,
+    /// `jitter = "10%"`.
+    pub jitter: Option<Arg<LitStr>>,
     /// `crate = path`: where the facade is, for users who renamed it.
     pub krate: Option<Arg<Path>>,
 }
@@ -93,6 +96,14 @@ impl Parse for Args {
                 set_once(
                     &mut args.name,
                     "name",
+                    span,
+                    value(input, <LitStr as Parse>::parse)?,
+                )?;
+            } else if lookahead.peek(kw::jitter) {
+                let span = input.parse::<kw::jitter>()?.span;
+                set_once(
+                    &mut args.jitter,
+                    "jitter",
                     span,
                     value(input, <LitStr as Parse>::parse)?,
                 )?;

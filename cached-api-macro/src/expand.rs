@@ -34,6 +34,10 @@ pub fn expand(model: &Model) -> TokenStream {
     let version = model.version;
     let ttl = optional_secs(model.ttl_secs);
     let error_ttl = optional_secs(model.error_ttl_secs);
+    let jitter = match model.jitter_percent {
+        Some(percent) => quote!(::core::option::Option::Some(#percent)),
+        None => quote!(::core::option::Option::None),
+    };
     let reserved = &model.reserved;
     let owner = if model.func.has_receiver() {
         quote!(::core::option::Option::Some(
@@ -110,6 +114,7 @@ pub fn expand(model: &Model) -> TokenStream {
                     version: #version,
                     ttl: #ttl,
                     error_ttl: #error_ttl,
+                    jitter_percent: #jitter,
                     reserved: #reserved,
                 });
             #codec

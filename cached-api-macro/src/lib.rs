@@ -28,6 +28,7 @@ use proc_macro::TokenStream;
 /// | `ttl` | seconds (`90`) or `"30s"`, `"15m"`, `"24h"`, `"7d"` | time to live. Default: the cache's default |
 /// | `error_ttl` | as `ttl` | also cache `Err`, this long (`Result` only) |
 /// | `none` | `true` / `false` | also cache `None` (`Option` only) |
+/// | `jitter` | `"10%"` (1% to 50%) | shorten each entry's TTL by a random share up to this, so entries written together do not expire together |
 /// | `version` | integer | bump to orphan entries of an older stored type |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
 /// | `crate` | a path (`crate = my_cache`) | where the `cached-api` facade is, if the dependency was renamed or re-exported |

@@ -19,6 +19,8 @@ pub struct Model {
     pub ttl_secs: Option<u64>,
     /// `None`: errors are not cached.
     pub error_ttl_secs: Option<u64>,
+    /// Percent of the TTL by which each entry's TTL is shortened at random.
+    pub jitter_percent: Option<u8>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -74,6 +76,11 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         .error_ttl
         .as_ref()
         .and_then(|ttl| seconds(ttl, "error_ttl", &mut errors));
+    let jitter_percent = args.jitter.as_ref().and_then(|jitter| {
+        percent(&jitter.value)
+            .map_err(|message| errors.push(jitter.value.span(), message))
+            .ok()
+    });
     let version = args.version.as_ref().map_or(0, |version| {
         version.value.base10_parse::<u32>().unwrap_or_else(|_| {
             errors.push(
@@ -127,6 +134,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             version,
             ttl_secs,
             error_ttl_secs,
+            jitter_percent,
             key,
             reserved,
             user,
@@ -258,6 +266,25 @@ fn default_key(func: &Function, user: Option<&Expr>) -> Vec<KeyPart> {
         parts.push(KeyPart::Value(quote_spanned!(binding.span()=> &#binding)));
     }
     parts
+}
+
+/// `"10%"`: a whole percent from 1 to 50. More would let entries written
+/// together live from a fraction of their TTL; a bare number is a slip.
+fn percent(lit: &LitStr) -> Result<u8, String> {
+    let text = lit.value();
+    let Some(number) = text.trim().strip_suffix('%') else {
+        return Err(format!(
+            "`jitter` is a percent of the TTL, like \"10%\"; did you mean \"{}%\"?",
+            text.trim()
+        ));
+    };
+    match number.trim().parse::<u8>() {
+        Ok(percent @ 1..=50) => Ok(percent),
+        Ok(0) => Err("`jitter = \"0%\"` jitters nothing; leave `jitter` out".to_owned()),
+        _ => Err(format!(
+            "`jitter` must be a whole percent from 1% to 50%, not {text:?}: more would let entries written together live for a fraction of their TTL"
+        )),
+    }
 }
 
 /// The duration in whole seconds, checked by the grammar the runtime shares.

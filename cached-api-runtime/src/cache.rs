@@ -309,6 +309,11 @@ impl CacheBuilder {
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A random number in [0, 1), from the same source as generations.
+pub(crate) fn unit_random() -> f64 {
+    (fresh_generation() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A random generation: keyed SipHash of a counter, so values differ across
 /// processes (random keys) and within one (the counter).
 pub(crate) fn fresh_generation() -> u64 {
@@ -331,6 +336,7 @@ mod tests {
         version: 0,
         ttl: None,
         error_ttl: None,
+        jitter_percent: None,
         reserved: "",
     });
 

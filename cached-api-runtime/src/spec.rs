@@ -17,6 +17,10 @@ pub struct FnOptions {
     pub ttl: Option<Duration>,
     /// How long `Err` values live; `None`: errors are not stored.
     pub error_ttl: Option<Duration>,
+    /// Each entry's TTL is shortened by a random share of up to this many
+    /// percent (1 to 50), so that entries written together expire apart;
+    /// `None`: every entry lives its full TTL.
+    pub jitter_percent: Option<u8>,
     /// The characters of the key template's literal text, escaped inside values.
     pub reserved: &'static str,
 }
@@ -64,6 +68,15 @@ impl FnSpec {
         self.options.error_ttl
     }
 
+    /// `ttl` shortened by `random` (uniform in [0, 1)) of the jitter share:
+    /// never longer than the TTL the function states.
+    pub(crate) fn jittered(&self, ttl: Duration, random: f64) -> Duration {
+        match self.options.jitter_percent {
+            Some(percent) => ttl.mul_f64(1.0 - random * f64::from(percent) / 100.0),
+            None => ttl,
+        }
+    }
+
     /// `{escaped id}:v{version}:`, computed once.
     pub(crate) fn key_segment(&self) -> &str {
         self.key_segment.get_or_init(|| {
@@ -72,5 +85,30 @@ impl FnSpec {
             segment.push_str(&format!(":v{}:", self.version()));
             segment
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_shortens_the_ttl_by_at_most_its_share() {
+        let spec = |jitter_percent| {
+            FnSpec::new(FnOptions {
+                id: "f",
+                version: 0,
+                ttl: None,
+                error_ttl: None,
+                jitter_percent,
+                reserved: "",
+            })
+        };
+        let ttl = Duration::from_secs(1_000);
+        assert_eq!(spec(None).jittered(ttl, 0.99), ttl);
+        let jittered = spec(Some(10));
+        assert_eq!(jittered.jittered(ttl, 0.0), ttl);
+        assert_eq!(jittered.jittered(ttl, 0.5), Duration::from_secs(950));
+        assert!(jittered.jittered(ttl, 0.999_999) > Duration::from_secs(900));
     }
 }

@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Inner, fresh_generation};
+use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
 use crate::backend::Read;
 use crate::codec::{Header, TypedCodec};
@@ -146,6 +146,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             Lifetime::Value => self.spec.ttl(self.inner.config.default_ttl),
             Lifetime::Error => self.spec.error_ttl()?,
         };
+        let ttl = self.spec.jittered(ttl, unit_random());
         let header = Header {
             version: self.spec.version(),
             fingerprint: self.codec.fingerprint(),

@@ -39,7 +39,10 @@ const OP_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// In a child: a cluster of its own and the process-wide cache on it.
 fn start_own_cluster(cooldown: Duration) -> RedisCluster {
-    let cluster = RedisCluster::start(3);
+    start_own_cluster_with(RedisCluster::start(3), cooldown)
+}
+
+fn start_own_cluster_with(cluster: RedisCluster, cooldown: Duration) -> RedisCluster {
     let cache = cached_api::Cache::builder()
         .redis_cluster(cluster.urls())
         .prefix("f")
@@ -226,8 +229,12 @@ fn a_master_that_is_back_is_used_from_the_first_probe() {
     if !in_child("a_master_that_is_back_is_used_from_the_first_probe") {
         return;
     }
-    // A cooldown long enough that no probe runs while the master is paused.
-    let cluster = start_own_cluster(Duration::from_secs(2));
+    // A cooldown long enough that no probe runs while the master is paused,
+    // and a node timeout long enough that the cluster does not fail it over.
+    let cluster = start_own_cluster_with(
+        RedisCluster::start_with_node_timeout(3, 10_000),
+        Duration::from_secs(2),
+    );
     let users: Vec<String> = (0..16).map(|i| format!("pause-{i}")).collect();
     let load = Load::start(users.clone());
     run(wait_until(load.progressed(500)));

@@ -16,7 +16,7 @@ pub struct RedisCluster {
 
 /// How long a master may be silent before its replica takes over: short,
 /// so that failover tests are quick.
-const NODE_TIMEOUT_MS: &str = "1000";
+const NODE_TIMEOUT_MS: u32 = 1000;
 
 /// The `redis-cli` binary: beside `redis-server`, or on `PATH`.
 fn redis_cli() -> PathBuf {
@@ -33,6 +33,11 @@ impl RedisCluster {
     /// Starts `masters` masters with one replica each and waits until the
     /// cluster says `cluster_state:ok` on every node.
     pub fn start(masters: usize) -> RedisCluster {
+        RedisCluster::start_with_node_timeout(masters, NODE_TIMEOUT_MS)
+    }
+
+    /// [`start`](Self::start), with masters failed over after `node_timeout_ms` of silence.
+    pub fn start_with_node_timeout(masters: usize, node_timeout_ms: u32) -> RedisCluster {
         let mut nodes = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..masters * 2 {
@@ -50,7 +55,7 @@ impl RedisCluster {
                     "--cluster-port",
                     &bus_port.to_string(),
                     "--cluster-node-timeout",
-                    NODE_TIMEOUT_MS,
+                    &node_timeout_ms.to_string(),
                     // A replica takes over however long ago it last heard
                     // from its master: the tests kill masters on purpose.
                     "--cluster-replica-validity-factor",

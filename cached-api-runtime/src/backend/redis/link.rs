@@ -33,48 +33,53 @@ pub(super) enum Link {
 impl Link {
     /// Checks the configuration; connects nothing yet.
     pub(super) fn new(target: &RedisTarget, config: &Config) -> Result<Link, Error> {
-        let nodes = match target {
-            RedisTarget::Url(url) => match cluster_nodes(url) {
-                Some(nodes) => Some(nodes?),
-                None => None,
+        match target {
+            RedisTarget::Cluster(nodes) => Link::cluster(nodes, config),
+            RedisTarget::Url(url) => match cluster_nodes(url).transpose()? {
+                Some(nodes) => Link::cluster(&nodes, config),
+                None => Link::node(url, config),
             },
-            RedisTarget::Cluster(nodes) => Some(nodes.clone()),
+        }
+    }
+
+    fn node(url: &str, config: &Config) -> Result<Link, Error> {
+        check_scheme(url)?;
+        let client = match &config.redis_ca {
+            Some(ca) => node_client_with_ca(url, &ca.0),
+            None => Client::open(url),
         };
-        let urls = match (&nodes, target) {
-            (Some(nodes), _) => nodes.clone(),
-            (None, RedisTarget::Url(url)) => vec![url.clone()],
-            (None, RedisTarget::Cluster(_)) => unreachable!("a node list is a cluster"),
-        };
-        for url in &urls {
+        Ok(Link::Node {
+            client: client.map_err(|error| invalid_url(&[url.to_owned()], &error))?,
+            multiplexed: OnceLock::new(),
+            pool: Pool::new(config.pool_size),
+        })
+    }
+
+    fn cluster(nodes: &[String], config: &Config) -> Result<Link, Error> {
+        if nodes.is_empty() {
+            return Err(Error::Config {
+                what: "redis_cluster",
+                detail: "names no node; give at least one, e.g. redis://host:port".to_owned(),
+            });
+        }
+        for url in nodes {
             check_scheme(url)?;
         }
-        let ca = config.redis_ca.as_ref().map(|pem| pem.0.as_slice());
-        let op_timeout = config.op_timeout;
-        Ok(match nodes {
-            None => Link::Node {
-                client: node_client(&urls[0], ca)?,
-                multiplexed: OnceLock::new(),
-                pool: Pool::new(config.pool_size),
-            },
-            Some(nodes) => {
-                let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
-                    .connection_timeout(op_timeout)
-                    .response_timeout(op_timeout)
-                    .retries(CLUSTER_RETRIES)
-                    .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
-                    .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
-                if let Some(ca) = ca {
-                    builder = with_ca(builder, ca)?;
-                }
-                let client = builder
-                    .build()
-                    .map_err(|error| invalid_url(&nodes, &error))?;
-                Link::Cluster {
-                    client,
-                    multiplexed: OnceLock::new(),
-                    pool: Pool::new(config.pool_size),
-                }
-            }
+        let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(config.op_timeout)
+            .response_timeout(config.op_timeout)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+            .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
+        if let Some(ca) = &config.redis_ca {
+            builder = with_ca(builder, &ca.0)?;
+        }
+        Ok(Link::Cluster {
+            client: builder
+                .build()
+                .map_err(|error| invalid_url(nodes, &error))?,
+            multiplexed: OnceLock::new(),
+            pool: Pool::new(config.pool_size),
         })
     }
 
@@ -273,14 +278,6 @@ fn invalid_url(urls: &[String], error: &redis::RedisError) -> Error {
             shown.join(", "),
         ),
     }
-}
-
-fn node_client(url: &str, ca: Option<&[u8]>) -> Result<Client, Error> {
-    let opened = match ca {
-        Some(ca) => node_client_with_ca(url, ca),
-        None => Client::open(url),
-    };
-    opened.map_err(|error| invalid_url(&[url.to_owned()], &error))
 }
 
 #[cfg(feature = "tls")]

@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -177,10 +177,6 @@ pub struct ProfileUpdate {
     pub bio: String,
 }
 
-/// The source had nothing under this id.
-#[derive(Debug)]
-pub struct NotFound;
-
 /// One entry per user and minute: a new minute is a new key, so the old
 /// window's entry simply expires.
 #[cached_api(key = "{minute}", user = user_id, ttl = "2m", name = "rate_limit")]
@@ -202,18 +198,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn user_id(headers: &HeaderMap) -> Result<String, ApiError> {
-    headers
-        .get("x-user-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.is_empty())
-        .map(str::to_owned)
-        .ok_or(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "send the caller's id in the x-user-id header",
-        ))
-}
-
 /// The caller, from the `x-user-id` header; a request without one is a 401
 /// before any handler (or cache) runs.
 pub struct Caller(pub String);
@@ -222,7 +206,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, ApiError> {
-        user_id(&parts.headers).map(Caller)
+        parts
+            .headers
+            .get("x-user-id")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty())
+            .map(|user_id| Caller(user_id.to_owned()))
+            .ok_or(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "send the caller's id in the x-user-id header",
+            ))
     }
 }
 

@@ -108,6 +108,13 @@ impl Config {
                 detail: "is too long: at most 100 years".to_owned(),
             });
         }
+        if self.redis_ca.is_some() && !cfg!(feature = "tls") {
+            return Err(Error::Config {
+                what: "redis_ca",
+                detail: "a CA certificate is for TLS: enable the `tls` feature of cached-api"
+                    .to_owned(),
+            });
+        }
         if self.pool_size == 0 {
             return Err(Error::Config {
                 what: "pool_size",
@@ -259,36 +266,32 @@ impl fmt::Debug for Pem {
 
 /// `text` (a client library's message about `url`) without `url`'s password.
 pub(crate) fn scrub(text: &str, url: &str) -> String {
-    match password(url) {
-        Some(password) if !password.is_empty() => text.replace(password, "***"),
+    match password_span(url) {
+        Some(span) if !span.is_empty() => text.replace(&url[span], "***"),
         _ => text.to_owned(),
     }
-}
-
-fn password(url: &str) -> Option<&str> {
-    let redacted = redact(url);
-    let start = redacted.find(":***@")? + 1;
-    let end = url.len() - (redacted.len() - (start + 3));
-    Some(&url[start..end])
 }
 
 /// `url` with the password of its user part, if any, replaced by `***`, so
 /// that it can appear in errors and logs.
 pub(crate) fn redact(url: &str) -> String {
+    match password_span(url) {
+        Some(span) => format!("{}***{}", &url[..span.start], &url[span.end..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Where the password of `url`'s user part is: between the first `:` of
+/// the user part and the last `@` of the authority.
+fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
     let authority_start = url.find("://").map_or(0, |at| at + 3);
     let authority_end = url[authority_start..]
         .find(['/', '?'])
         .map_or(url.len(), |at| authority_start + at);
     let authority = &url[authority_start..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let Some(colon) = authority[..at].find(':') else {
-        return url.to_owned();
-    };
-    let password_start = authority_start + colon + 1;
-    let password_end = authority_start + at;
-    format!("{}***{}", &url[..password_start], &url[password_end..])
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    Some(authority_start + colon + 1..authority_start + at)
 }
 
 #[cfg(test)]

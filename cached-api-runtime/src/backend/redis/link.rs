@@ -44,10 +44,13 @@ impl Link {
 
     fn node(url: &str, config: &Config) -> Result<Link, Error> {
         check_scheme(url)?;
-        let client = match &config.redis_ca {
-            Some(ca) => node_client_with_ca(url, &ca.0),
+        #[cfg(feature = "tls")]
+        let client = match certificates(config) {
+            Some(certificates) => Client::build_with_tls(url, certificates),
             None => Client::open(url),
         };
+        #[cfg(not(feature = "tls"))]
+        let client = Client::open(url);
         Ok(Link::Node {
             client: client.map_err(|error| invalid_url(&[url.to_owned()], &error))?,
             multiplexed: OnceLock::new(),
@@ -65,15 +68,17 @@ impl Link {
         for url in nodes {
             check_scheme(url)?;
         }
-        let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+        let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
             .connection_timeout(config.op_timeout)
             .response_timeout(config.op_timeout)
             .retries(CLUSTER_RETRIES)
             .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
             .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
-        if let Some(ca) = &config.redis_ca {
-            builder = with_ca(builder, &ca.0)?;
-        }
+        #[cfg(feature = "tls")]
+        let builder = match certificates(config) {
+            Some(certificates) => builder.certs(certificates),
+            None => builder,
+        };
         Ok(Link::Cluster {
             client: builder
                 .build()
@@ -280,42 +285,13 @@ fn invalid_url(urls: &[String], error: &redis::RedisError) -> Error {
     }
 }
 
+/// The private CA to trust, if the configuration names one (`validate`
+/// refuses one without the `tls` feature).
 #[cfg(feature = "tls")]
-fn certificates(ca: &[u8]) -> redis::TlsCertificates {
-    redis::TlsCertificates {
+fn certificates(config: &Config) -> Option<redis::TlsCertificates> {
+    let ca = config.redis_ca.as_ref()?;
+    Some(redis::TlsCertificates {
         client_tls: None,
-        root_cert: Some(ca.to_vec()),
-    }
-}
-
-#[cfg(feature = "tls")]
-fn node_client_with_ca(url: &str, ca: &[u8]) -> RedisResult<Client> {
-    Client::build_with_tls(url, certificates(ca))
-}
-
-#[cfg(feature = "tls")]
-fn with_ca(
-    builder: redis::cluster::ClusterClientBuilder,
-    ca: &[u8],
-) -> Result<redis::cluster::ClusterClientBuilder, Error> {
-    Ok(builder.certs(certificates(ca)))
-}
-
-#[cfg(not(feature = "tls"))]
-fn node_client_with_ca(_: &str, _: &[u8]) -> RedisResult<Client> {
-    Err(redis::RedisError::from((
-        redis::ErrorKind::InvalidClientConfig,
-        "a CA certificate needs the `tls` feature",
-    )))
-}
-
-#[cfg(not(feature = "tls"))]
-fn with_ca(
-    _: redis::cluster::ClusterClientBuilder,
-    _: &[u8],
-) -> Result<redis::cluster::ClusterClientBuilder, Error> {
-    Err(Error::Config {
-        what: "redis_ca",
-        detail: "a CA certificate is for TLS: enable the `tls` feature of cached-api".to_owned(),
+        root_cert: Some(ca.0.clone()),
     })
 }

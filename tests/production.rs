@@ -6,40 +6,10 @@
 mod behaviour;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, LazyLock, Mutex};
-
 use behaviour::*;
+use support::logs::{capture_logs, logs};
 use support::tls::Certificates;
 use support::{RedisServer, free_port, is_child, run_in_child};
-
-/// What this process logged, for the tests that check it.
-static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(Default::default);
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    tracing_subscriber::fmt()
-        .with_writer(|| Capture)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .init();
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
-}
 
 /// Two calls of one entry, then an invalidation: the store works.
 fn caches() {

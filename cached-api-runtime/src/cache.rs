@@ -105,6 +105,7 @@ impl Cache {
     /// ```
     pub fn stats(&self) -> Stats {
         let mut stats = self.inner.stats.snapshot(self.inner.store.breaker_stats());
+        stats.tracking = self.inner.store.tracking_stats();
         stats.pending_invalidations = self.inner.pending.pending();
         stats.retried_invalidations = self.inner.pending.retried();
         stats.dropped_invalidations = self.inner.pending.dropped();

@@ -32,7 +32,7 @@ pub use crate::error::{Error, StoreError};
 pub use crate::global::{blocking, global, invalidate_user, set_global, stats};
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
 pub use crate::response::CachedResponse;
-pub use crate::stats::{BreakerStats, Counts, Stats};
+pub use crate::stats::{BreakerStats, Counts, Stats, TrackingStats};
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes
 /// whenever the macro does.

@@ -255,6 +255,18 @@ pub struct BreakerStats {
     pub probes: u64,
 }
 
+/// Client-side tracking of user generations (see the README's tiers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TrackingStats {
+    /// User generations this process knows through tracking now: a hit of
+    /// their users reads only its entry.
+    pub tracked_generations: u64,
+    /// Generation reads not kept because Redis said the generation changed
+    /// while the reply was on its way.
+    pub races: u64,
+}
+
 /// Counts of one cache: every cached function it has counted, and their total.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[non_exhaustive]
@@ -265,6 +277,9 @@ pub struct Stats {
     pub total: Counts,
     /// The Redis circuit breaker.
     pub breaker: BreakerStats,
+    /// Client-side tracking; zero on the embedded store, a cluster, or a
+    /// server that refuses it.
+    pub tracking: TrackingStats,
     /// Failed invalidations waiting to be retried; their users are served
     /// uncached by this process until they land.
     pub pending_invalidations: u64,

@@ -7,6 +7,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod logs;
+pub mod peer;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};

@@ -12,7 +12,7 @@ pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
 use crate::key::EntryKey;
-use crate::stats::BreakerStats;
+use crate::stats::{BreakerStats, TrackingStats};
 
 /// How long a user's generation outlives its last change. Entries are
 /// checked against it, so when it expires they become misses: nothing stale
@@ -104,6 +104,14 @@ impl Store {
         match self {
             Store::Memory(_) => BreakerStats::default(),
             Store::Redis(store) => store.breaker_stats(),
+        }
+    }
+
+    /// Client-side tracking's counts; the embedded store has none.
+    pub(crate) fn tracking_stats(&self) -> TrackingStats {
+        match self {
+            Store::Memory(_) => TrackingStats::default(),
+            Store::Redis(store) => store.tracking_stats(),
         }
     }
 }

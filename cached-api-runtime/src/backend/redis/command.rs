@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis::{Cmd, FromRedisValue, ParsingError, Value};
+use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, Value};
 
 use crate::backend::{Bytes, GENERATION_TTL, Read};
 use crate::key::EntryKey;
@@ -22,6 +22,30 @@ pub(super) fn read_cmd(key: &EntryKey) -> Cmd {
         }
     }
     cmd
+}
+
+/// `GET` of an entry whose user's generation is tracked already.
+pub(super) fn get_cmd(key: &str) -> Cmd {
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
+    cmd
+}
+
+/// A per-user read that also makes Redis track the generation (and only
+/// the generation: entries change too often to be worth a push each) for
+/// the connection, in OPTIN mode.
+pub(super) fn tracked_read_pipeline(key: &EntryKey, generation: &str) -> Pipeline {
+    let mut pipeline = redis::pipe();
+    pipeline
+        .cmd("CLIENT")
+        .arg("CACHING")
+        .arg("YES")
+        .ignore()
+        .cmd("GET")
+        .arg(generation)
+        .cmd("GET")
+        .arg(key.entry());
+    pipeline
 }
 
 /// The reply of [`read_cmd`]: a bulk string or nil for `GET`, an array of

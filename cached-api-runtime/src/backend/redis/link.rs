@@ -1,15 +1,22 @@
 //! Connections to Redis: one node, or a cluster through redis-rs's cluster
 //! client, which follows `MOVED`/`ASK` and failovers itself. Async callers
 //! share one multiplexed connection, opened on first use inside their
-//! runtime; sync callers take one from a small pool.
+//! runtime; sync callers take one from a small pool. On one node, a second
+//! connection, in RESP3, reads what Redis then tracks for this process.
 
-use std::sync::{Mutex, OnceLock};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterConfig, ClusterConnection};
-use redis::{Client, Cmd, Connection, ConnectionLike, FromRedisValue, RedisResult};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, Connection, ConnectionLike, FromRedisValue,
+    ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
+};
 
+use super::tracking::TrackedKeys;
 use crate::Error;
 use crate::config::{Config, RedisTarget, redact, scrub};
 
@@ -22,6 +29,7 @@ pub(super) enum Link {
         client: Client,
         multiplexed: OnceLock<ConnectionManager>,
         pool: Pool<Connection>,
+        tracked: TrackedConnection,
     },
     Cluster {
         client: ClusterClient,
@@ -51,8 +59,11 @@ impl Link {
         };
         #[cfg(not(feature = "tls"))]
         let client = Client::open(url);
+        let client = client.map_err(|error| invalid_url(&[url.to_owned()], &error))?;
         Ok(Link::Node {
-            client: client.map_err(|error| invalid_url(&[url.to_owned()], &error))?,
+            tracked: TrackedConnection::new(&client, config.op_timeout)
+                .map_err(|error| invalid_url(&[url.to_owned()], &error))?,
+            client,
             multiplexed: OnceLock::new(),
             pool: Pool::new(config.pool_size),
         })
@@ -90,6 +101,14 @@ impl Link {
 
     pub(super) fn is_cluster(&self) -> bool {
         matches!(self, Link::Cluster { .. })
+    }
+
+    /// The connection whose reads Redis tracks, while the server allows it.
+    pub(super) fn tracked(&self) -> Option<&TrackedConnection> {
+        match self {
+            Link::Node { tracked, .. } if tracked.is_available() => Some(tracked),
+            _ => None,
+        }
     }
 
     /// Runs `cmd` on the shared async connection. The connection enforces
@@ -159,6 +178,162 @@ impl Link {
                 client.get_connection_with_config(config)
             }),
         }
+    }
+}
+
+/// A RESP3 connection with `CLIENT TRACKING ON OPTIN`: Redis tracks the
+/// keys it reads right after `CLIENT CACHING YES` and pushes their names on
+/// it when they change. The pushes are handled inline by the connection's
+/// reader, before any reply that follows them: so when a reply on this
+/// connection is handled, every change Redis made before answering it has
+/// reached [`TrackedKeys`].
+pub(super) struct TrackedConnection {
+    client: Client,
+    keys: Arc<TrackedKeys>,
+    current: RwLock<Option<Live>>,
+    connecting: tokio::sync::Mutex<()>,
+    op_timeout: Duration,
+    /// Cleared for good when the server refuses RESP3 or tracking.
+    available: AtomicBool,
+}
+
+/// An open tracked connection, and whether it still is: its reader clears
+/// the flag when it ends, as does a request that finds it broken.
+#[derive(Clone)]
+struct Live {
+    connection: MultiplexedConnection,
+    alive: Arc<AtomicBool>,
+}
+
+impl TrackedConnection {
+    fn new(client: &Client, op_timeout: Duration) -> RedisResult<TrackedConnection> {
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        Ok(TrackedConnection {
+            client: Client::open(info.set_redis_settings(settings))?,
+            keys: Arc::default(),
+            current: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            op_timeout,
+            available: AtomicBool::new(true),
+        })
+    }
+
+    pub(super) fn keys(&self) -> &TrackedKeys {
+        &self.keys
+    }
+
+    pub(super) fn is_available(&self) -> bool {
+        self.available.load(Relaxed)
+    }
+
+    /// Runs `request` on the connection, opening one first if there is none;
+    /// a connection that failed is replaced by the next request.
+    pub(super) async fn query<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let live = self.connection().await?;
+        let result = request(live.connection).await;
+        if let Err(error) = &result
+            && (error.is_unrecoverable_error() || error.is_timeout())
+            && live.alive.swap(false, Relaxed)
+        {
+            // Pushes may stop with it.
+            self.keys.forget_all();
+        }
+        result
+    }
+
+    async fn connection(&self) -> RedisResult<Live> {
+        if let Some(live) = self.current() {
+            return Ok(live);
+        }
+        let _opening = self.connecting.lock().await;
+        if let Some(live) = self.current() {
+            return Ok(live);
+        }
+        let alive = Arc::new(AtomicBool::new(true));
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.op_timeout))
+            .set_response_timeout(Some(self.op_timeout))
+            .set_push_sender({
+                let keys = Arc::downgrade(&self.keys);
+                let alive = alive.clone();
+                move |push: PushInfo| {
+                    if push.kind == PushKind::Disconnection {
+                        alive.store(false, Relaxed);
+                    }
+                    if let Some(keys) = keys.upgrade() {
+                        apply_push(&keys, push);
+                    }
+                    Ok::<(), ()>(())
+                }
+            });
+        let connection = async {
+            let mut connection = self
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            let mut tracking = redis::cmd("CLIENT");
+            tracking.arg("TRACKING").arg("ON").arg("OPTIN");
+            tracking.query_async::<()>(&mut connection).await?;
+            Ok(connection)
+        };
+        let connection = connection.await.inspect_err(|error: &redis::RedisError| {
+            // Not a refusal of tracking: the server is away, or refuses
+            // this client altogether (the store reports that once).
+            let other = error.is_io_error()
+                || error.is_timeout()
+                || error.is_connection_dropped()
+                || error.is_connection_refusal()
+                || error.kind() == redis::ErrorKind::AuthenticationFailed
+                || error.code() == Some("WRONGPASS");
+            if !other && self.available.swap(false, Relaxed) {
+                tracing::warn!(
+                    %error,
+                    "redis refuses client-side tracking (RESP3 `CLIENT TRACKING`): per-user entries are read with their generation on every hit, and the in-process tier stays empty"
+                );
+            }
+        })?;
+        let live = Live { connection, alive };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
+        Ok(live)
+    }
+
+    fn current(&self) -> Option<Live> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .filter(|live| live.alive.load(Relaxed))
+            .cloned()
+    }
+}
+
+/// Applies what Redis pushed: keys that changed, all keys (after a flush,
+/// the server sends nil), or the end of the connection.
+fn apply_push(keys: &TrackedKeys, push: PushInfo) {
+    match push.kind {
+        PushKind::Invalidate => match push.data.first() {
+            Some(Value::Array(changed)) => {
+                for key in changed {
+                    match key {
+                        Value::BulkString(key) => match std::str::from_utf8(key) {
+                            Ok(key) => keys.forget(key),
+                            Err(_) => keys.forget_all(),
+                        },
+                        _ => keys.forget_all(),
+                    }
+                }
+            }
+            _ => keys.forget_all(),
+        },
+        PushKind::Disconnection => keys.forget_all(),
+        _ => {}
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod command;
 mod link;
+mod tracking;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -11,17 +12,17 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
-    init_generation_cmd, init_generation_reply, read_cmd, server_version, set_generation_cmd,
-    write_cmd,
+    get_cmd, init_generation_cmd, init_generation_reply, parse_generation, read_cmd,
+    server_version, set_generation_cmd, tracked_read_pipeline, write_cmd,
 };
-use self::link::Link;
-use super::{Backend, Read};
+use self::link::{Link, TrackedConnection};
+use super::{Backend, Bytes, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
 use crate::key::EntryKey;
-use crate::stats::BreakerStats;
+use crate::stats::{BreakerStats, TrackingStats};
 
 pub(crate) struct RedisStore {
     link: Link,
@@ -56,6 +57,78 @@ impl RedisStore {
 
     pub(crate) fn breaker_stats(&self) -> BreakerStats {
         self.breakers.stats()
+    }
+
+    pub(crate) fn tracking_stats(&self) -> TrackingStats {
+        let Some(tracked) = self.link.tracked() else {
+            return TrackingStats::default();
+        };
+        let mut stats = TrackingStats::default();
+        stats.tracked_generations = tracked.keys().len();
+        stats.races = tracked.keys().races();
+        stats
+    }
+
+    /// Reads a per-user entry on the tracked connection: only the entry
+    /// when the user's generation is tracked, else both, leaving the
+    /// generation tracked.
+    async fn read_tracked(
+        &self,
+        tracked: &TrackedConnection,
+        key: &EntryKey,
+        generation_key: &str,
+    ) -> Result<Read, Error> {
+        let breaker = self.breakers.for_key(key.entry());
+        let permit = breaker.admit()?;
+        let result = self.read_tracked_once(tracked, key, generation_key).await;
+        let result = result.map_err(|error| self.store_error(error));
+        breaker.record(permit, &result);
+        result
+    }
+
+    async fn read_tracked_once(
+        &self,
+        tracked: &TrackedConnection,
+        key: &EntryKey,
+        generation_key: &str,
+    ) -> Result<Read, RedisError> {
+        let keys = tracked.keys();
+        if let Some(generation) = keys.known(generation_key) {
+            let cmd = get_cmd(key.entry());
+            let value: Option<Vec<u8>> = tracked
+                .query(|mut connection| async move { cmd.query_async(&mut connection).await })
+                .await?;
+            // A change Redis made before answering was pushed ahead of the
+            // reply and has been applied: the generation is still current
+            // if it is still known.
+            if keys.known(generation_key) == Some(generation) {
+                return Ok(Read {
+                    value: value.map(Bytes::Received),
+                    generation: Some(generation),
+                });
+            }
+        }
+        let ticket = keys.begin(generation_key);
+        let pipeline = tracked_read_pipeline(key, generation_key);
+        let (generation, value): (Option<Vec<u8>>, Option<Vec<u8>>) = tracked
+            .query(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .await?;
+        let generation = generation.as_deref().and_then(parse_generation);
+        if let (Some(ticket), Some(generation)) = (ticket, generation) {
+            keys.finish(generation_key, ticket, generation);
+        }
+        Ok(Read {
+            value: value.map(Bytes::Received),
+            generation,
+        })
+    }
+
+    /// This process changed the generation at `key`: it forgets what it
+    /// knew without waiting for the push.
+    fn generation_changed(&self, key: &str) {
+        if let Some(tracked) = self.link.tracked() {
+            tracked.keys().forget(key);
+        }
     }
 
     /// Runs `cmd`, which touches `key`, if the circuit of `key` lets it.
@@ -207,14 +280,21 @@ impl Backend for RedisStore {
     /// idempotent, and the retry runs on a fresh connection.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
         let breaker = self.breakers.for_key(key);
-        self.query_blocking_with(
-            breaker,
-            Permit::Always,
-            &set_generation_cmd(key, generation),
-        )
+        let cmd = set_generation_cmd(key, generation);
+        let result = self.query_blocking_with(breaker, Permit::Always, &cmd);
+        self.generation_changed(key);
+        result
     }
 
+    /// Per-user entries are read on the tracked connection while the server
+    /// allows it; global entries, and every read once it refused, as before.
     async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
+        if let (Some(generation_key), Some(tracked)) = (key.generation(), self.link.tracked()) {
+            let read = self.read_tracked(tracked, key, generation_key).await;
+            if tracked.is_available() {
+                return read;
+            }
+        }
         self.query(key.entry(), &read_cmd(key)).await
     }
 
@@ -236,7 +316,9 @@ impl Backend for RedisStore {
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
         let breaker = self.breakers.for_key(key);
         let cmd = set_generation_cmd(key, generation);
-        self.query_with(breaker, Permit::Always, &cmd).await
+        let result = self.query_with(breaker, Permit::Always, &cmd).await;
+        self.generation_changed(key);
+        result
     }
 }
 

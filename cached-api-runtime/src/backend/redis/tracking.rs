@@ -1,0 +1,176 @@
+//! The keys Redis tracks for this process (RESP3 `CLIENT TRACKING`): what
+//! it last read at each, kept until Redis says the key changed or the
+//! connection that read it is gone.
+//!
+//! A read and the push that invalidates it travel on one connection, but
+//! they are handled by different tasks: the reply wakes the caller, the
+//! push runs the handler. So a reply can be handled after the push that
+//! voids it. Each read therefore leaves a [`Slot::Reading`] marker before
+//! it is sent; a push (or a lost connection) removes the marker, and the
+//! reply is kept only if its own marker is still there.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// What this process knows of one tracked key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A read is on its way; the number tells it from later reads.
+    Reading(u64),
+    /// The key held this (a generation, or a stamp of an entry's bytes)
+    /// when it was read, and Redis has not said it changed since.
+    Known(u64),
+}
+
+/// A read in progress, to hand back with what it read.
+#[derive(Debug)]
+#[must_use = "a read that is not finished leaves its marker until the key changes"]
+pub(crate) struct Ticket(u64);
+
+/// The tracked keys of one connection's lifetime, sharded so that hits
+/// from many tasks rarely share a lock.
+pub(crate) struct TrackedKeys {
+    shards: Box<[RwLock<HashMap<Box<str>, Slot>>]>,
+    hasher: RandomState,
+    tickets: AtomicU64,
+    /// Replies dropped because their key changed while they travelled.
+    races: AtomicU64,
+}
+
+const SHARDS: usize = 32;
+
+/// Keys tracked at most, per shard: Redis's default tracking table holds a
+/// million keys for all clients; beyond this a read is simply not kept.
+const MAX_PER_SHARD: usize = 1_000_000 / SHARDS;
+
+impl Default for TrackedKeys {
+    fn default() -> Self {
+        TrackedKeys {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+            tickets: AtomicU64::new(0),
+            races: AtomicU64::new(0),
+        }
+    }
+}
+
+impl TrackedKeys {
+    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slot>> {
+        let at = self.hasher.hash_one(key) as usize % SHARDS;
+        &self.shards[at]
+    }
+
+    /// What `key` held when last read, if Redis tracks it for us still.
+    pub(crate) fn known(&self, key: &str) -> Option<u64> {
+        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
+        match shard.get(key) {
+            Some(Slot::Known(value)) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// Marks a read of `key` as under way; `None` if the table is full.
+    pub(crate) fn begin(&self, key: &str) -> Option<Ticket> {
+        let ticket = self.tickets.fetch_add(1, Relaxed);
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= MAX_PER_SHARD && !shard.contains_key(key) {
+            return None;
+        }
+        shard.insert(key.into(), Slot::Reading(ticket));
+        Some(Ticket(ticket))
+    }
+
+    /// Keeps `value` as what `key` holds, unless the key changed (or
+    /// another read of it began) since `ticket` was taken.
+    pub(crate) fn finish(&self, key: &str, ticket: Ticket, value: u64) -> bool {
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        match shard.get_mut(key) {
+            Some(slot) if *slot == Slot::Reading(ticket.0) => {
+                *slot = Slot::Known(value);
+                true
+            }
+            _ => {
+                self.races.fetch_add(1, Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Forgets `key`: it changed, or this process changed it.
+    pub(crate) fn forget(&self, key: &str) {
+        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        shard.remove(key);
+    }
+
+    /// Forgets every key: the connection that read them is gone, or the
+    /// server was flushed.
+    pub(crate) fn forget_all(&self) {
+        for shard in &self.shards {
+            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+
+    /// How many keys are known now.
+    pub(crate) fn len(&self) -> u64 {
+        let known = |shard: &RwLock<HashMap<Box<str>, Slot>>| {
+            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+            shard
+                .values()
+                .filter(|slot| matches!(slot, Slot::Known(_)))
+                .count() as u64
+        };
+        self.shards.iter().map(known).sum()
+    }
+
+    /// Replies dropped because their key changed while they travelled.
+    pub(crate) fn races(&self) -> u64 {
+        self.races.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_handled_after_the_push_for_its_key_is_not_kept() {
+        let keys = TrackedKeys::default();
+        let ticket = keys.begin("g").unwrap();
+        // The push that voids the read is handled before its reply.
+        keys.forget("g");
+        assert!(!keys.finish("g", ticket, 7));
+        assert_eq!(keys.known("g"), None);
+        assert_eq!(keys.races(), 1);
+    }
+
+    #[test]
+    fn a_reply_handled_after_the_connection_was_lost_is_not_kept() {
+        let keys = TrackedKeys::default();
+        let ticket = keys.begin("g").unwrap();
+        keys.forget_all();
+        assert!(!keys.finish("g", ticket, 7));
+        assert_eq!(keys.known("g"), None);
+    }
+
+    #[test]
+    fn of_two_overlapping_reads_only_the_later_is_kept() {
+        let keys = TrackedKeys::default();
+        let first = keys.begin("g").unwrap();
+        let second = keys.begin("g").unwrap();
+        assert!(!keys.finish("g", first, 1));
+        assert!(keys.finish("g", second, 2));
+        assert_eq!(keys.known("g"), Some(2));
+    }
+
+    #[test]
+    fn a_push_after_the_reply_forgets_the_value() {
+        let keys = TrackedKeys::default();
+        let ticket = keys.begin("g").unwrap();
+        assert!(keys.finish("g", ticket, 7));
+        assert_eq!((keys.known("g"), keys.len()), (Some(7), 1));
+        keys.forget("g");
+        assert_eq!((keys.known("g"), keys.len()), (None, 0));
+    }
+}

@@ -1,0 +1,208 @@
+//! Tracked generations on one redis-server, between two processes: this
+//! one, and a peer process with a cache of its own (see `support::peer`).
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use support::RedisServer;
+use support::logs::{capture_logs, logs};
+use support::peer::{Peer, serve};
+
+static RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Which process computed a value, and how many computations it had made.
+#[cached_api::cached_api(key = "profile:{user}", user = user, ttl = "1h", name = "tracking::profile")]
+async fn profile(user: String) -> String {
+    let process = std::env::var("PEER_NAME").unwrap_or_else(|_| "parent".to_owned());
+    format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The peer process: its cache comes from the environment, as a service's would.
+#[test]
+#[ignore = "a peer process, started by the other tests"]
+fn peer() {
+    let rt = rt();
+    serve(|verb, arg| match verb {
+        "call" => rt.block_on(profile(arg.to_owned())),
+        "tracked" => tracked().to_string(),
+        "wait_untracked" => {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while tracked() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            tracked().to_string()
+        }
+        other => panic!("unknown request {other}"),
+    });
+}
+
+fn tracked() -> u64 {
+    cached_api::stats().tracking.tracked_generations
+}
+
+fn start_peer(server: &RedisServer) -> Peer {
+    Peer::start(
+        "peer",
+        &[
+            ("CACHED_API_REDIS_URL", &server.url()),
+            ("CACHED_API_PREFIX", "t"),
+            ("PEER_NAME", "peer"),
+        ],
+    )
+}
+
+/// This process's cache, on the same server and prefix as the peer's.
+fn install(server: &RedisServer) {
+    let cache = cached_api::Cache::builder()
+        .redis_url(server.url())
+        .prefix("t")
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+}
+
+/// Calls per command name since the server's stats were reset.
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.connection())
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[test]
+fn a_per_user_hit_reads_only_its_entry() {
+    let server = RedisServer::start();
+    let mut peer = start_peer(&server);
+    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(
+        peer.ask("tracked"),
+        "0",
+        "a user's first call creates its generation"
+    );
+    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(
+        peer.ask("tracked"),
+        "1",
+        "the hit read the generation and tracks it"
+    );
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut server.connection())
+        .unwrap();
+    for _ in 0..10 {
+        assert_eq!(peer.ask("call ada"), "peer-1");
+    }
+    assert_eq!(calls(&server, "get"), 10, "one GET per hit");
+    assert_eq!(calls(&server, "mget"), 0, "no generation read per hit");
+}
+
+#[test]
+fn another_process_stops_serving_an_invalidated_user_on_its_next_call() {
+    if !support::in_child("another_process_stops_serving_an_invalidated_user_on_its_next_call") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server);
+    let mut peer = start_peer(&server);
+    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(peer.ask("call bob"), "peer-2");
+    cached_api::blocking::invalidate_user("ada").unwrap();
+    // No wait: Redis pushes the change to the peer ahead of the reply to
+    // its next read, on the same connection.
+    assert_eq!(peer.ask("call ada"), "peer-3");
+    assert_eq!(peer.ask("call bob"), "peer-2", "other users stay cached");
+}
+
+#[test]
+fn a_killed_tracking_connection_forgets_what_it_tracked() {
+    if !support::in_child("a_killed_tracking_connection_forgets_what_it_tracked") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server);
+    let mut peer = start_peer(&server);
+    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(peer.ask("tracked"), "1");
+
+    let mut connection = server.connection();
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut connection)
+        .unwrap();
+    let tracking: Vec<&str> = clients
+        .lines()
+        .filter(|line| line.split(' ').any(|field| field == "flags=t"))
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .collect();
+    assert_eq!(tracking.len(), 1, "one tracking connection:\n{clients}");
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(tracking[0])
+        .exec(&mut connection)
+        .unwrap();
+    // Meanwhile, another instance changes the user: the push for it can
+    // no longer reach the peer.
+    cached_api::blocking::invalidate_user("ada").unwrap();
+    let fresh = rt().block_on(profile("ada".to_owned()));
+    assert_eq!(fresh, "parent-1");
+
+    assert_eq!(
+        peer.ask("wait_untracked"),
+        "0",
+        "the peer forgot its generations"
+    );
+    assert_eq!(
+        peer.ask("call ada"),
+        fresh,
+        "the peer serves what was written meanwhile"
+    );
+}
+
+#[test]
+fn a_server_that_refuses_tracking_is_logged_once_and_still_caches() {
+    if support::is_child() {
+        capture_logs();
+        rt().block_on(async {
+            assert_eq!(profile("ada".to_owned()).await, "parent-1");
+            assert_eq!(profile("ada".to_owned()).await, "parent-1");
+            cached_api::invalidate_user("ada").await.unwrap();
+            assert_eq!(profile("ada".to_owned()).await, "parent-2");
+            assert_eq!(profile("ada".to_owned()).await, "parent-2");
+        });
+        assert_eq!(tracked(), 0);
+        let logs = logs();
+        let refusals = logs.matches("redis refuses client-side tracking").count();
+        assert_eq!(refusals, 1, "one clear line:\n{logs}");
+        return;
+    }
+    // A user that may not run CLIENT, as some proxies and managed services refuse it.
+    let server = RedisServer::start_with(
+        support::free_port(),
+        &[
+            "--user", "default", "off", "--user", "app", "on", ">pw", "~*", "&*", "+@all",
+            "-client",
+        ],
+    );
+    let url = format!("redis://app:pw@127.0.0.1:{}/", server.port());
+    support::run_in_child(
+        "a_server_that_refuses_tracking_is_logged_once_and_still_caches",
+        &[("CACHED_API_REDIS_URL", &url)],
+    );
+}

@@ -22,6 +22,7 @@ static SPEC: FnSpec = FnSpec::new(FnOptions {
     ttl: Some(std::time::Duration::from_secs(900)),
     error_ttl: None,
     jitter_percent: None,
+    l1: None,
     reserved: ":",
 });
 

@@ -2,7 +2,9 @@
 //! invalidations, TTL expiry and (on Redis) server restarts, each result
 //! checked against what an uncached oracle says may legally be returned:
 //! that user's and key's value, current at some moment no older than the
-//! user's last invalidation nor than the TTL. Same suite on both stores.
+//! user's last invalidation nor than the TTL. Same suite on both stores,
+//! and on Redis with two processes reading and invalidating, each with
+//! values in its in-process tier (`l1`).
 
 mod support;
 
@@ -13,12 +15,34 @@ use std::time::{Duration, Instant};
 use cached_api::cached_api;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use support::peer::{Peer, serve};
 use support::{RedisServer, in_child};
 
-/// The source's current version of each (user, key).
+/// The source's current version of each (user, key), in this process.
 static VERSIONS: LazyLock<Mutex<HashMap<(String, String), u64>>> = LazyLock::new(Default::default);
 
+/// Where the source is when two processes share it: a redis-server of its
+/// own, never restarted, named by this variable.
+const SOURCE_URL: &str = "MODEL_SOURCE_URL";
+
+static SOURCE: LazyLock<Option<Mutex<redis::Connection>>> = LazyLock::new(|| {
+    let url = std::env::var(SOURCE_URL).ok()?;
+    let client = redis::Client::open(url).unwrap();
+    Some(Mutex::new(client.get_connection().unwrap()))
+});
+
+fn source_key(user: &str, key: &str) -> String {
+    format!("source:{user}:{key}")
+}
+
 fn version(user: &str, key: &str) -> u64 {
+    if let Some(source) = &*SOURCE {
+        let version: Option<u64> = redis::cmd("GET")
+            .arg(source_key(user, key))
+            .query(&mut *source.lock().unwrap())
+            .unwrap();
+        return version.unwrap_or(0);
+    }
     let versions = VERSIONS.lock().unwrap();
     versions
         .get(&(user.to_owned(), key.to_owned()))
@@ -26,34 +50,72 @@ fn version(user: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[cached_api(user = user, key = "{key}", name = "model::read")]
+/// Changes the source, and returns the new version.
+fn bump(user: &str, key: &str) -> u64 {
+    if let Some(source) = &*SOURCE {
+        return redis::cmd("INCR")
+            .arg(source_key(user, key))
+            .query(&mut *source.lock().unwrap())
+            .unwrap();
+    }
+    let mut versions = VERSIONS.lock().unwrap();
+    let version = versions
+        .entry((user.to_owned(), key.to_owned()))
+        .or_default();
+    *version += 1;
+    *version
+}
+
+#[cached_api(user = user, key = "{key}", name = "model::read", l1 = true)]
 async fn read(user: String, key: String) -> String {
     let version = version(&user, &key);
     format!("{user}|{key}|{version}")
 }
 
+/// A call whose read makes a round trip on the connection Redis pushes
+/// changes on: once it returns, every push sent before has been applied.
+#[cached_api(user = user, key = "barrier", name = "model::barrier")]
+async fn barrier(user: String) -> String {
+    user
+}
+
+/// An operation; the first number says which process does it (always 0
+/// with one process).
 #[derive(Debug, Clone)]
 enum Op {
-    Read(usize, usize),
+    Read(usize, usize, usize),
     /// The source changes; cached copies may stay until their TTL.
     Write(usize, usize),
     /// The source changes and the user is invalidated, as after a PUT.
-    WriteThenInvalidate(usize, usize),
-    Invalidate(usize),
+    WriteThenInvalidate(usize, usize, usize),
+    Invalidate(usize, usize),
     Expire,
     Restart,
 }
 
-fn ops() -> impl Strategy<Value = Vec<Op>> {
+fn ops(processes: usize) -> BoxedStrategy<Vec<Op>> {
+    if processes == 1 {
+        let op = prop_oneof![
+            6 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::Read(0, u, k)),
+            2 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::Write(u, k)),
+            2 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::WriteThenInvalidate(0, u, k)),
+            1 => (0..3usize).prop_map(|u| Op::Invalidate(0, u)),
+            1 => Just(Op::Expire),
+            1 => Just(Op::Restart),
+        ];
+        return proptest::collection::vec(op, 1..30).boxed();
+    }
+    // Two processes: what matters is one process's invalidation reaching
+    // the other's cached values, so few entries, read often, rarely expired.
     let op = prop_oneof![
-        6 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::Read(u, k)),
-        2 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::Write(u, k)),
-        2 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::WriteThenInvalidate(u, k)),
-        1 => (0..3usize).prop_map(Op::Invalidate),
-        1 => Just(Op::Expire),
+        8 => (0..2usize, 0..2usize, 0..2usize).prop_map(|(p, u, k)| Op::Read(p, u, k)),
+        1 => (0..2usize, 0..2usize).prop_map(|(u, k)| Op::Write(u, k)),
+        3 => (0..2usize, 0..2usize, 0..2usize)
+            .prop_map(|(p, u, k)| Op::WriteThenInvalidate(p, u, k)),
+        1 => (0..2usize, 0..2usize).prop_map(|(p, u)| Op::Invalidate(p, u)),
         1 => Just(Op::Restart),
     ];
-    proptest::collection::vec(op, 1..30)
+    proptest::collection::vec(op, 1..40).boxed()
 }
 
 /// What the oracle knows: when each version appeared, when each user was
@@ -112,11 +174,12 @@ impl Store for Memory {
     fn restart(&self) {}
 }
 
-struct Redis(Mutex<Option<RedisServer>>);
+/// The server, and the TTL of entries.
+struct Redis(Mutex<Option<RedisServer>>, Duration);
 
 impl Store for Redis {
     fn ttl(&self) -> Duration {
-        Duration::from_millis(300)
+        self.1
     }
     fn now(&self) -> Instant {
         Instant::now()
@@ -143,14 +206,19 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     &RT
 }
 
-fn run_model(store: &dyn Store, cases: u32) {
+/// The other process of the two-process variant, which reads and
+/// invalidates when told to.
+type Other = Mutex<Peer>;
+
+fn run_model(store: &dyn Store, cases: u32, other: Option<&Other>) {
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     });
     let case = std::sync::atomic::AtomicU64::new(0);
-    let result = runner.run(&ops(), |ops| {
+    let processes = if other.is_some() { 2 } else { 1 };
+    let result = runner.run(&ops(processes), |ops| {
         let tag = case.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let users: Vec<String> = (0..3).map(|u| format!("c{tag}-u{u}")).collect();
         let keys = ["k0".to_owned(), "k:{1}".to_owned()];
@@ -161,9 +229,14 @@ fn run_model(store: &dyn Store, cases: u32) {
         };
         for op in &ops {
             match *op {
-                Op::Read(u, k) => {
+                Op::Read(p, u, k) => {
                     let (user, key) = (&users[u], &keys[k]);
-                    let answer = runtime().block_on(read(user.clone(), key.clone()));
+                    let answer = match (p, other) {
+                        (1, Some(other)) => {
+                            other.lock().unwrap().ask(&format!("read {user} {key}"))
+                        }
+                        _ => runtime().block_on(read(user.clone(), key.clone())),
+                    };
                     let now = store.now();
                     let (owner, version) = answer.rsplit_once('|').expect("user|key|version");
                     prop_assert_eq!(owner, format!("{user}|{key}"), "another entry's value");
@@ -174,24 +247,19 @@ fn run_model(store: &dyn Store, cases: u32) {
                         "{op:?}: version {version}, legal {legal:?}"
                     );
                 }
-                Op::Write(u, k) | Op::WriteThenInvalidate(u, k) => {
+                Op::Write(u, k) | Op::WriteThenInvalidate(_, u, k) => {
                     let (user, key) = (users[u].clone(), keys[k].clone());
-                    let next = {
-                        let mut versions = VERSIONS.lock().unwrap();
-                        let version = versions.entry((user.clone(), key.clone())).or_default();
-                        *version += 1;
-                        *version
-                    };
+                    let next = bump(&user, &key);
                     oracle
                         .history
                         .entry((user.clone(), key))
                         .or_default()
                         .push((store.now(), next));
-                    if let Op::WriteThenInvalidate(..) = op {
-                        invalidate(store, &mut oracle, &user)?;
+                    if let Op::WriteThenInvalidate(p, ..) = *op {
+                        invalidate(store, &mut oracle, p, &user, other)?;
                     }
                 }
-                Op::Invalidate(u) => invalidate(store, &mut oracle, &users[u])?,
+                Op::Invalidate(p, u) => invalidate(store, &mut oracle, p, &users[u], other)?,
                 Op::Expire => store.expire(),
                 Op::Restart => store.restart(),
             }
@@ -203,19 +271,42 @@ fn run_model(store: &dyn Store, cases: u32) {
     }
 }
 
-/// Invalidates `user`; while Redis restarts the call may fail, and then the
-/// oracle must not assume it happened.
-fn invalidate(store: &dyn Store, oracle: &mut Oracle, user: &str) -> Result<(), TestCaseError> {
+/// Invalidates `user` in process `p`. With two processes, the other one
+/// then makes a round trip on its tracked connection: the guarantee is
+/// that it serves nothing older once the push has reached it.
+fn invalidate(
+    store: &dyn Store,
+    oracle: &mut Oracle,
+    p: usize,
+    user: &str,
+    other: Option<&Other>,
+) -> Result<(), TestCaseError> {
     let at = store.now();
-    match runtime().block_on(cached_api::invalidate_user(user)) {
-        Ok(()) => {
-            oracle.invalidated.insert(user.to_owned(), at);
-            Ok(())
-        }
-        Err(error) => Err(TestCaseError::fail(format!(
+    let result = match (p, other) {
+        (1, Some(other)) => match other.lock().unwrap().ask(&format!("invalidate {user}")) {
+            answer if answer == "ok" => Ok(()),
+            error => Err(error),
+        },
+        _ => runtime()
+            .block_on(cached_api::invalidate_user(user))
+            .map_err(|error| error.to_string()),
+    };
+    if let Err(error) = result {
+        return Err(TestCaseError::fail(format!(
             "invalidation failed with Redis up: {error}"
-        ))),
+        )));
     }
+    oracle.invalidated.insert(user.to_owned(), at);
+    match (p, other) {
+        (1, Some(_)) => {
+            runtime().block_on(barrier("barrier".to_owned()));
+        }
+        (_, Some(other)) => {
+            other.lock().unwrap().ask("barrier");
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[test]
@@ -231,7 +322,7 @@ fn the_embedded_store_never_serves_an_illegal_value() {
         .build()
         .unwrap();
     cached_api::set_global(cache).unwrap();
-    run_model(&store, 128);
+    run_model(&store, 128, None);
     let stats = cached_api::stats().function("model::read");
     eprintln!("model on the embedded store: {stats:?}");
     assert!(
@@ -246,7 +337,7 @@ fn redis_never_serves_an_illegal_value() {
         return;
     }
     let server = RedisServer::start();
-    let store = Redis(Mutex::new(None));
+    let store = Redis(Mutex::new(None), Duration::from_millis(300));
     let cache = cached_api::Cache::builder()
         .redis_url(server.url())
         .default_ttl(store.ttl())
@@ -255,7 +346,7 @@ fn redis_never_serves_an_illegal_value() {
         .unwrap();
     *store.0.lock().unwrap() = Some(server);
     cached_api::set_global(cache).unwrap();
-    run_model(&store, 24);
+    run_model(&store, 24, None);
     let stats = cached_api::stats().function("model::read");
     eprintln!(
         "model on redis: {stats:?} {:?}",
@@ -265,4 +356,67 @@ fn redis_never_serves_an_illegal_value() {
         stats.hits > 0 && stats.misses > 0,
         "the model exercised both: {stats:?}"
     );
+}
+
+#[test]
+fn two_processes_on_redis_never_serve_an_illegal_value() {
+    const NAME: &str = "two_processes_on_redis_never_serve_an_illegal_value";
+    if !support::is_child() {
+        let source = RedisServer::start();
+        support::run_in_child(NAME, &[(SOURCE_URL, &source.url())]);
+        return;
+    }
+    let server = RedisServer::start();
+    // The environment takes whole seconds: both processes use one.
+    let store = Redis(Mutex::new(None), Duration::from_secs(1));
+    let cache = cached_api::Cache::builder()
+        .redis_url(server.url())
+        .default_ttl(store.ttl())
+        .breaker_cooldown(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+    let source = std::env::var(SOURCE_URL).unwrap();
+    let peer = Peer::start(
+        "model_peer",
+        &[
+            ("CACHED_API_REDIS_URL", &server.url()),
+            ("CACHED_API_DEFAULT_TTL", "1"),
+            (SOURCE_URL, &source),
+        ],
+    );
+    *store.0.lock().unwrap() = Some(server);
+    let peer = Mutex::new(peer);
+    run_model(&store, 16, Some(&peer));
+    let read = cached_api::stats().function("model::read");
+    let peer = peer.lock().unwrap().ask("counts");
+    eprintln!("model, two processes: this one {read:?}; the peer {peer}");
+    assert!(
+        read.hits > 0 && read.misses > 0 && read.l1_hits > 0,
+        "the model exercised hits, misses and the in-process tier: {read:?}"
+    );
+    let peer: serde_json::Value = serde_json::from_str(&peer).unwrap();
+    assert!(
+        peer["hits"].as_u64() > Some(0) && peer["l1_hits"].as_u64() > Some(0),
+        "the peer caches too: {peer}"
+    );
+}
+
+/// The second process of the two-process model.
+#[test]
+#[ignore = "a peer process, started by the two-process model"]
+fn model_peer() {
+    serve(|verb, arg| match verb {
+        "read" => {
+            let (user, key) = arg.split_once(' ').expect("user key");
+            runtime().block_on(read(user.to_owned(), key.to_owned()))
+        }
+        "invalidate" => match runtime().block_on(cached_api::invalidate_user(arg)) {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => format!("error: {error}"),
+        },
+        "barrier" => runtime().block_on(barrier("barrier".to_owned())),
+        "counts" => serde_json::to_string(&cached_api::stats().function("model::read")).unwrap(),
+        other => panic!("unknown request {other}"),
+    });
 }

@@ -19,6 +19,20 @@ async fn profile(user: String) -> String {
     format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
 }
 
+/// The same, with decoded values kept in the in-process tier.
+#[cached_api::cached_api(key = "hot:{user}", user = user, ttl = "1h", l1 = true, name = "tracking::hot")]
+async fn hot(user: String) -> String {
+    let process = std::env::var("PEER_NAME").unwrap_or_else(|_| "parent".to_owned());
+    format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
+}
+
+/// A global entry in the in-process tier.
+#[cached_api::cached_api(key = "motd", ttl = "1h", l1 = "10m", name = "tracking::motd")]
+async fn motd() -> String {
+    let process = std::env::var("PEER_NAME").unwrap_or_else(|_| "parent".to_owned());
+    format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -34,6 +48,9 @@ fn peer() {
     let rt = rt();
     serve(|verb, arg| match verb {
         "call" => rt.block_on(profile(arg.to_owned())),
+        "hot" => rt.block_on(hot(arg.to_owned())),
+        "motd" => rt.block_on(motd()),
+        "l1_hits" => cached_api::stats().total.l1_hits.to_string(),
         "tracked" => tracked().to_string(),
         "wait_untracked" => {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -47,7 +64,7 @@ fn peer() {
 }
 
 fn tracked() -> u64 {
-    cached_api::stats().tracking.tracked_generations
+    cached_api::stats().tracking.tracked_keys
 }
 
 fn start_peer(server: &RedisServer) -> Peer {
@@ -129,6 +146,67 @@ fn another_process_stops_serving_an_invalidated_user_on_its_next_call() {
 }
 
 #[test]
+fn hot_hits_come_from_the_in_process_tier_until_the_push_arrives() {
+    if !support::in_child("hot_hits_come_from_the_in_process_tier_until_the_push_arrives") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server);
+    let mut peer = start_peer(&server);
+    assert_eq!(peer.ask("hot ada"), "peer-1", "computed");
+    assert_eq!(peer.ask("hot ada"), "peer-1", "read from Redis, kept in L1");
+    assert_eq!(peer.ask("l1_hits"), "0");
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut server.connection())
+        .unwrap();
+    for _ in 0..10 {
+        assert_eq!(peer.ask("hot ada"), "peer-1");
+    }
+    assert_eq!(peer.ask("l1_hits"), "10");
+    assert_eq!(
+        calls(&server, "get") + calls(&server, "mget"),
+        0,
+        "hot hits never touch Redis"
+    );
+
+    cached_api::blocking::invalidate_user("ada").unwrap();
+    assert_eq!(peer.ask("wait_untracked"), "0", "the push arrived");
+    assert_eq!(peer.ask("hot ada"), "peer-2", "recomputed");
+    assert_eq!(peer.ask("l1_hits"), "10");
+}
+
+#[test]
+fn a_global_entry_leaves_the_in_process_tier_when_it_changes() {
+    if !support::in_child("a_global_entry_leaves_the_in_process_tier_when_it_changes") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server);
+    let mut peer = start_peer(&server);
+    assert_eq!(peer.ask("motd"), "peer-1");
+    assert_eq!(peer.ask("motd"), "peer-1");
+    assert_eq!(peer.ask("motd"), "peer-1");
+    assert_eq!(peer.ask("l1_hits"), "1");
+    assert_eq!(peer.ask("tracked"), "1", "the entry is tracked");
+    // The entry goes (expired, evicted, or deleted by hand); another
+    // instance computes it again.
+    let mut connection = server.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("t:*motd*")
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    redis::cmd("DEL")
+        .arg(&keys[0])
+        .exec(&mut connection)
+        .unwrap();
+    assert_eq!(peer.ask("wait_untracked"), "0", "the push arrived");
+    assert_eq!(rt().block_on(motd()), "parent-1");
+    assert_eq!(peer.ask("motd"), "parent-1", "the new entry, from Redis");
+}
+
+#[test]
 fn a_killed_tracking_connection_forgets_what_it_tracked() {
     if !support::in_child("a_killed_tracking_connection_forgets_what_it_tracked") {
         return;
@@ -136,8 +214,10 @@ fn a_killed_tracking_connection_forgets_what_it_tracked() {
     let server = RedisServer::start();
     install(&server);
     let mut peer = start_peer(&server);
-    assert_eq!(peer.ask("call ada"), "peer-1");
-    assert_eq!(peer.ask("call ada"), "peer-1");
+    assert_eq!(peer.ask("hot ada"), "peer-1");
+    assert_eq!(peer.ask("hot ada"), "peer-1");
+    assert_eq!(peer.ask("hot ada"), "peer-1");
+    assert_eq!(peer.ask("l1_hits"), "1");
     assert_eq!(peer.ask("tracked"), "1");
 
     let mut connection = server.connection();

@@ -13,9 +13,10 @@ mod kw {
     syn::custom_keyword!(version);
     syn::custom_keyword!(name);
     syn::custom_keyword!(jitter);
+    syn::custom_keyword!(l1);
 }
 
-const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, crate";
+const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, l1, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -30,9 +31,16 @@ pub enum KeyArg {
 }
 
 /// `ttl = 90` or `ttl = "15m"`.
+#[derive(Clone)]
 pub enum DurationArg {
     Secs(LitInt),
     Text(LitStr),
+}
+
+/// `l1 = true` or `l1 = "30s"` (a cap).
+pub enum L1Arg {
+    Switch(LitBool),
+    Cap(DurationArg),
 }
 
 /// Every argument, as written; meaning is checked in `valid`.
@@ -47,6 +55,7 @@ pub struct Args {
     pub name: Option<Arg<LitStr>>,
     /// `jitter = "10%"`.
     pub jitter: Option<Arg<LitStr>>,
+    pub l1: Option<Arg<L1Arg>>,
     /// `crate = path`: where the facade is, for users who renamed it.
     pub krate: Option<Arg<Path>>,
 }
@@ -107,6 +116,16 @@ impl Parse for Args {
                     span,
                     value(input, <LitStr as Parse>::parse)?,
                 )?;
+            } else if lookahead.peek(kw::l1) {
+                let span = input.parse::<kw::l1>()?.span;
+                let value = value(input, |input| {
+                    if input.peek(LitBool) {
+                        input.parse().map(L1Arg::Switch)
+                    } else {
+                        duration(input).map(L1Arg::Cap)
+                    }
+                })?;
+                set_once(&mut args.l1, "l1", span, value)?;
             } else if lookahead.peek(Token![crate]) {
                 let span = input.parse::<Token![crate]>()?.span;
                 set_once(&mut args.krate, "crate", span, value(input, crate_path)?)?;

@@ -38,6 +38,14 @@ pub fn expand(model: &Model) -> TokenStream {
         Some(percent) => quote!(::core::option::Option::Some(#percent)),
         None => quote!(::core::option::Option::None),
     };
+    let stored_span = model.stored.span();
+    let l1 = match model.l1_secs {
+        Some(Some(secs)) => quote!(::core::option::Option::Some(
+            ::core::time::Duration::from_secs(#secs)
+        )),
+        Some(None) => quote!(::core::option::Option::Some(::core::time::Duration::MAX)),
+        None => quote!(::core::option::Option::None),
+    };
     let reserved = &model.reserved;
     let owner = if model.func.has_receiver() {
         quote!(::core::option::Option::Some(
@@ -72,6 +80,11 @@ pub fn expand(model: &Model) -> TokenStream {
         Policy::SomeOnly => quote!(SomeOnly),
     };
     let stored = &model.stored;
+    let with_l1 = model.l1_secs.map(|_| {
+        quote_spanned! {stored_span=>
+            let __cached_api_codec = #krate::__private::with_l1::<#stored>(__cached_api_codec);
+        }
+    });
     let codec = quote_spanned! {stored.span()=>
         let __cached_api_codec = {
             #[allow(unused_imports)]
@@ -80,6 +93,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 .codec_kind()
                 .codec::<#stored>()
         };
+        #with_l1
     };
     let call = if model.func.is_async() {
         quote_spanned! {ret_span=>
@@ -115,6 +129,7 @@ pub fn expand(model: &Model) -> TokenStream {
                     ttl: #ttl,
                     error_ttl: #error_ttl,
                     jitter_percent: #jitter,
+                    l1: #l1,
                     reserved: #reserved,
                 });
             #codec

@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, GenericParam, LitBool, LitStr, Type};
 
-use crate::args::{Arg, Args, DurationArg, KeyArg};
+use crate::args::{Arg, Args, DurationArg, KeyArg, L1Arg};
 use crate::ast::{Function, Output, Receiver};
 use crate::template::{KeyTemplate, Piece};
 
@@ -21,6 +21,8 @@ pub struct Model {
     pub error_ttl_secs: Option<u64>,
     /// Percent of the TTL by which each entry's TTL is shortened at random.
     pub jitter_percent: Option<u8>,
+    /// `None`: no in-process tier; `Some(None)`: as long as the entry lives.
+    pub l1_secs: Option<Option<u64>>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -81,6 +83,27 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             .map_err(|message| errors.push(jitter.value.span(), message))
             .ok()
     });
+    let l1_secs = args.l1.as_ref().and_then(|l1| {
+        let secs = match &l1.value {
+            L1Arg::Switch(on) if !on.value => return None,
+            L1Arg::Switch(_) => None,
+            L1Arg::Cap(cap) => Some(seconds(
+                &Arg {
+                    span: l1.span,
+                    value: cap.clone(),
+                },
+                "l1",
+                &mut errors,
+            )?),
+        };
+        if !func.is_async() {
+            errors.push(
+                l1.span,
+                "`l1` needs an async function: the in-process tier is kept coherent by Redis's pushes, which reach async calls only",
+            );
+        }
+        Some(secs)
+    });
     let version = args.version.as_ref().map_or(0, |version| {
         version.value.base10_parse::<u32>().unwrap_or_else(|_| {
             errors.push(
@@ -135,6 +158,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             ttl_secs,
             error_ttl_secs,
             jitter_percent,
+            l1_secs,
             key,
             reserved,
             user,

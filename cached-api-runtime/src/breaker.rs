@@ -85,11 +85,17 @@ impl Breaker {
     /// the store gave, even an error reply, shows the server is there.
     pub(crate) fn record<T>(&self, permit: Permit, result: &Result<T, Error>) {
         if !result.as_ref().is_err_and(Error::is_outage) {
-            self.consecutive_failures.store(0, SeqCst);
-            if self.opened_at.swap(0, SeqCst) != 0 {
+            // Loads first: in the steady state nothing is written, so calls
+            // on different cores do not fight over these cache lines.
+            if self.consecutive_failures.load(SeqCst) != 0 {
+                self.consecutive_failures.store(0, SeqCst);
+            }
+            if self.opened_at.load(SeqCst) != 0 && self.opened_at.swap(0, SeqCst) != 0 {
                 tracing::warn!("the store answers again: the circuit is closed, caching resumes");
             }
-            self.probe_at.store(0, SeqCst);
+            if self.probe_at.load(SeqCst) != 0 {
+                self.probe_at.store(0, SeqCst);
+            }
             return;
         }
         let failures = self.consecutive_failures.fetch_add(1, SeqCst) + 1;

@@ -18,6 +18,7 @@ use crate::config::{CacheBuilder, Config};
 use crate::flight::Flights;
 use crate::invalidation::{Kept, MAX_PENDING, PendingInvalidations, retry_in_background};
 use crate::key::{self, EntryKey, KeyWriter};
+use crate::l1::L1;
 use crate::policy::Policy;
 use crate::spec::FnSpec;
 use crate::stats::{CacheStats, Event, Stats};
@@ -48,6 +49,7 @@ struct Inner {
     flights: Flights,
     stats: CacheStats,
     pending: PendingInvalidations,
+    l1: L1,
 }
 
 impl std::fmt::Debug for Cache {
@@ -76,11 +78,12 @@ impl Cache {
         };
         Ok(Cache {
             inner: Arc::new(Inner {
-                config,
                 store,
                 flights: Flights::default(),
                 stats: CacheStats::default(),
                 pending: PendingInvalidations::default(),
+                l1: L1::new(config.l1_max_bytes),
+                config,
             }),
         })
     }
@@ -193,7 +196,7 @@ impl Cache {
         let compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
-                    let read = store.read(lookup.key()).await;
+                    let read = store.read(lookup.key(), lookup.tracks_entry()).await;
                     lookup.read(read)
                 }
                 Step::CreateGeneration(create) => {
@@ -233,7 +236,7 @@ impl Cache {
         let compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
-                    let read = store.read_blocking(lookup.key());
+                    let read = store.read_blocking(lookup.key(), lookup.tracks_entry());
                     lookup.read(read)
                 }
                 Step::CreateGeneration(create) => {
@@ -338,6 +341,7 @@ mod tests {
         ttl: None,
         error_ttl: None,
         jitter_percent: None,
+        l1: None,
         reserved: "",
     });
 

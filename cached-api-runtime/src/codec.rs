@@ -2,6 +2,7 @@
 //! whose header says which format, function version, type and user
 //! generation wrote it, and when.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -47,7 +48,37 @@ pub struct TypedCodec<T> {
     encode: fn(&T, &mut Vec<u8>) -> Result<(), String>,
     decode: fn(&[u8]) -> Option<T>,
     fingerprint: fn() -> u64,
+    /// How values enter and leave the in-process tier; set by
+    /// [`with_l1`](TypedCodec::with_l1), for functions with `l1` only.
+    l1: Option<L1Copies<T>>,
 }
+
+/// Copies into and out of the in-process tier.
+struct L1Copies<T> {
+    share: fn(&T) -> Arc<Shared>,
+    copy: fn(&Shared) -> Option<T>,
+}
+
+impl<T> Clone for L1Copies<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for L1Copies<T> {}
+
+/// A decoded value kept in the in-process tier, of any type.
+pub(crate) type Shared = dyn std::any::Any + Send + Sync;
+
+/// What the in-process tier needs of a value: a copy for each hit.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be kept in the in-process tier (`l1`): it must implement `Clone` (and be `Send + Sync + 'static`)",
+    label = "not `Clone`",
+    note = "derive `Clone`, or remove `l1` from `#[cached_api(...)]`"
+)]
+pub trait L1Value: Clone + Send + Sync + 'static {}
+
+impl<T: Clone + Send + Sync + 'static> L1Value for T {}
 
 impl<T> Clone for TypedCodec<T> {
     fn clone(&self) -> Self {
@@ -64,6 +95,7 @@ impl<T: CacheValue> TypedCodec<T> {
             encode: |value, out| Bincode.encode(value, out),
             decode: |bytes| Bincode.decode(bytes),
             fingerprint: fingerprint::<T>,
+            l1: None,
         }
     }
 }
@@ -82,11 +114,41 @@ where
                 W::join(parts, payload)
             },
             fingerprint: fingerprint::<W>,
+            l1: None,
+        }
+    }
+}
+
+impl<T: L1Value> TypedCodec<T> {
+    /// The same codec, for a function whose decoded values are also kept
+    /// in the in-process tier and copied out on each hit there.
+    pub fn with_l1(self) -> TypedCodec<T> {
+        TypedCodec {
+            l1: Some(L1Copies {
+                share: |value| Arc::new(value.clone()),
+                copy: |shared| shared.downcast_ref::<T>().cloned(),
+            }),
+            ..self
         }
     }
 }
 
 impl<T> TypedCodec<T> {
+    /// A copy of `value` for the in-process tier; `None` unless the codec
+    /// was made [`with_l1`](TypedCodec::with_l1).
+    pub(crate) fn share(&self, value: &T) -> Option<Arc<Shared>> {
+        self.l1.map(|l1| (l1.share)(value))
+    }
+
+    /// A copy of a value the in-process tier kept, if it is a `T`.
+    pub(crate) fn copy(&self, shared: &Shared) -> Option<T> {
+        self.l1.and_then(|l1| (l1.copy)(shared))
+    }
+
+    pub(crate) fn has_l1(&self) -> bool {
+        self.l1.is_some()
+    }
+
     pub(crate) fn decode(&self, payload: &[u8]) -> Option<T> {
         (self.decode)(payload)
     }

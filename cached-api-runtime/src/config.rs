@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) breaker_cooldown: Duration,
     pub(crate) pool_size: usize,
     pub(crate) memory_max_bytes: u64,
+    pub(crate) l1_max_bytes: u64,
     pub(crate) max_value_size: usize,
     pub(crate) clock: Clock,
     pub(crate) disabled: bool,
@@ -46,6 +47,7 @@ impl Default for Config {
             breaker_cooldown: Duration::from_secs(1),
             pool_size: 8,
             memory_max_bytes: 256 << 20,
+            l1_max_bytes: 64 << 20,
             max_value_size: 1 << 20,
             clock: Clock::default(),
             disabled: false,
@@ -203,6 +205,13 @@ impl CacheBuilder {
     /// 256 MiB); the least useful entries go first when it is full.
     pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
         self.config.memory_max_bytes = bytes;
+        self
+    }
+
+    /// Most bytes the in-process tier keeps for functions with `l1`, keys
+    /// and values as encoded (default 64 MiB); the least useful go first.
+    pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
+        self.config.l1_max_bytes = bytes;
         self
     }
 

@@ -18,6 +18,7 @@ mod flight;
 mod global;
 mod invalidation;
 mod key;
+mod l1;
 mod policy;
 mod probe;
 mod response;
@@ -26,7 +27,7 @@ mod stats;
 
 pub use crate::cache::Cache;
 pub use crate::clock::Clock;
-pub use crate::codec::{Bincode, Codec, TypedCodec};
+pub use crate::codec::{Bincode, Codec, L1Value, TypedCodec};
 pub use crate::config::CacheBuilder;
 pub use crate::error::{Error, StoreError};
 pub use crate::global::{blocking, global, invalidate_user, set_global, stats};
@@ -41,6 +42,7 @@ pub mod __private {
     use std::fmt::Display;
     use std::future::Future;
 
+    use crate::codec::L1Value;
     pub use crate::global::global;
     pub use crate::key::KeyWriter;
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
@@ -50,6 +52,12 @@ pub mod __private {
     };
     pub use crate::spec::{FnOptions, FnSpec};
     use crate::{Cache, EntryKey, TypedCodec};
+
+    /// The codec of a function with `l1`; the bound names a type that is
+    /// not `Clone` where the function's return type is written.
+    pub fn with_l1<T: L1Value>(codec: TypedCodec<T>) -> TypedCodec<T> {
+        codec.with_l1()
+    }
 
     /// The key of one call; `None` when the cache is disabled or an
     /// argument could not be serialized into it. `owner` is

@@ -21,6 +21,9 @@ pub struct FnOptions {
     /// percent (1 to 50), so that entries written together expire apart;
     /// `None`: every entry lives its full TTL.
     pub jitter_percent: Option<u8>,
+    /// Keep decoded values in the in-process tier, at most this long
+    /// (`Duration::MAX` for as long as their entry lives); `None` for off.
+    pub l1: Option<Duration>,
     /// The characters of the key template's literal text, escaped inside values.
     pub reserved: &'static str,
 }
@@ -78,6 +81,19 @@ impl FnSpec {
     }
 
     /// `{escaped id}:v{version}:`, computed once.
+    /// How long a value read or written now may serve from the in-process
+    /// tier: its cap, and no longer than the shortest TTL its entry may have
+    /// (minus the entry's age); `None` without `l1`.
+    pub(crate) fn l1_lifetime(&self, default_ttl: Duration, age: Duration) -> Option<Duration> {
+        let cap = self.options.l1?;
+        let ttl = match self.options.error_ttl {
+            Some(error_ttl) => self.ttl(default_ttl).min(error_ttl),
+            None => self.ttl(default_ttl),
+        };
+        let shortest = self.jittered(ttl, 1.0).saturating_sub(age);
+        Some(cap.min(shortest))
+    }
+
     pub(crate) fn key_segment(&self) -> &str {
         self.key_segment.get_or_init(|| {
             let mut segment = String::with_capacity(self.id().len() + 8);
@@ -101,6 +117,7 @@ mod tests {
                 ttl: None,
                 error_ttl: None,
                 jitter_percent,
+                l1: None,
                 reserved: "",
             })
         };

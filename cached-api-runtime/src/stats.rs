@@ -20,6 +20,7 @@ struct FnCounters {
     errors: AtomicU64,
     oversized: AtomicU64,
     coalesced: AtomicU64,
+    l1_hits: AtomicU64,
 }
 
 /// One kind of event the cache counts.
@@ -32,6 +33,8 @@ pub(crate) enum Event {
     Error,
     Oversized,
     Coalesced,
+    /// A hit served by the in-process tier (counted as a hit too).
+    L1Hit,
 }
 
 impl FnCounters {
@@ -44,6 +47,7 @@ impl FnCounters {
             errors: AtomicU64::new(0),
             oversized: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
+            l1_hits: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +60,7 @@ impl FnCounters {
             Event::Error => &self.errors,
             Event::Oversized => &self.oversized,
             Event::Coalesced => &self.coalesced,
+            Event::L1Hit => &self.l1_hits,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -69,6 +74,7 @@ impl FnCounters {
             errors: self.errors.load(Relaxed),
             oversized: self.oversized.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),
+            l1_hits: self.l1_hits.load(Relaxed),
         }
     }
 }
@@ -169,6 +175,7 @@ fn emit(function: Option<&'static str>, event: Event) {
         Event::Error => "cached_api_errors_total",
         Event::Oversized => "cached_api_oversized_total",
         Event::Coalesced => "cached_api_coalesced_total",
+        Event::L1Hit => "cached_api_l1_hits_total",
     };
     match function {
         Some(function) => metrics::counter!(name, "function" => function).increment(1),
@@ -199,6 +206,9 @@ pub struct Counts {
     /// process instead of running the function; counted as hits too when
     /// they took its value.
     pub coalesced: u64,
+    /// Hits served by the in-process tier without a Redis round trip;
+    /// they are in `hits` too, so `hits - l1_hits` were served by the store.
+    pub l1_hits: u64,
 }
 
 impl Counts {
@@ -220,12 +230,13 @@ impl Counts {
         self.errors += other.errors;
         self.oversized += other.oversized;
         self.coalesced += other.coalesced;
+        self.l1_hits += other.l1_hits;
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Counts", 8)?;
+        let mut s = serializer.serialize_struct("Counts", 9)?;
         s.serialize_field("hits", &self.hits)?;
         s.serialize_field("misses", &self.misses)?;
         s.serialize_field("sets", &self.sets)?;
@@ -233,6 +244,7 @@ impl Serialize for Counts {
         s.serialize_field("errors", &self.errors)?;
         s.serialize_field("oversized", &self.oversized)?;
         s.serialize_field("coalesced", &self.coalesced)?;
+        s.serialize_field("l1_hits", &self.l1_hits)?;
         s.serialize_field("hit_rate", &self.hit_rate())?;
         s.end()
     }
@@ -259,9 +271,10 @@ pub struct BreakerStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct TrackingStats {
-    /// User generations this process knows through tracking now: a hit of
-    /// their users reads only its entry.
-    pub tracked_generations: u64,
+    /// Keys this process knows through tracking now: user generations (a
+    /// hit of their users reads only its entry, and may come from the
+    /// in-process tier) and global entries of functions with `l1`.
+    pub tracked_keys: u64,
     /// Generation reads not kept because Redis said the generation changed
     /// while the reply was on its way.
     pub races: u64,

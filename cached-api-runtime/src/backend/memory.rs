@@ -95,13 +95,14 @@ fn decode_generation(bytes: &[u8]) -> Option<u64> {
 }
 
 impl Backend for MemoryStore {
-    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+    fn read_blocking(&self, key: &EntryKey, _: bool) -> Result<Read, Error> {
         Ok(Read {
             value: self.get(key.entry()).map(|slot| Bytes::Shared(slot.bytes)),
             generation: key
                 .generation()
                 .and_then(|gen_key| self.get(gen_key))
                 .and_then(|slot| decode_generation(&slot.bytes)),
+            stamp: None,
         })
     }
 

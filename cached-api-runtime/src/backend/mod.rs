@@ -25,6 +25,9 @@ pub(crate) const GENERATION_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub(crate) struct Read {
     pub(crate) value: Option<Bytes>,
     pub(crate) generation: Option<u64>,
+    /// For a global entry read with tracking: the stamp this read left in
+    /// the tracked keys, current until the entry changes.
+    pub(crate) stamp: Option<u64>,
 }
 
 /// An entry's bytes as the store hands them over: received from Redis, or
@@ -51,8 +54,9 @@ impl std::ops::Deref for Bytes {
 /// Each has a blocking form, for sync functions, and an async form; the
 /// async forms default to the blocking ones for stores that never wait.
 pub(crate) trait Backend: Send + Sync {
-    /// Reads the entry and, if the key has one, the user's generation.
-    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error>;
+    /// Reads the entry and, if the key has one, the user's generation;
+    /// with `track_entry`, asks to be told when a global entry changes.
+    fn read_blocking(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error>;
     /// Stores `bytes` under `key`, expiring after `ttl`, in one command.
     fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error>;
     /// Returns the generation stored at `key`, storing `candidate` first if
@@ -61,8 +65,12 @@ pub(crate) trait Backend: Send + Sync {
     /// Replaces the generation at `key`.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error>;
 
-    fn read(&self, key: &EntryKey) -> impl Future<Output = Result<Read, Error>> + Send {
-        std::future::ready(self.read_blocking(key))
+    fn read(
+        &self,
+        key: &EntryKey,
+        track_entry: bool,
+    ) -> impl Future<Output = Result<Read, Error>> + Send {
+        std::future::ready(self.read_blocking(key, track_entry))
     }
     fn write(
         &self,
@@ -107,6 +115,15 @@ impl Store {
         }
     }
 
+    /// What a tracked key held when this process last read it, while Redis
+    /// tracks it for this process; always `None` on the embedded store.
+    pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(store) => store.tracked(key),
+        }
+    }
+
     /// Client-side tracking's counts; the embedded store has none.
     pub(crate) fn tracking_stats(&self) -> TrackingStats {
         match self {
@@ -127,8 +144,8 @@ macro_rules! dispatch {
 }
 
 impl Backend for Store {
-    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
-        dispatch!(self, s => s.read_blocking(key))
+    fn read_blocking(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
+        dispatch!(self, s => s.read_blocking(key, track_entry))
     }
     fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
         dispatch!(self, s => s.write_blocking(key, bytes, ttl))
@@ -139,8 +156,8 @@ impl Backend for Store {
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
         dispatch!(self, s => s.set_generation_blocking(key, generation))
     }
-    async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
-        dispatch!(self, s => s.read(key).await)
+    async fn read(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
+        dispatch!(self, s => s.read(key, track_entry).await)
     }
     async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
         dispatch!(self, s => s.write(key, bytes, ttl).await)

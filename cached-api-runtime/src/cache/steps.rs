@@ -85,8 +85,52 @@ struct Call<'c, P: Policy<R>, R> {
 
 impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     fn lookup(self) -> Step<'c, P, R> {
+        if let Some(value) = self.l1_value() {
+            self.record(Event::Hit);
+            self.record(Event::L1Hit);
+            return Step::Done(value);
+        }
         let seen = self.inner.flights.epoch(self.key.entry());
         Step::Lookup(Lookup { call: self, seen })
+    }
+
+    /// The key whose tracked value says whether a kept value is current:
+    /// the user's generation, or the global entry itself.
+    fn tracked_key(&self) -> &str {
+        self.key.generation().unwrap_or(self.key.entry())
+    }
+
+    /// The value the in-process tier keeps for this call, if it is current.
+    fn l1_value(&self) -> Option<R> {
+        if !self.codec.has_l1() {
+            return None;
+        }
+        let current = self.inner.store.tracked(self.tracked_key())?;
+        let shared = self.inner.l1.get(self.key.entry(), current)?;
+        // `&*`: a `&Arc<_>` would itself coerce to `&dyn Any`, and never downcast.
+        self.codec.copy(&*shared).map(P::restore)
+    }
+
+    /// Keeps `stored`, current at `current_at`, in the in-process tier.
+    /// `age_ms` is the entry's age, asked only if the function has `l1`.
+    fn keep_in_l1(
+        &self,
+        stored: &P::Stored,
+        current_at: u64,
+        age_ms: impl FnOnce() -> u64,
+        size: usize,
+    ) {
+        if !self.codec.has_l1() {
+            return;
+        }
+        let age = Duration::from_millis(age_ms());
+        let lifetime = self.spec.l1_lifetime(self.inner.config.default_ttl, age);
+        if let (Some(lifetime), Some(shared)) = (lifetime, self.codec.share(stored)) {
+            let key = self.key.entry();
+            self.inner
+                .l1
+                .insert(key, shared, current_at, lifetime, size);
+        }
     }
 
     /// Joins the computation of the entry at `generation`.
@@ -127,7 +171,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
 
     /// The stored value, if it was written by this shape of the function and,
     /// when `generation` is given, at that generation of its user.
-    fn unseal(&self, bytes: &[u8], generation: Option<u64>) -> Option<(R, Header)> {
+    fn unseal(&self, bytes: &[u8], generation: Option<u64>) -> Option<(P::Stored, Header)> {
         let (header, payload) = Header::open(bytes)?;
         let current = header.version == self.spec.version()
             && header.fingerprint == self.codec.fingerprint()
@@ -135,7 +179,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         if !current {
             return None;
         }
-        let value = self.codec.decode(payload).map(P::restore)?;
+        let value = self.codec.decode(payload)?;
         Some((value, header))
     }
 
@@ -181,6 +225,12 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
         &self.call.key
     }
 
+    /// Whether the read should leave the global entry tracked, for the
+    /// in-process tier.
+    pub(super) fn tracks_entry(&self) -> bool {
+        self.call.codec.has_l1() && self.call.key.generation().is_none()
+    }
+
     /// Judges what the store returned.
     pub(super) fn read(self, read: Result<Read, Error>) -> Step<'c, P, R> {
         let Lookup { call, seen } = self;
@@ -202,8 +252,14 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 });
             }
         };
-        let hit = read.value.and_then(|bytes| call.unseal(&bytes, expected));
-        if let Some((value, header)) = hit {
+        let Some(bytes) = read.value else {
+            return call.join(expected.unwrap_or(GLOBAL_GENERATION), seen);
+        };
+        if let Some((stored, header)) = call.unseal(&bytes, expected) {
+            if let Some(current_at) = expected.or(read.stamp) {
+                call.keep_in_l1(&stored, current_at, || header.age_ms(), bytes.len());
+            }
+            let value = P::restore(stored);
             call.record(Event::Hit);
             tracing::debug!(
                 function = call.spec.id(),
@@ -284,7 +340,8 @@ impl<'c, P: Policy<R>, R> Follow<'c, P, R> {
             Outcome::Abandoned => return call.lookup(),
         };
         match call.unseal(&bytes, None) {
-            Some((value, _)) => {
+            Some((stored, _)) => {
+                let value = P::restore(stored);
                 call.record(Event::Hit);
                 tracing::debug!(
                     function = call.spec.id(),
@@ -314,15 +371,22 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
             return Finish::Done(value);
         };
         match call.seal(generation, &value) {
-            Some((bytes, ttl)) => Finish::Write(Write {
-                inner: call.inner,
-                spec: call.spec,
-                key: call.key,
-                bytes,
-                ttl,
-                leader,
-                value,
-            }),
+            Some((bytes, ttl)) => {
+                if call.key.generation().is_some()
+                    && let Some((stored, _)) = P::keep(&value)
+                {
+                    call.keep_in_l1(stored, generation, || 0, bytes.len());
+                }
+                Finish::Write(Write {
+                    inner: call.inner,
+                    spec: call.spec,
+                    key: call.key,
+                    bytes,
+                    ttl,
+                    leader,
+                    value,
+                })
+            }
             None => {
                 leader.land(Outcome::NotShared);
                 Finish::Done(value)

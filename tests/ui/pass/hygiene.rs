@@ -16,7 +16,7 @@ struct Box;
 mod core {}
 mod std {}
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Profile {
     name: ::std::string::String,
 }
@@ -32,7 +32,7 @@ fn parse(id: &str) -> Result<u64> {
 
 /// Doc comments and other attributes survive.
 #[must_use]
-#[cached_api(key = "profile:{id}", user = user_id, ttl = "15m")]
+#[cached_api(key = "profile:{id}", user = user_id, ttl = "15m", l1 = true)]
 async fn get_profile(user_id: u64, id: ::std::string::String) -> Result<Profile> {
     let number = parse(&id)?;
     if number == 0 {

@@ -48,6 +48,20 @@ pub(super) fn tracked_read_pipeline(key: &EntryKey, generation: &str) -> Pipelin
     pipeline
 }
 
+/// A global entry's read that makes Redis track the entry for the
+/// connection, for the in-process tier.
+pub(super) fn tracked_entry_pipeline(key: &str) -> Pipeline {
+    let mut pipeline = redis::pipe();
+    pipeline
+        .cmd("CLIENT")
+        .arg("CACHING")
+        .arg("YES")
+        .ignore()
+        .cmd("GET")
+        .arg(key);
+    pipeline
+}
+
 /// The reply of [`read_cmd`]: a bulk string or nil for `GET`, an array of
 /// entry and generation for `MGET`; parsed in place, without copies.
 impl FromRedisValue for Read {
@@ -67,11 +81,13 @@ impl FromRedisValue for Read {
                 Ok(Read {
                     value: value.map(Bytes::Received),
                     generation: generation.as_deref().and_then(parse_generation),
+                    stamp: None,
                 })
             }
             single => Ok(Read {
                 value: bulk(Some(single))?.map(Bytes::Received),
                 generation: None,
+                stamp: None,
             }),
         }
     }

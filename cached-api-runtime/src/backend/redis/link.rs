@@ -20,10 +20,6 @@ use super::tracking::TrackedKeys;
 use crate::Error;
 use crate::config::{Config, RedisTarget, redact, scrub};
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per cache, behind its Arc: boxing would add a hop to every call"
-)]
 pub(super) enum Link {
     Node {
         client: Client,

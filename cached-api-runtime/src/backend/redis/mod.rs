@@ -13,9 +13,10 @@ use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
     get_cmd, init_generation_cmd, init_generation_reply, parse_generation, read_cmd,
-    server_version, set_generation_cmd, tracked_read_pipeline, write_cmd,
+    server_version, set_generation_cmd, tracked_entry_pipeline, tracked_read_pipeline, write_cmd,
 };
 use self::link::{Link, TrackedConnection};
+use self::tracking::stamp;
 use super::{Backend, Bytes, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
@@ -63,10 +64,10 @@ impl RedisStore {
         let Some(tracked) = self.link.tracked() else {
             return TrackingStats::default();
         };
-        let mut stats = TrackingStats::default();
-        stats.tracked_generations = tracked.keys().len();
-        stats.races = tracked.keys().races();
-        stats
+        TrackingStats {
+            tracked_keys: tracked.keys().len(),
+            races: tracked.keys().races(),
+        }
     }
 
     /// Reads a per-user entry on the tracked connection: only the entry
@@ -105,6 +106,7 @@ impl RedisStore {
                 return Ok(Read {
                     value: value.map(Bytes::Received),
                     generation: Some(generation),
+                    stamp: None,
                 });
             }
         }
@@ -120,7 +122,45 @@ impl RedisStore {
         Ok(Read {
             value: value.map(Bytes::Received),
             generation,
+            stamp: None,
         })
+    }
+
+    /// Reads a global entry on the tracked connection, leaving a stamp in
+    /// the tracked keys that stays until the entry changes.
+    async fn read_tracked_entry(
+        &self,
+        tracked: &TrackedConnection,
+        key: &str,
+    ) -> Result<Read, Error> {
+        let breaker = self.breakers.for_key(key);
+        let permit = breaker.admit()?;
+        let keys = tracked.keys();
+        let ticket = keys.begin(key);
+        let pipeline = tracked_entry_pipeline(key);
+        let result = tracked
+            .query(|mut connection| async move {
+                pipeline
+                    .query_async::<(Option<Vec<u8>>,)>(&mut connection)
+                    .await
+            })
+            .await
+            .map_err(|error| self.store_error(error));
+        breaker.record(permit, &result);
+        let (value,) = result?;
+        let stamp = ticket.and_then(|ticket| {
+            let stamp = stamp();
+            keys.finish(key, ticket, stamp).then_some(stamp)
+        });
+        Ok(Read {
+            value: value.map(Bytes::Received),
+            generation: None,
+            stamp,
+        })
+    }
+
+    pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
+        self.link.tracked()?.keys().known(key)
     }
 
     /// This process changed the generation at `key`: it forgets what it
@@ -255,7 +295,9 @@ fn classify(error: &RedisError) -> StoreFailure {
 }
 
 impl Backend for RedisStore {
-    fn read_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+    /// Sync callers read as before: their pooled connections are not
+    /// tracked (see the README's tiers).
+    fn read_blocking(&self, key: &EntryKey, _: bool) -> Result<Read, Error> {
         self.query_blocking(key.entry(), &read_cmd(key))
     }
 
@@ -288,9 +330,13 @@ impl Backend for RedisStore {
 
     /// Per-user entries are read on the tracked connection while the server
     /// allows it; global entries, and every read once it refused, as before.
-    async fn read(&self, key: &EntryKey) -> Result<Read, Error> {
-        if let (Some(generation_key), Some(tracked)) = (key.generation(), self.link.tracked()) {
-            let read = self.read_tracked(tracked, key, generation_key).await;
+    async fn read(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
+        if let Some(tracked) = self.link.tracked() {
+            let read = match key.generation() {
+                Some(generation_key) => self.read_tracked(tracked, key, generation_key).await,
+                None if track_entry => self.read_tracked_entry(tracked, key.entry()).await,
+                None => return self.query(key.entry(), &read_cmd(key)).await,
+            };
             if tracked.is_available() {
                 return read;
             }

@@ -24,6 +24,8 @@ enum Slot {
     Known(u64),
 }
 
+type Shard = RwLock<HashMap<Box<str>, Slot>>;
+
 /// A read in progress, to hand back with what it read.
 #[derive(Debug)]
 #[must_use = "a read that is not finished leaves its marker until the key changes"]
@@ -32,7 +34,7 @@ pub(crate) struct Ticket(u64);
 /// The tracked keys of one connection's lifetime, sharded so that hits
 /// from many tasks rarely share a lock.
 pub(crate) struct TrackedKeys {
-    shards: Box<[RwLock<HashMap<Box<str>, Slot>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     tickets: AtomicU64,
     /// Replies dropped because their key changed while they travelled.
@@ -57,7 +59,7 @@ impl Default for TrackedKeys {
 }
 
 impl TrackedKeys {
-    fn shard(&self, key: &str) -> &RwLock<HashMap<Box<str>, Slot>> {
+    fn shard(&self, key: &str) -> &Shard {
         let at = self.hasher.hash_one(key) as usize % SHARDS;
         &self.shards[at]
     }
@@ -114,7 +116,7 @@ impl TrackedKeys {
 
     /// How many keys are known now.
     pub(crate) fn len(&self) -> u64 {
-        let known = |shard: &RwLock<HashMap<Box<str>, Slot>>| {
+        let known = |shard: &Shard| {
             let shard = shard.read().unwrap_or_else(|p| p.into_inner());
             shard
                 .values()
@@ -128,6 +130,13 @@ impl TrackedKeys {
     pub(crate) fn races(&self) -> u64 {
         self.races.load(Relaxed)
     }
+}
+
+/// A stamp for one tracked read of an entry: unique in the process, so
+/// that a value kept beside it matches only that read.
+pub(crate) fn stamp() -> u64 {
+    static STAMPS: AtomicU64 = AtomicU64::new(1);
+    STAMPS.fetch_add(1, Relaxed)
 }
 
 #[cfg(test)]

@@ -71,6 +71,14 @@ async fn user_profile(user: u64) -> Profile {
     sample_profile(user)
 }
 
+static HOT_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
+
+#[cached_api(key = "profile", user = user, ttl = "1h", l1 = true, name = "bench::hot")]
+async fn hot_profile(user: u64) -> Profile {
+    HOT_EXECUTIONS.fetch_add(1, Ordering::SeqCst);
+    sample_profile(user)
+}
+
 #[cached_api(key = "{id}", user = user, ttl = "1h", name = "bench::miss")]
 async fn fresh_profile(user: u64, id: u64) -> Profile {
     let _ = user;
@@ -239,6 +247,12 @@ async fn cluster_section(nodes: Vec<String>) {
         .await
         .unwrap();
     assert_eq!(user_profile(USER).await, profile);
+    // The user's generation is tracked by now: the first call computes and
+    // keeps the value in L1, the next ones are L1 hits.
+    for _ in 0..3 {
+        assert_eq!(hot_profile(USER).await, profile);
+    }
+    assert_eq!(cached_api::stats().function("bench::hot").l1_hits, 2);
     assert_eq!(global_profile().await, sample_profile(1));
     let raw_get = |keys: &'static [&'static str]| {
         let raw = raw.clone();
@@ -309,6 +323,12 @@ async fn redis_section(url: String) {
         .unwrap();
     assert_eq!(global_profile().await, sample_profile(1));
     assert_eq!(user_profile(USER).await, profile);
+    // The user's generation is tracked by now: the first call computes and
+    // keeps the value in L1, the next ones are L1 hits.
+    for _ in 0..3 {
+        assert_eq!(hot_profile(USER).await, profile);
+    }
+    assert_eq!(cached_api::stats().function("bench::hot").l1_hits, 2);
 
     // 1 and 2: hit throughput and latency, contenders interleaved round by round.
     let contenders: Vec<Contender> = vec![
@@ -346,6 +366,9 @@ async fn redis_section(url: String) {
         }),
         contender("cached-api, per-user entry", || async {
             black_box(user_profile(USER).await);
+        }),
+        contender("cached-api, per-user entry, `l1` hit", || async {
+            black_box(hot_profile(USER).await);
         }),
         contender("`cached` crate, AsyncRedisCache", {
             let store = cached_store.clone();
@@ -444,7 +467,9 @@ async fn redis_section(url: String) {
         None,
     );
 
-    // 5: invalidating one user with a million unrelated keys on the server
+    coherence_rows().await;
+
+    // 6: invalidating one user with a million unrelated keys on the server
     // (loaded over a connection without a response timeout: it takes seconds).
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     let mut setup = client
@@ -513,7 +538,7 @@ async fn redis_section(url: String) {
     }
     theirs.sort();
     let (ours, theirs) = (ours[ours.len() / 2], theirs[theirs.len() / 2]);
-    let section = format!("5. Drop one user's 100 entries, {dbsize} keys on the server");
+    let section = format!("6. Drop one user's 100 entries, {dbsize} keys on the server");
     row(
         &section,
         "SCAN MATCH + UNLINK (baseline)",
@@ -554,7 +579,7 @@ fn memory_section() {
     assert_eq!(memory_small(), 7);
 
     memory_rows(
-        "6. Embedded store hit, 1 kB struct",
+        "7. Embedded store hit, 1 kB struct",
         "bare moka get + clone (baseline)",
         || {
             black_box(moka_profiles.get("profile"));
@@ -564,7 +589,7 @@ fn memory_section() {
         },
     );
     memory_rows(
-        "6. Embedded store hit, u64",
+        "7. Embedded store hit, u64",
         "bare moka get (baseline)",
         || {
             black_box(moka_small.get("small"));
@@ -606,8 +631,75 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores; {redis}; client and server share the machine")
 }
 
+/// Row 5: how long after `invalidate_user` returns in another process this
+/// one stops serving the user's old value from L1: the other process
+/// stamps the moment its call returned, this one the moment a call of the
+/// user first ran the function again (it calls without pause meanwhile).
+async fn coherence_rows() {
+    const ROUNDS: u64 = 300;
+    let mut invalidator =
+        support::peer::Peer::start("invalidator", &[("CACHED_API_BENCH_INVALIDATOR", "1")]);
+    let mut delays_us = Vec::with_capacity(ROUNDS as usize);
+    let mut early = 0;
+    for round in 0..ROUNDS {
+        let user = 1_000_000 + round;
+        for _ in 0..3 {
+            black_box(hot_profile(user).await);
+        }
+        let executions = HOT_EXECUTIONS.load(Ordering::SeqCst);
+        invalidator.send(&format!("invalidate {user}"));
+        while HOT_EXECUTIONS.load(Ordering::SeqCst) == executions {
+            black_box(hot_profile(user).await);
+            tokio::task::yield_now().await;
+        }
+        let seen = unix_nanos();
+        let returned: i128 = invalidator.receive().parse().unwrap();
+        let delay = seen - returned;
+        if delay <= 0 {
+            early += 1;
+        }
+        delays_us.push(delay.max(0) as f64 / 1_000.0);
+    }
+    delays_us.sort_by(f64::total_cmp);
+    let at = |p: f64| delays_us[((delays_us.len() - 1) as f64 * p) as usize];
+    row(
+        "5. Invalidation to coherence across two processes (L1 hits until the push arrives)",
+        "delay p50 / p99 / max",
+        format!(
+            "{:.0} µs / {:.0} µs / {:.0} µs ({early} of {ROUNDS} before the invalidating call returned)",
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        ),
+        None,
+    );
+}
+
+fn unix_nanos() -> i128 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.unwrap().as_nanos() as i128
+}
+
+/// The other process of row 5: invalidates users when told to, and answers
+/// the moment each invalidation returned.
+fn invalidator() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    support::peer::serve(|verb, user| {
+        assert_eq!(verb, "invalidate");
+        runtime.block_on(cached_api::invalidate_user(user)).unwrap();
+        unix_nanos().to_string()
+    });
+}
+
 /// `cargo bench --bench compare [-- redis|cluster|memory]`: every part by default.
 fn main() {
+    if std::env::var_os("CACHED_API_BENCH_INVALIDATOR").is_some() {
+        invalidator();
+        return;
+    }
     if std::env::var_os("CACHED_API_BENCH_REDIS").is_some() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -90,3 +90,46 @@ fn set_global_twice_is_an_error() {
     let again = cached_api::set_global(cached_api::Cache::builder().build().unwrap());
     assert!(matches!(again, Err(cached_api::Error::GlobalAlreadySet)));
 }
+
+/// Counts how often it is decoded and copied.
+#[derive(serde::Serialize)]
+struct Counted(u32);
+
+static DECODED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static COPIED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl<'de> serde::Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        DECODED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        u32::deserialize(deserializer).map(Counted)
+    }
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        COPIED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Counted(self.0)
+    }
+}
+
+#[cached_api::cached_api(key = "{id}", name = "memory::counted")]
+fn counted(id: u32) -> Counted {
+    Counted(id)
+}
+
+#[test]
+fn a_hit_on_the_embedded_store_copies_the_kept_value_instead_of_decoding() {
+    use std::sync::atomic::Ordering::SeqCst;
+    Memory::install();
+    assert_eq!(counted(7).0, 7);
+    let (decoded, copied) = (DECODED.load(SeqCst), COPIED.load(SeqCst));
+    for _ in 0..3 {
+        assert_eq!(counted(7).0, 7);
+    }
+    assert_eq!(DECODED.load(SeqCst), decoded, "no hit decoded bytes");
+    assert_eq!(
+        COPIED.load(SeqCst),
+        copied + 3,
+        "each hit copied the kept value"
+    );
+}

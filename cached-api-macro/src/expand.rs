@@ -88,10 +88,13 @@ pub fn expand(model: &Model) -> TokenStream {
     let codec = quote_spanned! {stored.span()=>
         let __cached_api_codec = {
             #[allow(unused_imports)]
-            use #krate::__private::{ViaResponse as _, ViaSerde as _};
-            (&#krate::__private::Probe::<#stored>::new())
+            use #krate::__private::{ViaBytes as _, ViaClone as _, ViaResponse as _, ViaSerde as _};
+            let __cached_api_codec = (&#krate::__private::Probe::<#stored>::new())
                 .codec_kind()
-                .codec::<#stored>()
+                .codec::<#stored>();
+            (&#krate::__private::Probe::<#stored>::new())
+                .copies_kind()
+                .with(__cached_api_codec)
         };
         #with_l1
     };

@@ -216,7 +216,9 @@ impl Cache {
         match compute_step.computed(compute.await) {
             Finish::Done(value) => value,
             Finish::Write(write) => {
-                let written = store.write(write.key(), write.bytes(), write.ttl()).await;
+                let written = store
+                    .write(write.key(), write.bytes(), write.decoded(), write.ttl())
+                    .await;
                 write.written(written)
             }
         }
@@ -254,7 +256,8 @@ impl Cache {
         match compute_step.computed(compute()) {
             Finish::Done(value) => value,
             Finish::Write(write) => {
-                let written = store.write_blocking(write.key(), write.bytes(), write.ttl());
+                let written =
+                    store.write_blocking(write.key(), write.bytes(), write.decoded(), write.ttl());
                 write.written(written)
             }
         }

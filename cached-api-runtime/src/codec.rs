@@ -48,29 +48,30 @@ pub struct TypedCodec<T> {
     encode: fn(&T, &mut Vec<u8>) -> Result<(), String>,
     decode: fn(&[u8]) -> Option<T>,
     fingerprint: fn() -> u64,
-    /// How values enter and leave the in-process tier; set by
-    /// [`with_l1`](TypedCodec::with_l1), for functions with `l1` only.
-    l1: Option<L1Copies<T>>,
+    /// How decoded values are kept and copied out, for `Clone` types; set by
+    /// [`with_copies`](TypedCodec::with_copies).
+    copies: Option<Copies<T>>,
 }
 
-/// Copies into and out of the in-process tier.
-struct L1Copies<T> {
+/// Copies of decoded values, in and out of wherever they are kept.
+struct Copies<T> {
     share: fn(&T) -> Arc<Shared>,
     copy: fn(&Shared) -> Option<T>,
 }
 
-impl<T> Clone for L1Copies<T> {
+impl<T> Clone for Copies<T> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<T> Copy for L1Copies<T> {}
+impl<T> Copy for Copies<T> {}
 
-/// A decoded value kept in the in-process tier, of any type.
+/// A decoded value kept in process (in the embedded store beside its
+/// bytes, or in the in-process tier), of any type.
 pub(crate) type Shared = dyn std::any::Any + Send + Sync;
 
-/// What the in-process tier needs of a value: a copy for each hit.
+/// What keeping decoded values needs of a type: a copy for each hit.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be kept in the in-process tier (`l1`): it must implement `Clone` (and be `Send + Sync + 'static`)",
     label = "not `Clone`",
@@ -95,7 +96,7 @@ impl<T: CacheValue> TypedCodec<T> {
             encode: |value, out| Bincode.encode(value, out),
             decode: |bytes| Bincode.decode(bytes),
             fingerprint: fingerprint::<T>,
-            l1: None,
+            copies: None,
         }
     }
 }
@@ -114,17 +115,18 @@ where
                 W::join(parts, payload)
             },
             fingerprint: fingerprint::<W>,
-            l1: None,
+            copies: None,
         }
     }
 }
 
 impl<T: L1Value> TypedCodec<T> {
-    /// The same codec, for a function whose decoded values are also kept
-    /// in the in-process tier and copied out on each hit there.
-    pub fn with_l1(self) -> TypedCodec<T> {
+    /// The same codec, keeping decoded values where it can (the embedded
+    /// store, the in-process tier) and copying them out on hits there
+    /// instead of decoding bytes again.
+    pub fn with_copies(self) -> TypedCodec<T> {
         TypedCodec {
-            l1: Some(L1Copies {
+            copies: Some(Copies {
                 share: |value| Arc::new(value.clone()),
                 copy: |shared| shared.downcast_ref::<T>().cloned(),
             }),
@@ -134,19 +136,15 @@ impl<T: L1Value> TypedCodec<T> {
 }
 
 impl<T> TypedCodec<T> {
-    /// A copy of `value` for the in-process tier; `None` unless the codec
-    /// was made [`with_l1`](TypedCodec::with_l1).
+    /// A copy of `value` to keep; `None` unless the codec was made
+    /// [`with_copies`](TypedCodec::with_copies).
     pub(crate) fn share(&self, value: &T) -> Option<Arc<Shared>> {
-        self.l1.map(|l1| (l1.share)(value))
+        self.copies.map(|copies| (copies.share)(value))
     }
 
-    /// A copy of a value the in-process tier kept, if it is a `T`.
+    /// A copy of a kept value, if it is a `T`.
     pub(crate) fn copy(&self, shared: &Shared) -> Option<T> {
-        self.l1.and_then(|l1| (l1.copy)(shared))
-    }
-
-    pub(crate) fn has_l1(&self) -> bool {
-        self.l1.is_some()
+        self.copies.and_then(|copies| (copies.copy)(shared))
     }
 
     pub(crate) fn decode(&self, payload: &[u8]) -> Option<T> {

@@ -47,8 +47,8 @@ pub mod __private {
     pub use crate::key::KeyWriter;
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
     pub use crate::probe::{
-        DigestKey, DisplayKey, KeyValue, Probe, ResponseCodec, SerdeCodec, ViaDigest, ViaDisplay,
-        ViaResponse, ViaSerde, probe_of,
+        CloneCopies, DigestKey, DisplayKey, KeyValue, NoCopies, Probe, ResponseCodec, SerdeCodec,
+        ViaBytes, ViaClone, ViaDigest, ViaDisplay, ViaResponse, ViaSerde, probe_of,
     };
     pub use crate::spec::{FnOptions, FnSpec};
     use crate::{Cache, EntryKey, TypedCodec};
@@ -56,7 +56,7 @@ pub mod __private {
     /// The codec of a function with `l1`; the bound names a type that is
     /// not `Clone` where the function's return type is written.
     pub fn with_l1<T: L1Value>(codec: TypedCodec<T>) -> TypedCodec<T> {
-        codec.with_l1()
+        codec.with_copies()
     }
 
     /// The key of one call; `None` when the cache is disabled or an

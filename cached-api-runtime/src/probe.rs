@@ -1,5 +1,6 @@
 //! Choices the generated code makes by type, where the attribute sees only
-//! tokens: which codec a stored type takes, and how an argument enters a key.
+//! tokens: which codec a stored type takes, whether its decoded values can
+//! be kept, and how an argument enters a key.
 //!
 //! Each choice is autoref dispatch: `(&Probe::<T>::new()).codec_kind()`
 //! finds the method of the first trait that applies, trying the one
@@ -12,7 +13,7 @@ use std::marker::PhantomData;
 
 use serde::Serialize;
 
-use crate::codec::TypedCodec;
+use crate::codec::{L1Value, TypedCodec};
 use crate::key::KeyWriter;
 use crate::policy::CacheValue;
 use crate::response::CachedResponse;
@@ -65,6 +66,39 @@ impl ResponseCodec {
 impl SerdeCodec {
     pub fn codec<T: CacheValue>(self) -> TypedCodec<T> {
         TypedCodec::bincode()
+    }
+}
+
+/// A `Clone` value is kept decoded where the store allows, and copied out.
+pub struct CloneCopies;
+/// Any other value is decoded from its bytes on every hit.
+pub struct NoCopies;
+
+pub trait ViaClone {
+    fn copies_kind(&self) -> CloneCopies {
+        CloneCopies
+    }
+}
+
+impl<T: L1Value> ViaClone for Probe<T> {}
+
+pub trait ViaBytes {
+    fn copies_kind(&self) -> NoCopies {
+        NoCopies
+    }
+}
+
+impl<T> ViaBytes for &Probe<T> {}
+
+impl CloneCopies {
+    pub fn with<T: L1Value>(self, codec: TypedCodec<T>) -> TypedCodec<T> {
+        codec.with_copies()
+    }
+}
+
+impl NoCopies {
+    pub fn with<T>(self, codec: TypedCodec<T>) -> TypedCodec<T> {
+        codec
     }
 }
 

@@ -81,6 +81,10 @@ impl FnSpec {
     }
 
     /// `{escaped id}:v{version}:`, computed once.
+    pub(crate) fn has_l1(&self) -> bool {
+        self.options.l1.is_some()
+    }
+
     /// How long a value read or written now may serve from the in-process
     /// tier: its cap, and no longer than the shortest TTL its entry may have
     /// (minus the entry's age); `None` without `l1`.

@@ -37,13 +37,23 @@ impl Peer {
 
     /// Sends one request and returns the peer's answer.
     pub fn ask(&mut self, request: &str) -> String {
+        self.send(request);
+        self.receive()
+    }
+
+    /// Sends one request without waiting for the answer.
+    pub fn send(&mut self, request: &str) {
         writeln!(self.stdin, "{request}").expect("write to the peer");
         self.stdin.flush().expect("write to the peer");
+    }
+
+    /// The answer to the oldest request not answered yet.
+    pub fn receive(&mut self) -> String {
         let mut line = String::new();
         loop {
             line.clear();
             let read = self.stdout.read_line(&mut line).expect("read the peer");
-            assert!(read > 0, "the peer exited before answering {request:?}");
+            assert!(read > 0, "the peer exited before answering");
             if let Some(answer) = line.trim_end().strip_prefix("peer: ") {
                 return answer.to_owned();
             }

@@ -10,12 +10,16 @@ use moka::Expiry;
 use moka::sync::Cache as Moka;
 
 use super::{Backend, Bytes, GENERATION_TTL, Read};
+use crate::codec::Shared;
 use crate::key::EntryKey;
 use crate::{Clock, Error};
 
 #[derive(Clone)]
 struct Slot {
     bytes: Arc<[u8]>,
+    /// The value decoded, for types that can be copied: a hit copies it
+    /// instead of decoding the bytes.
+    decoded: Option<Arc<Shared>>,
     ttl: Duration,
     expires_at: Instant,
 }
@@ -48,9 +52,11 @@ pub(crate) struct MemoryStore {
 /// the slot, the key's `String` and the value's `Arc`, roughly.
 const ENTRY_OVERHEAD: usize = 128;
 
-/// An entry's weight against the store's byte budget.
+/// An entry's weight against the store's byte budget; a decoded copy
+/// counts as many bytes as its encoding, which stands for its size.
 fn weight(key: &str, slot: &Slot) -> u32 {
-    let bytes = key.len() + slot.bytes.len() + ENTRY_OVERHEAD;
+    let copies = if slot.decoded.is_some() { 2 } else { 1 };
+    let bytes = key.len() + copies * slot.bytes.len() + ENTRY_OVERHEAD;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -77,16 +83,17 @@ impl MemoryStore {
         Some(slot)
     }
 
-    fn slot(&self, bytes: Arc<[u8]>, ttl: Duration) -> Slot {
+    fn slot(&self, bytes: Arc<[u8]>, decoded: Option<Arc<Shared>>, ttl: Duration) -> Slot {
         Slot {
             bytes,
+            decoded,
             ttl,
             expires_at: self.clock.now() + ttl,
         }
     }
 
     fn generation_slot(&self, generation: u64) -> Slot {
-        self.slot(Arc::new(generation.to_le_bytes()), GENERATION_TTL)
+        self.slot(Arc::new(generation.to_le_bytes()), None, GENERATION_TTL)
     }
 }
 
@@ -96,8 +103,10 @@ fn decode_generation(bytes: &[u8]) -> Option<u64> {
 
 impl Backend for MemoryStore {
     fn read_blocking(&self, key: &EntryKey, _: bool) -> Result<Read, Error> {
+        let entry = self.get(key.entry());
         Ok(Read {
-            value: self.get(key.entry()).map(|slot| Bytes::Shared(slot.bytes)),
+            decoded: entry.as_ref().and_then(|slot| slot.decoded.clone()),
+            value: entry.map(|slot| Bytes::Shared(slot.bytes)),
             generation: key
                 .generation()
                 .and_then(|gen_key| self.get(gen_key))
@@ -106,9 +115,15 @@ impl Backend for MemoryStore {
         })
     }
 
-    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
-        self.slots
-            .insert(key.to_owned(), self.slot(bytes.into(), ttl));
+    fn write_blocking(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        decoded: Option<Arc<Shared>>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let slot = self.slot(bytes.into(), decoded, ttl);
+        self.slots.insert(key.to_owned(), slot);
         Ok(())
     }
 
@@ -139,7 +154,7 @@ mod tests {
         for i in 0..100 {
             let key = format!("entry:{i}");
             store
-                .write_blocking(&key, &value, Duration::from_secs(60))
+                .write_blocking(&key, &value, None, Duration::from_secs(60))
                 .unwrap();
         }
         store.slots.run_pending_tasks();

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
+use crate::codec::Shared;
 use crate::key::EntryKey;
 use crate::stats::{BreakerStats, TrackingStats};
 
@@ -28,6 +29,8 @@ pub(crate) struct Read {
     /// For a global entry read with tracking: the stamp this read left in
     /// the tracked keys, current until the entry changes.
     pub(crate) stamp: Option<u64>,
+    /// The entry's value already decoded, from a store that keeps it.
+    pub(crate) decoded: Option<Arc<Shared>>,
 }
 
 /// An entry's bytes as the store hands them over: received from Redis, or
@@ -57,8 +60,15 @@ pub(crate) trait Backend: Send + Sync {
     /// Reads the entry and, if the key has one, the user's generation;
     /// with `track_entry`, asks to be told when a global entry changes.
     fn read_blocking(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error>;
-    /// Stores `bytes` under `key`, expiring after `ttl`, in one command.
-    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error>;
+    /// Stores `bytes` under `key`, expiring after `ttl`, in one command;
+    /// a store in this process may keep `decoded` beside them.
+    fn write_blocking(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        decoded: Option<Arc<Shared>>,
+        ttl: Duration,
+    ) -> Result<(), Error>;
     /// Returns the generation stored at `key`, storing `candidate` first if
     /// there is none. `None` if what is stored is not a generation.
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error>;
@@ -76,9 +86,10 @@ pub(crate) trait Backend: Send + Sync {
         &self,
         key: &str,
         bytes: &[u8],
+        decoded: Option<Arc<Shared>>,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        std::future::ready(self.write_blocking(key, bytes, ttl))
+        std::future::ready(self.write_blocking(key, bytes, decoded, ttl))
     }
     fn init_generation(
         &self,
@@ -115,6 +126,12 @@ impl Store {
         }
     }
 
+    /// Whether the store keeps decoded values beside their bytes: it is in
+    /// this process.
+    pub(crate) fn keeps_decoded(&self) -> bool {
+        matches!(self, Store::Memory(_))
+    }
+
     /// What a tracked key held when this process last read it, while Redis
     /// tracks it for this process; always `None` on the embedded store.
     pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
@@ -147,8 +164,14 @@ impl Backend for Store {
     fn read_blocking(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
         dispatch!(self, s => s.read_blocking(key, track_entry))
     }
-    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
-        dispatch!(self, s => s.write_blocking(key, bytes, ttl))
+    fn write_blocking(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        decoded: Option<Arc<Shared>>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        dispatch!(self, s => s.write_blocking(key, bytes, decoded, ttl))
     }
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
         dispatch!(self, s => s.init_generation_blocking(key, candidate))
@@ -159,8 +182,14 @@ impl Backend for Store {
     async fn read(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
         dispatch!(self, s => s.read(key, track_entry).await)
     }
-    async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
-        dispatch!(self, s => s.write(key, bytes, ttl).await)
+    async fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        decoded: Option<Arc<Shared>>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        dispatch!(self, s => s.write(key, bytes, decoded, ttl).await)
     }
     async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
         dispatch!(self, s => s.init_generation(key, candidate).await)

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
 use crate::backend::Read;
-use crate::codec::{Header, TypedCodec};
+use crate::codec::{Header, Shared, TypedCodec};
 use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
 use crate::key::EntryKey;
@@ -102,7 +102,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
 
     /// The value the in-process tier keeps for this call, if it is current.
     fn l1_value(&self) -> Option<R> {
-        if !self.codec.has_l1() {
+        if !self.spec.has_l1() {
             return None;
         }
         let current = self.inner.store.tracked(self.tracked_key())?;
@@ -111,21 +111,22 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         self.codec.copy(&*shared).map(P::restore)
     }
 
-    /// Keeps `stored`, current at `current_at`, in the in-process tier.
-    /// `age_ms` is the entry's age, asked only if the function has `l1`.
+    /// Keeps a copy of the value, current at `current_at`, in the
+    /// in-process tier; `age_ms` is the entry's age, asked only if the
+    /// function has `l1`.
     fn keep_in_l1(
         &self,
-        stored: &P::Stored,
+        copy: impl FnOnce() -> Option<Arc<Shared>>,
         current_at: u64,
         age_ms: impl FnOnce() -> u64,
         size: usize,
     ) {
-        if !self.codec.has_l1() {
+        if !self.spec.has_l1() {
             return;
         }
         let age = Duration::from_millis(age_ms());
         let lifetime = self.spec.l1_lifetime(self.inner.config.default_ttl, age);
-        if let (Some(lifetime), Some(shared)) = (lifetime, self.codec.share(stored)) {
+        if let (Some(lifetime), Some(shared)) = (lifetime, copy()) {
             let key = self.key.entry();
             self.inner
                 .l1
@@ -170,8 +171,14 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     }
 
     /// The stored value, if it was written by this shape of the function and,
-    /// when `generation` is given, at that generation of its user.
-    fn unseal(&self, bytes: &[u8], generation: Option<u64>) -> Option<(P::Stored, Header)> {
+    /// when `generation` is given, at that generation of its user: copied
+    /// from `decoded` if the store kept it so, else decoded from `bytes`.
+    fn unseal(
+        &self,
+        bytes: &[u8],
+        decoded: Option<&Shared>,
+        generation: Option<u64>,
+    ) -> Option<(P::Stored, Header)> {
         let (header, payload) = Header::open(bytes)?;
         let current = header.version == self.spec.version()
             && header.fingerprint == self.codec.fingerprint()
@@ -179,7 +186,10 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         if !current {
             return None;
         }
-        let value = self.codec.decode(payload)?;
+        let value = match decoded.and_then(|decoded| self.codec.copy(decoded)) {
+            Some(value) => value,
+            None => self.codec.decode(payload)?,
+        };
         Some((value, header))
     }
 
@@ -228,7 +238,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
     /// Whether the read should leave the global entry tracked, for the
     /// in-process tier.
     pub(super) fn tracks_entry(&self) -> bool {
-        self.call.codec.has_l1() && self.call.key.generation().is_none()
+        self.call.spec.has_l1() && self.call.key.generation().is_none()
     }
 
     /// Judges what the store returned.
@@ -255,9 +265,10 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
         let Some(bytes) = read.value else {
             return call.join(expected.unwrap_or(GLOBAL_GENERATION), seen);
         };
-        if let Some((stored, header)) = call.unseal(&bytes, expected) {
+        if let Some((stored, header)) = call.unseal(&bytes, read.decoded.as_deref(), expected) {
             if let Some(current_at) = expected.or(read.stamp) {
-                call.keep_in_l1(&stored, current_at, || header.age_ms(), bytes.len());
+                let copy = || call.codec.share(&stored);
+                call.keep_in_l1(copy, current_at, || header.age_ms(), bytes.len());
             }
             let value = P::restore(stored);
             call.record(Event::Hit);
@@ -339,7 +350,7 @@ impl<'c, P: Policy<R>, R> Follow<'c, P, R> {
             Outcome::NotShared => return call.uncached(),
             Outcome::Abandoned => return call.lookup(),
         };
-        match call.unseal(&bytes, None) {
+        match call.unseal(&bytes, None, None) {
             Some((stored, _)) => {
                 let value = P::restore(stored);
                 call.record(Event::Hit);
@@ -372,16 +383,19 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
         };
         match call.seal(generation, &value) {
             Some((bytes, ttl)) => {
-                if call.key.generation().is_some()
-                    && let Some((stored, _)) = P::keep(&value)
-                {
-                    call.keep_in_l1(stored, generation, || 0, bytes.len());
+                let wanted = call.spec.has_l1() || call.inner.store.keeps_decoded();
+                let decoded = P::keep(&value)
+                    .filter(|_| wanted)
+                    .and_then(|(stored, _)| call.codec.share(stored));
+                if call.key.generation().is_some() {
+                    call.keep_in_l1(|| decoded.clone(), generation, || 0, bytes.len());
                 }
                 Finish::Write(Write {
                     inner: call.inner,
                     spec: call.spec,
                     key: call.key,
                     bytes,
+                    decoded,
                     ttl,
                     leader,
                     value,
@@ -401,6 +415,8 @@ pub(super) struct Write<'c, R> {
     spec: &'static FnSpec,
     key: EntryKey,
     bytes: Vec<u8>,
+    /// A copy of the value, for a store that keeps one.
+    decoded: Option<Arc<Shared>>,
     ttl: Duration,
     leader: Leader<'c>,
     value: R,
@@ -413,6 +429,10 @@ impl<R> Write<'_, R> {
 
     pub(super) fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    pub(super) fn decoded(&self) -> Option<Arc<Shared>> {
+        self.decoded.clone()
     }
 
     pub(super) fn ttl(&self) -> Duration {

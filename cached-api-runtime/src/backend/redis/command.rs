@@ -82,12 +82,14 @@ impl FromRedisValue for Read {
                     value: value.map(Bytes::Received),
                     generation: generation.as_deref().and_then(parse_generation),
                     stamp: None,
+                    decoded: None,
                 })
             }
             single => Ok(Read {
                 value: bulk(Some(single))?.map(Bytes::Received),
                 generation: None,
                 stamp: None,
+                decoded: None,
             }),
         }
     }

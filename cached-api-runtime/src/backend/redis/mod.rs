@@ -6,6 +6,7 @@ mod command;
 mod link;
 mod tracking;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use self::tracking::stamp;
 use super::{Backend, Bytes, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
+use crate::codec::Shared;
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
 use crate::key::EntryKey;
@@ -107,6 +109,7 @@ impl RedisStore {
                     value: value.map(Bytes::Received),
                     generation: Some(generation),
                     stamp: None,
+                    decoded: None,
                 });
             }
         }
@@ -123,6 +126,7 @@ impl RedisStore {
             value: value.map(Bytes::Received),
             generation,
             stamp: None,
+            decoded: None,
         })
     }
 
@@ -156,6 +160,7 @@ impl RedisStore {
             value: value.map(Bytes::Received),
             generation: None,
             stamp,
+            decoded: None,
         })
     }
 
@@ -301,7 +306,13 @@ impl Backend for RedisStore {
         self.query_blocking(key.entry(), &read_cmd(key))
     }
 
-    fn write_blocking(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+    fn write_blocking(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        _: Option<Arc<Shared>>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         self.query_blocking(key, &write_cmd(key, bytes, ttl))
     }
 
@@ -344,7 +355,13 @@ impl Backend for RedisStore {
         self.query(key.entry(), &read_cmd(key)).await
     }
 
-    async fn write(&self, key: &str, bytes: &[u8], ttl: Duration) -> Result<(), Error> {
+    async fn write(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        _: Option<Arc<Shared>>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         self.query(key, &write_cmd(key, bytes, ttl)).await
     }
 

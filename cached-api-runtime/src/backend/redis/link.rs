@@ -6,7 +6,9 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arc_swap::ArcSwapOption;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -186,7 +188,7 @@ impl Link {
 pub(super) struct TrackedConnection {
     client: Client,
     keys: Arc<TrackedKeys>,
-    current: RwLock<Option<Live>>,
+    current: ArcSwapOption<Live>,
     connecting: tokio::sync::Mutex<()>,
     op_timeout: Duration,
     /// Cleared for good when the server refuses RESP3 or tracking.
@@ -195,7 +197,6 @@ pub(super) struct TrackedConnection {
 
 /// An open tracked connection, and whether it still is: its reader clears
 /// the flag when it ends, as does a request that finds it broken.
-#[derive(Clone)]
 struct Live {
     connection: MultiplexedConnection,
     alive: Arc<AtomicBool>,
@@ -211,7 +212,7 @@ impl TrackedConnection {
         Ok(TrackedConnection {
             client: Client::open(info.set_redis_settings(settings))?,
             keys: Arc::default(),
-            current: RwLock::new(None),
+            current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
             op_timeout,
             available: AtomicBool::new(true),
@@ -233,25 +234,43 @@ impl TrackedConnection {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let live = self.connection().await?;
-        let result = request(live.connection).await;
+        let (connection, id) = match self.current() {
+            Some(current) => current,
+            None => self.connect().await?,
+        };
+        let result = request(connection).await;
         if let Err(error) = &result
             && (error.is_unrecoverable_error() || error.is_timeout())
-            && live.alive.swap(false, Relaxed)
         {
-            // Pushes may stop with it.
-            self.keys.forget_all();
+            self.failed(id);
         }
         result
     }
 
-    async fn connection(&self) -> RedisResult<Live> {
-        if let Some(live) = self.current() {
-            return Ok(live);
+    /// The live connection, and its identity, without a lock or a shared
+    /// counter to write: this runs on every hit.
+    fn current(&self) -> Option<(MultiplexedConnection, usize)> {
+        let current = self.current.load();
+        let live = current.as_ref().filter(|live| live.alive.load(Relaxed))?;
+        Some((live.connection.clone(), Arc::as_ptr(live) as usize))
+    }
+
+    /// The connection `id` failed: the next request opens another, and
+    /// nothing it tracked is known any more, since its pushes may stop.
+    fn failed(&self, id: usize) {
+        let current = self.current.load();
+        if let Some(live) = current.as_ref()
+            && Arc::as_ptr(live) as usize == id
+            && live.alive.swap(false, Relaxed)
+        {
+            self.keys.forget_all();
         }
+    }
+
+    async fn connect(&self) -> RedisResult<(MultiplexedConnection, usize)> {
         let _opening = self.connecting.lock().await;
-        if let Some(live) = self.current() {
-            return Ok(live);
+        if let Some(current) = self.current() {
+            return Ok(current);
         }
         let alive = Arc::new(AtomicBool::new(true));
         let config = AsyncConnectionConfig::new()
@@ -296,17 +315,13 @@ impl TrackedConnection {
                 );
             }
         })?;
-        let live = Live { connection, alive };
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(live.clone());
-        Ok(live)
-    }
-
-    fn current(&self) -> Option<Live> {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        current
-            .as_ref()
-            .filter(|live| live.alive.load(Relaxed))
-            .cloned()
+        let live = Arc::new(Live {
+            connection: connection.clone(),
+            alive,
+        });
+        let id = Arc::as_ptr(&live) as usize;
+        self.current.store(Some(live));
+        Ok((connection, id))
     }
 }
 

@@ -96,7 +96,7 @@ impl RedisStore {
         generation_key: &str,
     ) -> Result<Read, RedisError> {
         let keys = tracked.keys();
-        if let Some(generation) = keys.known(generation_key) {
+        if let Some((generation, mark)) = keys.known_marked(generation_key) {
             let cmd = get_cmd(key.entry());
             let value: Option<Vec<u8>> = tracked
                 .query(|mut connection| async move { cmd.query_async(&mut connection).await })
@@ -104,7 +104,7 @@ impl RedisStore {
             // A change Redis made before answering was pushed ahead of the
             // reply and has been applied: the generation is still current
             // if it is still known.
-            if keys.known(generation_key) == Some(generation) {
+            if keys.unchanged(mark) || keys.known(generation_key) == Some(generation) {
                 return Ok(Read {
                     value: value.map(Bytes::Received),
                     generation: Some(generation),

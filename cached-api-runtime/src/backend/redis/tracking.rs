@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What this process knows of one tracked key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +25,31 @@ enum Slot {
     Known(u64),
 }
 
-type Shard = RwLock<HashMap<Box<str>, Slot>>;
+/// Some of the keys, and how often one of them was forgotten: a reader
+/// that saw the count before its round trip and sees it unchanged after
+/// knows, without taking the lock again, that its key was not forgotten.
+#[derive(Default)]
+struct Shard {
+    slots: RwLock<HashMap<Box<str>, Slot>>,
+    forgotten: AtomicU64,
+}
+
+impl Shard {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<Box<str>, Slot>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Box<str>, Slot>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Where a known value was read: its shard and that shard's forget count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    shard: usize,
+    forgotten: u64,
+}
 
 /// A read in progress, to hand back with what it read.
 #[derive(Debug)]
@@ -50,7 +75,7 @@ const MAX_PER_SHARD: usize = 1_000_000 / SHARDS;
 impl Default for TrackedKeys {
     fn default() -> Self {
         TrackedKeys {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: RandomState::new(),
             tickets: AtomicU64::new(0),
             races: AtomicU64::new(0),
@@ -60,23 +85,46 @@ impl Default for TrackedKeys {
 
 impl TrackedKeys {
     fn shard(&self, key: &str) -> &Shard {
-        let at = self.hasher.hash_one(key) as usize % SHARDS;
-        &self.shards[at]
+        &self.shards[self.shard_index(key)]
+    }
+
+    fn shard_index(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % SHARDS
     }
 
     /// What `key` held when last read, if Redis tracks it for us still.
     pub(crate) fn known(&self, key: &str) -> Option<u64> {
-        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-        match shard.get(key) {
-            Some(Slot::Known(value)) => Some(*value),
+        self.known_marked(key).map(|(value, _)| value)
+    }
+
+    /// [`known`](Self::known), with a mark to ask [`unchanged`](Self::unchanged) later.
+    pub(crate) fn known_marked(&self, key: &str) -> Option<(u64, Mark)> {
+        let at = self.shard_index(key);
+        let shard = &self.shards[at];
+        let slots = shard.read();
+        let forgotten = shard.forgotten.load(SeqCst);
+        match slots.get(key) {
+            Some(Slot::Known(value)) => Some((
+                *value,
+                Mark {
+                    shard: at,
+                    forgotten,
+                },
+            )),
             _ => None,
         }
+    }
+
+    /// Whether no key of the marked shard was forgotten since the mark:
+    /// then a value known at the mark is known still.
+    pub(crate) fn unchanged(&self, mark: Mark) -> bool {
+        self.shards[mark.shard].forgotten.load(SeqCst) == mark.forgotten
     }
 
     /// Marks a read of `key` as under way; `None` if the table is full.
     pub(crate) fn begin(&self, key: &str) -> Option<Ticket> {
         let ticket = self.tickets.fetch_add(1, Relaxed);
-        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.shard(key).write();
         if shard.len() >= MAX_PER_SHARD && !shard.contains_key(key) {
             return None;
         }
@@ -87,7 +135,7 @@ impl TrackedKeys {
     /// Keeps `value` as what `key` holds, unless the key changed (or
     /// another read of it began) since `ticket` was taken.
     pub(crate) fn finish(&self, key: &str, ticket: Ticket, value: u64) -> bool {
-        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
+        let mut shard = self.shard(key).write();
         match shard.get_mut(key) {
             Some(slot) if *slot == Slot::Reading(ticket.0) => {
                 *slot = Slot::Known(value);
@@ -102,23 +150,27 @@ impl TrackedKeys {
 
     /// Forgets `key`: it changed, or this process changed it.
     pub(crate) fn forget(&self, key: &str) {
-        let mut shard = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
-        shard.remove(key);
+        let shard = self.shard(key);
+        let mut slots = shard.write();
+        slots.remove(key);
+        shard.forgotten.fetch_add(1, SeqCst);
     }
 
     /// Forgets every key: the connection that read them is gone, or the
     /// server was flushed.
     pub(crate) fn forget_all(&self) {
         for shard in &self.shards {
-            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+            let mut slots = shard.write();
+            slots.clear();
+            shard.forgotten.fetch_add(1, SeqCst);
         }
     }
 
     /// How many keys are known now.
     pub(crate) fn len(&self) -> u64 {
         let known = |shard: &Shard| {
-            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
             shard
+                .read()
                 .values()
                 .filter(|slot| matches!(slot, Slot::Known(_)))
                 .count() as u64
@@ -171,6 +223,21 @@ mod tests {
         assert!(!keys.finish("g", first, 1));
         assert!(keys.finish("g", second, 2));
         assert_eq!(keys.known("g"), Some(2));
+    }
+
+    #[test]
+    fn a_mark_tells_whether_its_shard_forgot_anything_since() {
+        let keys = TrackedKeys::default();
+        let ticket = keys.begin("g").unwrap();
+        keys.finish("g", ticket, 7);
+        let (value, mark) = keys.known_marked("g").unwrap();
+        assert_eq!(value, 7);
+        assert!(keys.unchanged(mark));
+        keys.forget("g");
+        assert!(
+            !keys.unchanged(mark),
+            "the push for the key came in between"
+        );
     }
 
     #[test]

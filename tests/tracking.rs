@@ -52,9 +52,11 @@ fn peer() {
         "motd" => rt.block_on(motd()),
         "l1_hits" => cached_api::stats().total.l1_hits.to_string(),
         "tracked" => tracked().to_string(),
-        "wait_untracked" => {
+        // Waits until fewer keys than `arg` are tracked: a push arrived.
+        "wait_below" => {
+            let below: u64 = arg.parse().unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
-            while tracked() > 0 && Instant::now() < deadline {
+            while tracked() >= below && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
             tracked().to_string()
@@ -107,14 +109,14 @@ fn a_per_user_hit_reads_only_its_entry() {
     assert_eq!(peer.ask("call ada"), "peer-1");
     assert_eq!(
         peer.ask("tracked"),
-        "0",
-        "a user's first call creates its generation"
+        "1",
+        "the function's generation; the user's first call creates the user's"
     );
     assert_eq!(peer.ask("call ada"), "peer-1");
     assert_eq!(
         peer.ask("tracked"),
-        "1",
-        "the hit read the generation and tracks it"
+        "2",
+        "the hit read the user's generation and tracks it"
     );
     redis::cmd("CONFIG")
         .arg("RESETSTAT")
@@ -171,9 +173,33 @@ fn hot_hits_come_from_the_in_process_tier_until_the_push_arrives() {
     );
 
     cached_api::blocking::invalidate_user("ada").unwrap();
-    assert_eq!(peer.ask("wait_untracked"), "0", "the push arrived");
+    assert_eq!(peer.ask("wait_below 2"), "1", "the push arrived");
     assert_eq!(peer.ask("hot ada"), "peer-2", "recomputed");
     assert_eq!(peer.ask("l1_hits"), "10");
+}
+
+#[test]
+fn a_function_invalidated_elsewhere_leaves_the_in_process_tier() {
+    if !support::in_child("a_function_invalidated_elsewhere_leaves_the_in_process_tier") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server);
+    let mut peer = start_peer(&server);
+    for _ in 0..3 {
+        assert_eq!(peer.ask("hot ada"), "peer-1");
+    }
+    assert_eq!(peer.ask("l1_hits"), "1");
+    cached_api::blocking::invalidate_function("tracking::hot").unwrap();
+    // Any round trip on the peer's tracked connection: the push for the
+    // function's generation comes ahead of its reply.
+    assert_eq!(peer.ask("call bob"), "peer-2");
+    assert_eq!(
+        peer.ask("hot ada"),
+        "peer-3",
+        "recomputed, not served from L1"
+    );
+    assert_eq!(peer.ask("l1_hits"), "1");
 }
 
 #[test]
@@ -188,7 +214,11 @@ fn a_global_entry_leaves_the_in_process_tier_when_it_changes() {
     assert_eq!(peer.ask("motd"), "peer-1");
     assert_eq!(peer.ask("motd"), "peer-1");
     assert_eq!(peer.ask("l1_hits"), "1");
-    assert_eq!(peer.ask("tracked"), "1", "the entry is tracked");
+    assert_eq!(
+        peer.ask("tracked"),
+        "2",
+        "the entry and the function's generation are tracked"
+    );
     // The entry goes (expired, evicted, or deleted by hand); another
     // instance computes it again.
     let mut connection = server.connection();
@@ -201,7 +231,7 @@ fn a_global_entry_leaves_the_in_process_tier_when_it_changes() {
         .arg(&keys[0])
         .exec(&mut connection)
         .unwrap();
-    assert_eq!(peer.ask("wait_untracked"), "0", "the push arrived");
+    assert_eq!(peer.ask("wait_below 2"), "1", "the push arrived");
     assert_eq!(rt().block_on(motd()), "parent-1");
     assert_eq!(peer.ask("motd"), "parent-1", "the new entry, from Redis");
 }
@@ -218,7 +248,7 @@ fn a_killed_tracking_connection_forgets_what_it_tracked() {
     assert_eq!(peer.ask("hot ada"), "peer-1");
     assert_eq!(peer.ask("hot ada"), "peer-1");
     assert_eq!(peer.ask("l1_hits"), "1");
-    assert_eq!(peer.ask("tracked"), "1");
+    assert_eq!(peer.ask("tracked"), "2");
 
     let mut connection = server.connection();
     let clients: String = redis::cmd("CLIENT")
@@ -244,7 +274,7 @@ fn a_killed_tracking_connection_forgets_what_it_tracked() {
     assert_eq!(fresh, "parent-1");
 
     assert_eq!(
-        peer.ask("wait_untracked"),
+        peer.ask("wait_below 1"),
         "0",
         "the peer forgot its generations"
     );

@@ -146,6 +146,42 @@ impl Cache {
         self.record_invalidation(&generation_key, result)
     }
 
+    /// Makes every entry of the cached function `id` unreachable, in every
+    /// process, in one store command: entries carry their function's
+    /// generation, and this replaces it. `id` is the function's `name = …`
+    /// argument, or else its path, `module_path!()` and the function's name
+    /// (`my_service::handlers::get_profile`); a method's is the same with
+    /// the method's name, for every type in that module that has one.
+    ///
+    /// A computation that started before this returned `Ok` is never served
+    /// after it. Failures are returned, kept and retried, as for
+    /// [`invalidate_user`](Self::invalidate_user).
+    ///
+    /// ```
+    /// let cache = cached_api_runtime::Cache::builder().build()?;
+    /// cache.invalidate_function_blocking("my_service::handlers::get_profile")?;
+    /// # Ok::<(), cached_api_runtime::Error>(())
+    /// ```
+    pub async fn invalidate_function(&self, id: &str) -> Result<(), Error> {
+        let key = key::function_generation_key(&self.inner.config.prefix, id);
+        let result = self
+            .inner
+            .store
+            .set_generation(&key, fresh_generation())
+            .await;
+        self.record_invalidation(&key, result)
+    }
+
+    /// [`invalidate_function`](Self::invalidate_function) for code outside an async runtime.
+    pub fn invalidate_function_blocking(&self, id: &str) -> Result<(), Error> {
+        let key = key::function_generation_key(&self.inner.config.prefix, id);
+        let result = self
+            .inner
+            .store
+            .set_generation_blocking(&key, fresh_generation());
+        self.record_invalidation(&key, result)
+    }
+
     /// The key of one call of `spec`; `None` when the cache is disabled.
     pub(crate) fn key(
         &self,
@@ -169,13 +205,14 @@ impl Cache {
             return None;
         }
         let key = writer.finish();
-        if let Some(generation) = key.generation()
-            && self.inner.pending.contains(generation)
+        let pending = &self.inner.pending;
+        if key.generation().is_some_and(|key| pending.contains(key))
+            || pending.contains(key.function_generation())
         {
             self.inner.stats.record(spec, Event::Miss);
             tracing::debug!(
                 function = spec.id(),
-                "the user's invalidation has not landed yet; running the function uncached"
+                "an invalidation has not landed yet; running the function uncached"
             );
             return None;
         }
@@ -272,19 +309,19 @@ impl Cache {
         let Err(error) = &result else {
             inner.pending.landed(generation_key, false);
             inner.stats.record_unattributed(Event::Invalidation);
-            tracing::debug!("invalidated user");
+            tracing::debug!("invalidated");
             return result;
         };
         inner.stats.record_unattributed(Event::Error);
         match inner.pending.keep(generation_key) {
             Kept::Dropped => tracing::error!(
                 %error,
-                "invalidation failed, and {MAX_PENDING} others wait to be retried: this one will not be; entries of the user may be served until they expire"
+                "invalidation failed, and {MAX_PENDING} others wait to be retried: this one will not be; what it drops may be served until it expires"
             ),
             kept => {
                 tracing::error!(
                     %error,
-                    "invalidation failed; it is retried in the background, and this process serves the user uncached until it lands"
+                    "invalidation failed; it is retried in the background, and this process serves what it drops uncached until it lands"
                 );
                 if let Kept::NeedsRetryThread = kept {
                     retry_in_background(

@@ -171,8 +171,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 const MAGIC: u8 = 0xCA;
-const FORMAT: u8 = 1;
-const HEADER_LEN: usize = 2 + 4 + 8 + 8 + 8;
+/// 2 added the function's generation; entries of format 1 are misses.
+const FORMAT: u8 = 2;
+const HEADER_LEN: usize = 2 + 4 + 8 + 8 + 8 + 8;
+
+/// The generations a value was computed at: its user's (0 for global
+/// entries, which no user can invalidate) and its function's (0 until the
+/// function is first invalidated). A stored value is served only while
+/// both are still current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Generations {
+    pub(crate) user: u64,
+    pub(crate) function: u64,
+}
 
 /// What an envelope's header records besides the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +194,9 @@ pub(crate) struct Header {
     pub(crate) fingerprint: u64,
     /// The user's generation seen before the value was computed; 0 for global entries.
     pub(crate) generation: u64,
+    /// The function's generation seen before the value was computed; 0 if
+    /// the function was never invalidated.
+    pub(crate) function_generation: u64,
     /// When the value was stored, in milliseconds since the Unix epoch.
     pub(crate) stored_at_ms: u64,
 }
@@ -201,6 +215,13 @@ impl Header {
         Header::now_ms().saturating_sub(self.stored_at_ms)
     }
 
+    pub(crate) fn generations(&self) -> Generations {
+        Generations {
+            user: self.generation,
+            function: self.function_generation,
+        }
+    }
+
     /// Writes header then payload; `None` if the codec refused the value.
     pub(crate) fn seal<T>(self, codec: TypedCodec<T>, value: &T) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + 64);
@@ -209,6 +230,7 @@ impl Header {
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.function_generation.to_le_bytes());
         out.extend_from_slice(&self.stored_at_ms.to_le_bytes());
         match (codec.encode)(value, &mut out) {
             Ok(()) => Some(out),
@@ -230,7 +252,8 @@ impl Header {
             version: u32::from_le_bytes(head[2..6].try_into().unwrap()),
             fingerprint: u64_at(6),
             generation: u64_at(14),
-            stored_at_ms: u64_at(22),
+            function_generation: u64_at(22),
+            stored_at_ms: u64_at(30),
         };
         Some((header, payload))
     }
@@ -244,6 +267,7 @@ mod tests {
         version: 3,
         fingerprint: 7,
         generation: 9,
+        function_generation: 10,
         stored_at_ms: 11,
     };
 

@@ -5,6 +5,7 @@
 //! cancelled future) wakes the followers with [`Outcome::Abandoned`] so one
 //! of them takes over: nobody waits on a leader that is gone.
 
+use crate::codec::Generations;
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +24,8 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
-/// One entry being computed: the entry key and the generation it was read at.
-type FlightKey = (String, u64);
+/// One entry being computed: the entry key and the generations it was read at.
+type FlightKey = (String, Generations);
 
 #[derive(Default)]
 pub(crate) struct Flight {
@@ -121,8 +122,13 @@ impl Flights {
 
     /// Joins the computation of `entry` at `generation`; `LookAgain` if
     /// there is none but something landed since `seen` (`None`: never).
-    pub(crate) fn join(&self, entry: &str, generation: u64, seen: Option<Epoch>) -> Role<'_> {
-        let key = (entry.to_owned(), generation);
+    pub(crate) fn join(
+        &self,
+        entry: &str,
+        generations: Generations,
+        seen: Option<Epoch>,
+    ) -> Role<'_> {
+        let key = (entry.to_owned(), generations);
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = in_flight.get(&key) {
             return Role::Follower(Arc::clone(flight));

@@ -59,6 +59,19 @@ pub async fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error>
     global().invalidate_user(user).await
 }
 
+/// Drops every entry of the cached function `id`, in every process that
+/// shares the store; see [`Cache::invalidate_function`] for what `id` is.
+///
+/// ```
+/// # async fn demo() -> Result<(), cached_api_runtime::Error> {
+/// // After a deploy that changed how profiles are rendered:
+/// cached_api_runtime::invalidate_function("my_service::handlers::get_profile").await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_function(id: &str) -> Result<(), Error> {
+    global().invalidate_function(id).await
+}
+
 /// Invalidation for code outside an async runtime.
 pub mod blocking {
     use super::*;
@@ -66,5 +79,10 @@ pub mod blocking {
     /// Blocking form of [`invalidate_user`](super::invalidate_user).
     pub fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error> {
         global().invalidate_user_blocking(user)
+    }
+
+    /// Blocking form of [`invalidate_function`](super::invalidate_function).
+    pub fn invalidate_function(id: &str) -> Result<(), Error> {
+        global().invalidate_function_blocking(id)
     }
 }

@@ -31,12 +31,14 @@ pub const MAX_KEY_LEN: usize = 256;
 
 const ALWAYS_ESCAPED: &str = "%:{}#";
 
-/// The Redis keys of one cached call: the entry's, and its user's
-/// generation's, kept in one buffer so a call allocates once for both.
+/// The Redis keys of one cached call: the entry's, its user's
+/// generation's and its function's generation's, kept in one buffer so a
+/// call allocates once for all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryKey {
     keys: String,
     entry_len: usize,
+    generation_end: usize,
 }
 
 impl EntryKey {
@@ -47,7 +49,13 @@ impl EntryKey {
 
     /// The key of the owning user's generation; `None` for global entries.
     pub fn generation(&self) -> Option<&str> {
-        Some(&self.keys[self.entry_len..]).filter(|key| !key.is_empty())
+        Some(&self.keys[self.entry_len..self.generation_end]).filter(|key| !key.is_empty())
+    }
+
+    /// The key of the function's generation, which
+    /// [`invalidate_function`](crate::Cache::invalidate_function) replaces.
+    pub fn function_generation(&self) -> &str {
+        &self.keys[self.generation_end..]
     }
 }
 
@@ -59,6 +67,9 @@ impl EntryKey {
 pub struct KeyWriter {
     buf: String,
     prefix_len: usize,
+    /// Where the function's escaped id is in the key (its version and the
+    /// rest of the segment after it): versions share one function generation.
+    segment: (usize, usize),
     tag: Option<(usize, usize)>,
     key_start: usize,
     reserved: &'static str,
@@ -77,9 +88,12 @@ impl KeyWriter {
         reserved: &'static str,
         user: Option<&dyn Display>,
     ) -> KeyWriter {
-        let mut buf = String::with_capacity(prefix.len() + id_segment.len() + 48);
+        let mut buf = String::with_capacity(2 * (prefix.len() + id_segment.len()) + 64);
         buf.push_str(prefix);
         buf.push(':');
+        // Ids are escaped, so the first `:` ends the id.
+        let id_len = id_segment.find(':').unwrap_or(id_segment.len());
+        let segment = (buf.len(), buf.len() + id_len);
         buf.push_str(id_segment);
         if let Some(owner) = owner {
             buf.push('@');
@@ -107,6 +121,7 @@ impl KeyWriter {
         KeyWriter {
             buf,
             prefix_len: prefix.len(),
+            segment,
             tag,
             key_start,
             reserved,
@@ -158,14 +173,18 @@ impl KeyWriter {
         }
         let entry_len = self.buf.len();
         if let Some((start, end)) = self.tag {
-            self.buf.reserve(self.prefix_len + 5 + (end - start));
             self.buf.extend_from_within(..self.prefix_len);
             self.buf.push_str(":gen:");
             self.buf.extend_from_within(start..end);
         }
+        let generation_end = self.buf.len();
+        self.buf.extend_from_within(..self.prefix_len);
+        self.buf.push_str(":fgen:");
+        self.buf.extend_from_within(self.segment.0..self.segment.1);
         EntryKey {
             keys: self.buf,
             entry_len,
+            generation_end,
         }
     }
 }
@@ -177,6 +196,14 @@ pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
         .generation()
         .expect("a user always has a generation key");
     generation.to_owned()
+}
+
+/// The key of the generation of the function `id`, as entries carry it.
+pub(crate) fn function_generation_key(prefix: &str, id: &str) -> String {
+    let mut segment = String::with_capacity(id.len() + 8);
+    escape_str(&mut segment, id);
+    let key = KeyWriter::new(prefix, &segment, None, "", None).finish();
+    key.function_generation().to_owned()
 }
 
 /// Escapes `text` into the form used for function ids.
@@ -290,6 +317,12 @@ mod tests {
         let g = key(None, &["x"]);
         assert_eq!(g.entry(), "p:app%3A%3Af:v1:g:x");
         assert_eq!(g.generation(), None);
+        assert_eq!(g.function_generation(), "p:fgen:app%3A%3Af");
+        assert_eq!(k.function_generation(), g.function_generation());
+        assert_eq!(
+            function_generation_key("p", "app::f"),
+            g.function_generation()
+        );
     }
 
     #[test]

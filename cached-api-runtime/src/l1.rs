@@ -14,8 +14,9 @@ use crate::codec::Shared;
 #[derive(Clone)]
 struct Kept {
     value: Arc<Shared>,
-    /// The tracked value (generation or stamp) it is current at.
-    current_at: u64,
+    /// The tracked values it is current at: the user's generation or the
+    /// stamp of its entry's read, and the function's generation.
+    current_at: (u64, u64),
     until: Instant,
     /// Its encoded size, which stands for its size in memory.
     size: usize,
@@ -43,7 +44,7 @@ impl L1 {
 
     /// The value kept at `key` if it is current at `current` and not past
     /// its time.
-    pub(crate) fn get(&self, key: &str, current: u64) -> Option<Arc<Shared>> {
+    pub(crate) fn get(&self, key: &str, current: (u64, u64)) -> Option<Arc<Shared>> {
         let kept = self.entries.get(key)?;
         if kept.current_at == current && Instant::now() < kept.until {
             Some(kept.value)
@@ -57,7 +58,7 @@ impl L1 {
         &self,
         key: &str,
         value: Arc<Shared>,
-        current_at: u64,
+        current_at: (u64, u64),
         lifetime: Duration,
         size: usize,
     ) {
@@ -81,11 +82,15 @@ mod tests {
     #[test]
     fn a_value_is_served_only_while_current_and_in_time() {
         let l1 = L1::new(1 << 20);
-        l1.insert("k", Arc::new(7u32), 3, Duration::from_secs(60), 4);
-        let hit = l1.get("k", 3).expect("current");
+        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        let hit = l1.get("k", (3, 0)).expect("current");
         assert_eq!(hit.downcast_ref::<u32>(), Some(&7));
-        assert!(l1.get("k", 4).is_none(), "another generation");
-        l1.insert("old", Arc::new(1u32), 3, Duration::ZERO, 4);
-        assert!(l1.get("old", 3).is_none(), "past its time");
+        assert!(l1.get("k", (4, 0)).is_none(), "another generation");
+        assert!(
+            l1.get("k", (3, 1)).is_none(),
+            "the function was invalidated"
+        );
+        l1.insert("old", Arc::new(1u32), (3, 0), Duration::ZERO, 4);
+        assert!(l1.get("old", (3, 0)).is_none(), "past its time");
     }
 }

@@ -435,6 +435,39 @@ pub async fn racy(user: String) -> String {
     value
 }
 
+/// A global entry of a function that only the function-wide tests use.
+#[cached_api(name = "behaviour::catalog", key = "{tag}")]
+pub async fn catalog(tag: String) -> String {
+    ran(&format!("catalog/{tag}"));
+    source(&tag)
+}
+
+/// A per-user entry of the same kind, for a sync caller.
+#[cached_api(name = "behaviour::catalog_for", key = "{tag}", user = user)]
+pub fn catalog_for(user: &str, tag: &str) -> String {
+    ran(&format!("catalog_for/{user}/{tag}"));
+    source(tag)
+}
+
+/// Another function, which the function-wide invalidation must not touch.
+#[cached_api(name = "behaviour::catalog_other", key = "{tag}")]
+pub async fn catalog_other(tag: String) -> String {
+    ran(&format!("catalog_other/{tag}"));
+    source(&tag)
+}
+
+/// [`racy`], for the function-wide invalidation.
+#[cached_api(name = "behaviour::racy_function", key = "{tag}")]
+pub async fn racy_function(tag: String) -> String {
+    let value = source(&tag);
+    if ran(&format!("racy_function/{tag}")) == 1 {
+        let gate = gate(&tag);
+        gate.meet().await;
+        gate.meet().await;
+    }
+    value
+}
+
 /// A value of `size` bytes; the suites cap stored values at [`MAX_VALUE_SIZE`].
 #[cached_api(name = "behaviour::sized", key = "{size}", user = user)]
 pub fn sized(user: &str, size: usize) -> String {
@@ -719,6 +752,78 @@ pub fn a_value_computed_before_an_invalidation_is_never_served_after_it<S: Store
     });
 }
 
+pub fn invalidate_function_drops_every_entry_of_that_function_only<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let (a, b, user) = (unique("fn-a"), unique("fn-b"), unique("fn-user"));
+        for tag in [&a, &b] {
+            set_source(tag, "v1");
+            assert_eq!(catalog(tag.clone()).await, "v1");
+            assert_eq!(catalog_other(tag.clone()).await, "v1");
+        }
+        let sync_user = user.clone();
+        let sync_a = a.clone();
+        tokio::task::spawn_blocking(move || assert_eq!(catalog_for(&sync_user, &sync_a), "v1"))
+            .await
+            .unwrap();
+        set_source(&a, "v2");
+        set_source(&b, "v2");
+        cached_api::invalidate_function("behaviour::catalog")
+            .await
+            .expect("invalidation succeeds");
+        cached_api::invalidate_function("behaviour::catalog_for")
+            .await
+            .expect("invalidation succeeds");
+        assert_eq!(catalog(a.clone()).await, "v2");
+        assert_eq!(catalog(b.clone()).await, "v2");
+        assert_eq!(catalog(a.clone()).await, "v2", "cached again");
+        assert_eq!(
+            catalog_other(a.clone()).await,
+            "v1",
+            "other functions stay cached"
+        );
+        let (sync_user, sync_a) = (user.clone(), a.clone());
+        tokio::task::spawn_blocking(move || assert_eq!(catalog_for(&sync_user, &sync_a), "v2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                runs(&format!("catalog/{a}")),
+                runs(&format!("catalog/{b}")),
+                runs(&format!("catalog_other/{a}")),
+                runs(&format!("catalog_for/{user}/{a}")),
+            ),
+            (2, 2, 1, 2)
+        );
+    });
+}
+
+pub fn a_value_computed_before_a_function_invalidation_is_never_served_after_it<
+    S: StoreUnderTest,
+>() {
+    S::install();
+    run(async {
+        let tag = unique("fn-race");
+        set_source(&tag, "old");
+        let gate = set_gate(&tag, 1, true);
+        let slow_write = tokio::spawn(racy_function(tag.clone()));
+        gate.meet().await; // the body has read "old" and holds
+        set_source(&tag, "new");
+        cached_api::invalidate_function("behaviour::racy_function")
+            .await
+            .expect("invalidation succeeds");
+        gate.meet().await; // the body returns "old", which is then stored
+        assert_eq!(slow_write.await.unwrap(), "old");
+        assert_eq!(
+            racy_function(tag.clone()).await,
+            "new",
+            "the stale write must not be served"
+        );
+        assert_eq!(racy_function(tag.clone()).await, "new");
+        assert_eq!(runs(&format!("racy_function/{tag}")), 2);
+    });
+}
+
 pub fn stats_count_each_function<S: StoreUnderTest>() {
     S::install();
     run(async {
@@ -830,6 +935,8 @@ macro_rules! behaviour_tests {
             a_panicking_leader_does_not_strand_followers,
             a_cancelled_leader_hands_over,
             a_value_computed_before_an_invalidation_is_never_served_after_it,
+            invalidate_function_drops_every_entry_of_that_function_only,
+            a_value_computed_before_a_function_invalidation_is_never_served_after_it,
             stats_count_each_function,
             values_over_the_size_limit_are_returned_but_not_stored,
             template_values_containing_the_separator_do_not_collide,

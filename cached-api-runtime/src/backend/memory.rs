@@ -111,6 +111,10 @@ impl Backend for MemoryStore {
                 .generation()
                 .and_then(|gen_key| self.get(gen_key))
                 .and_then(|slot| decode_generation(&slot.bytes)),
+            function_generation: self
+                .get(key.function_generation())
+                .and_then(|slot| decode_generation(&slot.bytes))
+                .unwrap_or(0),
             stamp: None,
         })
     }

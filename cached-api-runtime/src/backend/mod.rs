@@ -26,6 +26,8 @@ pub(crate) const GENERATION_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub(crate) struct Read {
     pub(crate) value: Option<Bytes>,
     pub(crate) generation: Option<u64>,
+    /// The function's generation: 0 until the function is first invalidated.
+    pub(crate) function_generation: u64,
     /// For a global entry read with tracking: the stamp this read left in
     /// the tracked keys, current until the entry changes.
     pub(crate) stamp: Option<u64>,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
 use crate::backend::Read;
-use crate::codec::{Header, Shared, TypedCodec};
+use crate::codec::{Generations, Header, Shared, TypedCodec};
 use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
 use crate::key::EntryKey;
@@ -70,9 +70,6 @@ pub(super) fn start<'c, P: Policy<R>, R>(
 /// constant landings cannot keep a call from computing its own.
 const MAX_LOOKS_AGAIN: u32 = 3;
 
-/// The generation written into global entries, which no user can invalidate.
-const GLOBAL_GENERATION: u64 = 0;
-
 /// What a call carries from step to step.
 struct Call<'c, P: Policy<R>, R> {
     inner: &'c Inner,
@@ -105,19 +102,23 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         if !self.spec.has_l1() {
             return None;
         }
-        let current = self.inner.store.tracked(self.tracked_key())?;
-        let shared = self.inner.l1.get(self.key.entry(), current)?;
+        let store = &self.inner.store;
+        let current = store.tracked(self.tracked_key())?;
+        let function = store.tracked(self.key.function_generation())?;
+        let shared = self.inner.l1.get(self.key.entry(), (current, function))?;
         // `&*`: a `&Arc<_>` would itself coerce to `&dyn Any`, and never downcast.
         self.codec.copy(&*shared).map(P::restore)
     }
 
-    /// Keeps a copy of the value, current at `current_at`, in the
+    /// Keeps a copy of the value, current while the tracked key holds
+    /// `current_at` and the function's generation is `function`, in the
     /// in-process tier; `age_ms` is the entry's age, asked only if the
     /// function has `l1`.
     fn keep_in_l1(
         &self,
         copy: impl FnOnce() -> Option<Arc<Shared>>,
         current_at: u64,
+        function: u64,
         age_ms: impl FnOnce() -> u64,
         size: usize,
     ) {
@@ -130,15 +131,15 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             let key = self.key.entry();
             self.inner
                 .l1
-                .insert(key, shared, current_at, lifetime, size);
+                .insert(key, shared, (current_at, function), lifetime, size);
         }
     }
 
-    /// Joins the computation of the entry at `generation`.
-    fn join(mut self, generation: u64, seen: Epoch) -> Step<'c, P, R> {
+    /// Joins the computation of the entry at `generations`.
+    fn join(mut self, generations: Generations, seen: Epoch) -> Step<'c, P, R> {
         let inner = self.inner;
         let seen = (self.looks_again > 0).then_some(seen);
-        match inner.flights.join(self.key.entry(), generation, seen) {
+        match inner.flights.join(self.key.entry(), generations, seen) {
             Role::LookAgain => {
                 self.looks_again -= 1;
                 self.lookup()
@@ -149,7 +150,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             }
             Role::Leader(leader) => Step::Compute(Compute {
                 call: self,
-                lead: Some((leader, generation)),
+                lead: Some((leader, generations)),
             }),
         }
     }
@@ -171,18 +172,18 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     }
 
     /// The stored value, if it was written by this shape of the function and,
-    /// when `generation` is given, at that generation of its user: copied
+    /// when `expected` is given, at those generations: copied
     /// from `decoded` if the store kept it so, else decoded from `bytes`.
     fn unseal(
         &self,
         bytes: &[u8],
         decoded: Option<&Shared>,
-        generation: Option<u64>,
+        expected: Option<Generations>,
     ) -> Option<(P::Stored, Header)> {
         let (header, payload) = Header::open(bytes)?;
         let current = header.version == self.spec.version()
             && header.fingerprint == self.codec.fingerprint()
-            && generation.is_none_or(|generation| header.generation == generation);
+            && expected.is_none_or(|expected| header.generations() == expected);
         if !current {
             return None;
         }
@@ -194,7 +195,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     }
 
     /// The bytes to store for `value` and their TTL; `None` if it is not cached.
-    fn seal(&self, generation: u64, value: &R) -> Option<(Vec<u8>, Duration)> {
+    fn seal(&self, generations: Generations, value: &R) -> Option<(Vec<u8>, Duration)> {
         let (stored, lifetime) = P::keep(value)?;
         let ttl = match lifetime {
             Lifetime::Value => self.spec.ttl(self.inner.config.default_ttl),
@@ -204,7 +205,8 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         let header = Header {
             version: self.spec.version(),
             fingerprint: self.codec.fingerprint(),
-            generation,
+            generation: generations.user,
+            function_generation: generations.function,
             stored_at_ms: Header::now_ms(),
         };
         let bytes = header.seal(self.codec, stored)?;
@@ -251,24 +253,33 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 return call.uncached();
             }
         };
-        let expected = match (call.key.generation(), read.generation) {
-            (None, _) => None,
-            (Some(_), Some(generation)) => Some(generation),
+        let function = read.function_generation;
+        let user = match (call.key.generation(), read.generation) {
+            (None, _) => 0,
+            (Some(_), Some(generation)) => generation,
             (Some(_), None) => {
                 return Step::CreateGeneration(CreateGeneration {
                     call,
                     seen,
                     candidate: fresh_generation(),
+                    function,
                 });
             }
         };
+        let expected = Generations { user, function };
         let Some(bytes) = read.value else {
-            return call.join(expected.unwrap_or(GLOBAL_GENERATION), seen);
+            return call.join(expected, seen);
         };
-        if let Some((stored, header)) = call.unseal(&bytes, read.decoded.as_deref(), expected) {
-            if let Some(current_at) = expected.or(read.stamp) {
+        if let Some((stored, header)) = call.unseal(&bytes, read.decoded.as_deref(), Some(expected))
+        {
+            let current_at = match call.key.generation() {
+                Some(_) => Some(user),
+                None => read.stamp,
+            };
+            if let Some(current_at) = current_at {
                 let copy = || call.codec.share(&stored);
-                call.keep_in_l1(copy, current_at, || header.age_ms(), bytes.len());
+                let age_ms = || header.age_ms();
+                call.keep_in_l1(copy, current_at, function, age_ms, bytes.len());
             }
             let value = P::restore(stored);
             call.record(Event::Hit);
@@ -279,7 +290,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             );
             return Step::Done(value);
         }
-        call.join(expected.unwrap_or(GLOBAL_GENERATION), seen)
+        call.join(expected, seen)
     }
 }
 
@@ -289,6 +300,8 @@ pub(super) struct CreateGeneration<'c, P: Policy<R>, R> {
     call: Call<'c, P, R>,
     seen: Epoch,
     candidate: u64,
+    /// The function's generation, read with the entry.
+    function: u64,
 }
 
 impl<'c, P: Policy<R>, R> CreateGeneration<'c, P, R> {
@@ -307,9 +320,14 @@ impl<'c, P: Policy<R>, R> CreateGeneration<'c, P, R> {
 
     /// Goes on at the generation the store holds now.
     pub(super) fn created(self, existing: Result<Option<u64>, Error>) -> Step<'c, P, R> {
-        let CreateGeneration { call, seen, .. } = self;
+        let CreateGeneration {
+            call,
+            seen,
+            function,
+            ..
+        } = self;
         match existing {
-            Ok(Some(generation)) => call.join(generation, seen),
+            Ok(Some(user)) => call.join(Generations { user, function }, seen),
             Ok(None) => {
                 call.record(Event::Error);
                 tracing::warn!(
@@ -368,8 +386,8 @@ impl<'c, P: Policy<R>, R> Follow<'c, P, R> {
 /// The function must run; as the entry's leader, if the call is one.
 pub(super) struct Compute<'c, P: Policy<R>, R> {
     call: Call<'c, P, R>,
-    /// The flight this call leads and the generation it read.
-    lead: Option<(Leader<'c>, u64)>,
+    /// The flight this call leads and the generations it read.
+    lead: Option<(Leader<'c>, Generations)>,
 }
 
 impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
@@ -378,17 +396,19 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
         let Compute { call, lead } = self;
         call.record(Event::Miss);
         tracing::debug!(function = call.spec.id(), "cache miss");
-        let Some((leader, generation)) = lead else {
+        let Some((leader, generations)) = lead else {
             return Finish::Done(value);
         };
-        match call.seal(generation, &value) {
+        match call.seal(generations, &value) {
             Some((bytes, ttl)) => {
                 let wanted = call.spec.has_l1() || call.inner.store.keeps_decoded();
                 let decoded = P::keep(&value)
                     .filter(|_| wanted)
                     .and_then(|(stored, _)| call.codec.share(stored));
                 if call.key.generation().is_some() {
-                    call.keep_in_l1(|| decoded.clone(), generation, || 0, bytes.len());
+                    let copy = || decoded.clone();
+                    let (user, function) = (generations.user, generations.function);
+                    call.keep_in_l1(copy, user, function, || 0, bytes.len());
                 }
                 Finish::Write(Write {
                     inner: call.inner,

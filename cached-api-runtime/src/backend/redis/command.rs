@@ -2,97 +2,75 @@
 
 use std::time::Duration;
 
-use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, Value};
+use redis::{Cmd, Pipeline};
 
 use crate::backend::{Bytes, GENERATION_TTL, Read};
 use crate::key::EntryKey;
 
-/// `GET` of a global entry; `MGET` of a per-user entry and its user's
-/// generation, which share a hash tag and so a cluster slot.
-pub(super) fn read_cmd(key: &EntryKey) -> Cmd {
-    let mut cmd;
-    match key.generation() {
-        Some(generation) => {
-            cmd = redis::cmd("MGET");
-            cmd.arg(key.entry()).arg(generation);
-        }
-        None => {
-            cmd = redis::cmd("GET");
-            cmd.arg(key.entry());
-        }
+/// `MGET` of an entry, its user's generation (which shares its hash tag
+/// and so its cluster slot) and, `with_function`, its function's.
+pub(super) fn read_cmd(key: &EntryKey, with_function: bool) -> Cmd {
+    let mut cmd = redis::cmd("MGET");
+    cmd.arg(key.entry());
+    if let Some(generation) = key.generation() {
+        cmd.arg(generation);
+    }
+    if with_function {
+        cmd.arg(key.function_generation());
     }
     cmd
 }
 
-/// `GET` of an entry whose user's generation is tracked already.
+/// The reply of [`read_cmd`], in its order.
+pub(super) fn read_reply(key: &EntryKey, with_function: bool, items: Vec<Option<Vec<u8>>>) -> Read {
+    let mut items = items.into_iter();
+    let value = items.next().flatten();
+    let generation = key.generation().and_then(|_| items.next().flatten());
+    let function = with_function.then(|| items.next().flatten()).flatten();
+    Read {
+        value: value.map(Bytes::Received),
+        generation: generation.as_deref().and_then(parse_generation),
+        function_generation: function_generation(function.as_deref()),
+        stamp: None,
+        decoded: None,
+    }
+}
+
+/// A function's generation as read: 0 if it was never invalidated, and
+/// bytes that are not a generation match no entry.
+pub(super) fn function_generation(bytes: Option<&[u8]>) -> u64 {
+    bytes.map_or(0, |bytes| parse_generation(bytes).unwrap_or(u64::MAX))
+}
+
+/// `GET` of one key: an entry whose generations are tracked already, or a
+/// function's generation.
 pub(super) fn get_cmd(key: &str) -> Cmd {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
     cmd
 }
 
-/// A per-user read that also makes Redis track the generation (and only
-/// the generation: entries change too often to be worth a push each) for
-/// the connection, in OPTIN mode.
-pub(super) fn tracked_read_pipeline(key: &EntryKey, generation: &str) -> Pipeline {
+/// A read that also makes Redis track, for the connection in OPTIN mode,
+/// the function's generation, the user's if there is one, and the entry
+/// itself with `track_entry` (only then: entries change too often to be
+/// worth a push each). Replies: function generation, user generation if
+/// any, entry.
+pub(super) fn tracked_read_pipeline(key: &EntryKey, track_entry: bool) -> Pipeline {
     let mut pipeline = redis::pipe();
-    pipeline
-        .cmd("CLIENT")
-        .arg("CACHING")
-        .arg("YES")
-        .ignore()
-        .cmd("GET")
-        .arg(generation)
-        .cmd("GET")
-        .arg(key.entry());
-    pipeline
-}
-
-/// A global entry's read that makes Redis track the entry for the
-/// connection, for the in-process tier.
-pub(super) fn tracked_entry_pipeline(key: &str) -> Pipeline {
-    let mut pipeline = redis::pipe();
-    pipeline
-        .cmd("CLIENT")
-        .arg("CACHING")
-        .arg("YES")
-        .ignore()
-        .cmd("GET")
-        .arg(key);
-    pipeline
-}
-
-/// The reply of [`read_cmd`]: a bulk string or nil for `GET`, an array of
-/// entry and generation for `MGET`; parsed in place, without copies.
-impl FromRedisValue for Read {
-    fn from_redis_value(value: Value) -> Result<Read, ParsingError> {
-        let bulk = |value: Option<Value>| match value {
-            Some(Value::BulkString(bytes)) => Ok(Some(bytes)),
-            Some(Value::Nil) | None => Ok(None),
-            Some(other) => Err(ParsingError::from(format!(
-                "a cache entry read as {other:?}"
-            ))),
-        };
-        match value {
-            Value::Array(items) => {
-                let mut items = items.into_iter();
-                let value = bulk(items.next())?;
-                let generation = bulk(items.next())?;
-                Ok(Read {
-                    value: value.map(Bytes::Received),
-                    generation: generation.as_deref().and_then(parse_generation),
-                    stamp: None,
-                    decoded: None,
-                })
-            }
-            single => Ok(Read {
-                value: bulk(Some(single))?.map(Bytes::Received),
-                generation: None,
-                stamp: None,
-                decoded: None,
-            }),
-        }
+    let mut tracked_get = |key: &str| {
+        pipeline.cmd("CLIENT").arg("CACHING").arg("YES").ignore();
+        pipeline.cmd("GET").arg(key);
+    };
+    tracked_get(key.function_generation());
+    if let Some(generation) = key.generation() {
+        tracked_get(generation);
     }
+    if track_entry {
+        tracked_get(key.entry());
+    } else {
+        pipeline.cmd("GET").arg(key.entry());
+    }
+    pipeline
 }
 
 pub(super) fn parse_generation(bytes: &[u8]) -> Option<u64> {

@@ -6,25 +6,28 @@ mod command;
 mod link;
 mod tracking;
 
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::task::Poll;
 use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
-    get_cmd, init_generation_cmd, init_generation_reply, parse_generation, read_cmd,
-    server_version, set_generation_cmd, tracked_entry_pipeline, tracked_read_pipeline, write_cmd,
+    function_generation, get_cmd, init_generation_cmd, init_generation_reply, parse_generation,
+    read_cmd, read_reply, server_version, set_generation_cmd, tracked_read_pipeline, write_cmd,
 };
 use self::link::{Link, TrackedConnection};
-use self::tracking::stamp;
+use self::tracking::{Mark, stamp};
 use super::{Backend, Bytes, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
 use crate::codec::Shared;
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
-use crate::key::EntryKey;
+use crate::key::{EntryKey, cluster_slot};
 use crate::stats::{BreakerStats, TrackingStats};
 
 pub(crate) struct RedisStore {
@@ -72,18 +75,18 @@ impl RedisStore {
         }
     }
 
-    /// Reads a per-user entry on the tracked connection: only the entry
-    /// when the user's generation is tracked, else both, leaving the
-    /// generation tracked.
+    /// Reads an entry on the tracked connection: only the entry when every
+    /// generation it depends on is tracked already, else those too, leaving
+    /// them tracked (and the entry itself, with `track_entry`).
     async fn read_tracked(
         &self,
         tracked: &TrackedConnection,
         key: &EntryKey,
-        generation_key: &str,
+        track_entry: bool,
     ) -> Result<Read, Error> {
         let breaker = self.breakers.for_key(key.entry());
         let permit = breaker.admit()?;
-        let result = self.read_tracked_once(tracked, key, generation_key).await;
+        let result = self.read_tracked_once(tracked, key, track_entry).await;
         let result = result.map_err(|error| self.store_error(error));
         breaker.record(permit, &result);
         result
@@ -93,75 +96,112 @@ impl RedisStore {
         &self,
         tracked: &TrackedConnection,
         key: &EntryKey,
-        generation_key: &str,
+        track_entry: bool,
     ) -> Result<Read, RedisError> {
         let keys = tracked.keys();
-        if let Some((generation, mark)) = keys.known_marked(generation_key) {
+        let function_key = key.function_generation();
+        let known_function = keys.known_marked(function_key);
+        let known_user = match key.generation() {
+            Some(user_key) => keys
+                .known_marked(user_key)
+                .map(|known| Some((user_key, known))),
+            None => Some(None),
+        };
+        if !track_entry && let (Some(function), Some(user)) = (known_function, known_user) {
             let cmd = get_cmd(key.entry());
             let value: Option<Vec<u8>> = tracked
                 .query(|mut connection| async move { cmd.query_async(&mut connection).await })
                 .await?;
             // A change Redis made before answering was pushed ahead of the
-            // reply and has been applied: the generation is still current
-            // if it is still known.
-            if keys.unchanged(mark) || keys.known(generation_key) == Some(generation) {
+            // reply and has been applied: a generation is still current if
+            // it is still known.
+            let current = |key: &str, (value, mark): (u64, Mark)| {
+                keys.unchanged(mark) || keys.known(key) == Some(value)
+            };
+            if current(function_key, function)
+                && user.is_none_or(|(user_key, known)| current(user_key, known))
+            {
                 return Ok(Read {
                     value: value.map(Bytes::Received),
-                    generation: Some(generation),
+                    generation: user.map(|(_, (generation, _))| generation),
+                    function_generation: function.0,
                     stamp: None,
                     decoded: None,
                 });
             }
         }
-        let ticket = keys.begin(generation_key);
-        let pipeline = tracked_read_pipeline(key, generation_key);
-        let (generation, value): (Option<Vec<u8>>, Option<Vec<u8>>) = tracked
+        let function_ticket = keys.begin(function_key);
+        let user_ticket = key.generation().map(|user_key| keys.begin(user_key));
+        let entry_ticket = track_entry.then(|| keys.begin(key.entry())).flatten();
+        let pipeline = tracked_read_pipeline(key, track_entry);
+        let replies: Vec<Option<Vec<u8>>> = tracked
             .query(|mut connection| async move { pipeline.query_async(&mut connection).await })
             .await?;
-        let generation = generation.as_deref().and_then(parse_generation);
-        if let (Some(ticket), Some(generation)) = (ticket, generation) {
-            keys.finish(generation_key, ticket, generation);
+        let mut replies = replies.into_iter();
+        let mut next = || replies.next().flatten();
+        // A function never invalidated has no generation key: 0, tracked
+        // like any value, since Redis tracks the missing key too.
+        let function_generation = function_generation(next().as_deref());
+        if let Some(ticket) = function_ticket {
+            keys.finish(function_key, ticket, function_generation);
         }
+        let generation = key
+            .generation()
+            .and_then(|_| next())
+            .as_deref()
+            .and_then(parse_generation);
+        if let (Some(user_key), Some(Some(ticket)), Some(generation)) =
+            (key.generation(), user_ticket, generation)
+        {
+            keys.finish(user_key, ticket, generation);
+        }
+        let value = next();
+        let stamp = entry_ticket.and_then(|ticket| {
+            let stamp = stamp();
+            keys.finish(key.entry(), ticket, stamp).then_some(stamp)
+        });
         Ok(Read {
             value: value.map(Bytes::Received),
             generation,
-            stamp: None,
+            function_generation,
+            stamp,
             decoded: None,
         })
     }
 
-    /// Reads a global entry on the tracked connection, leaving a stamp in
-    /// the tracked keys that stays until the entry changes.
-    async fn read_tracked_entry(
-        &self,
-        tracked: &TrackedConnection,
-        key: &str,
-    ) -> Result<Read, Error> {
-        let breaker = self.breakers.for_key(key);
-        let permit = breaker.admit()?;
-        let keys = tracked.keys();
-        let ticket = keys.begin(key);
-        let pipeline = tracked_entry_pipeline(key);
-        let result = tracked
-            .query(|mut connection| async move {
-                pipeline
-                    .query_async::<(Option<Vec<u8>>,)>(&mut connection)
-                    .await
-            })
-            .await
-            .map_err(|error| self.store_error(error));
-        breaker.record(permit, &result);
-        let (value,) = result?;
-        let stamp = ticket.and_then(|ticket| {
-            let stamp = stamp();
-            keys.finish(key, ticket, stamp).then_some(stamp)
-        });
-        Ok(Read {
-            value: value.map(Bytes::Received),
-            generation: None,
-            stamp,
-            decoded: None,
-        })
+    /// Reads an entry and its generations without tracking: one `MGET` on
+    /// one node; on a cluster, where the function's generation lives in
+    /// another slot, an `MGET` and a `GET` sent together.
+    async fn read_untracked(&self, key: &EntryKey) -> Result<Read, Error> {
+        if !self.link.is_cluster() || same_slot(key) {
+            let items = self.query(key.entry(), &read_cmd(key, true)).await?;
+            return Ok(read_reply(key, true, items));
+        }
+        let function_key = key.function_generation();
+        let (items, function) = both(
+            self.query(key.entry(), &read_cmd(key, false)),
+            self.query::<Option<Vec<u8>>>(function_key, &get_cmd(function_key)),
+        )
+        .await;
+        let mut read = read_reply(key, false, items?);
+        read.function_generation = function_generation(function?.as_deref());
+        Ok(read)
+    }
+
+    /// [`read_untracked`](Self::read_untracked) for sync callers: on a
+    /// cluster the two reads go one after the other.
+    fn read_untracked_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
+        if !self.link.is_cluster() || same_slot(key) {
+            let items = self.query_blocking(key.entry(), &read_cmd(key, true))?;
+            return Ok(read_reply(key, true, items));
+        }
+        let function_key = key.function_generation();
+        let items = self.query_blocking(key.entry(), &read_cmd(key, false))?;
+        let function: Option<Vec<u8>> =
+            self.query_blocking(function_key, &get_cmd(function_key))?;
+        let mut read = read_reply(key, false, items);
+        read.function_generation = function_generation(function.as_deref());
+        Ok(read)
     }
 
     pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
@@ -303,7 +343,7 @@ impl Backend for RedisStore {
     /// Sync callers read as before: their pooled connections are not
     /// tracked (see the README's tiers).
     fn read_blocking(&self, key: &EntryKey, _: bool) -> Result<Read, Error> {
-        self.query_blocking(key.entry(), &read_cmd(key))
+        self.read_untracked_blocking(key)
     }
 
     fn write_blocking(
@@ -341,18 +381,16 @@ impl Backend for RedisStore {
 
     /// Per-user entries are read on the tracked connection while the server
     /// allows it; global entries, and every read once it refused, as before.
+    /// Read on the tracked connection while the server allows it; as
+    /// before, with every generation beside the entry, once it refused.
     async fn read(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
         if let Some(tracked) = self.link.tracked() {
-            let read = match key.generation() {
-                Some(generation_key) => self.read_tracked(tracked, key, generation_key).await,
-                None if track_entry => self.read_tracked_entry(tracked, key.entry()).await,
-                None => return self.query(key.entry(), &read_cmd(key)).await,
-            };
+            let read = self.read_tracked(tracked, key, track_entry).await;
             if tracked.is_available() {
                 return read;
             }
         }
-        self.query(key.entry(), &read_cmd(key)).await
+        self.read_untracked(key).await
     }
 
     async fn write(
@@ -383,6 +421,37 @@ impl Backend for RedisStore {
         self.generation_changed(key);
         result
     }
+}
+
+/// Whether the entry and its function's generation share a cluster slot
+/// (as a global entry's may), so that one `MGET` reads both.
+fn same_slot(key: &EntryKey) -> bool {
+    cluster_slot(key.entry()) == cluster_slot(key.function_generation())
+}
+
+/// Awaits two futures at once: two reads to two cluster nodes take one
+/// round trip, not two.
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut a_done, mut b_done) = (None, None);
+    poll_fn(|cx| {
+        if a_done.is_none()
+            && let Poll::Ready(out) = a.as_mut().poll(cx)
+        {
+            a_done = Some(out);
+        }
+        if b_done.is_none()
+            && let Poll::Ready(out) = b.as_mut().poll(cx)
+        {
+            b_done = Some(out);
+        }
+        if a_done.is_some() && b_done.is_some() {
+            Poll::Ready((a_done.take().unwrap(), b_done.take().unwrap()))
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 fn report_old_server(version: Option<&str>) {

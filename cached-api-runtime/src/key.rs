@@ -20,6 +20,7 @@
 //! build, and no escaped `Display` value can contain a raw `#`.
 
 use std::fmt::{self, Display, Write};
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -206,6 +207,37 @@ pub(crate) fn function_generation_key(prefix: &str, id: &str) -> String {
     key.function_generation().to_owned()
 }
 
+/// The copy of the function generation key `key` that lives in cluster
+/// slot `slot`: on a cluster, every slot holds one, so that a lookup reads
+/// it in the same `MGET` as the entry, whatever slot the entry is in.
+pub(crate) fn in_slot(key: &str, slot: u16) -> String {
+    /// For each slot, a hash tag that hashes to it: `{s<n>}`, the first such `n`.
+    static TAGS: LazyLock<Vec<u32>> = LazyLock::new(|| {
+        let mut tags = vec![u32::MAX; SLOTS];
+        let mut missing = SLOTS;
+        let mut n = 0;
+        while missing > 0 {
+            let slot = usize::from(cluster_slot(&format!("{{s{n}}}")));
+            if tags[slot] == u32::MAX {
+                tags[slot] = n;
+                missing -= 1;
+            }
+            n += 1;
+        }
+        tags
+    });
+    format!("{key}:{{s{}}}", TAGS[usize::from(slot)])
+}
+
+/// How many slots a Redis Cluster has.
+pub(crate) const SLOTS: usize = 16_384;
+
+/// Whether `key` is a function's generation: ids and user parts are
+/// escaped, so only that key has this segment (unless a prefix does).
+pub(crate) fn is_function_generation(key: &str) -> bool {
+    key.contains(":fgen:")
+}
+
 /// Escapes `text` into the form used for function ids.
 pub(crate) fn escape_str(out: &mut String, text: &str) {
     let _ = Escaper { out, reserved: "" }.write_str(text);
@@ -307,6 +339,14 @@ mod tests {
             writer.value(part);
         }
         writer.finish()
+    }
+
+    #[test]
+    fn every_slot_has_a_copy_of_a_function_generation() {
+        for slot in [0, 1, 777, 12_182, 16_383] {
+            let copy = in_slot("p:fgen:app%3A%3Af", slot);
+            assert_eq!(cluster_slot(&copy), slot, "{copy}");
+        }
     }
 
     #[test]

@@ -8,25 +8,24 @@ use crate::backend::{Bytes, GENERATION_TTL, Read};
 use crate::key::EntryKey;
 
 /// `MGET` of an entry, its user's generation (which shares its hash tag
-/// and so its cluster slot) and, `with_function`, its function's.
-pub(super) fn read_cmd(key: &EntryKey, with_function: bool) -> Cmd {
+/// and so its cluster slot) and its function's, at `function_key` (on a
+/// cluster, the copy in the entry's slot).
+pub(super) fn read_cmd(key: &EntryKey, function_key: &str) -> Cmd {
     let mut cmd = redis::cmd("MGET");
     cmd.arg(key.entry());
     if let Some(generation) = key.generation() {
         cmd.arg(generation);
     }
-    if with_function {
-        cmd.arg(key.function_generation());
-    }
+    cmd.arg(function_key);
     cmd
 }
 
 /// The reply of [`read_cmd`], in its order.
-pub(super) fn read_reply(key: &EntryKey, with_function: bool, items: Vec<Option<Vec<u8>>>) -> Read {
+pub(super) fn read_reply(key: &EntryKey, items: Vec<Option<Vec<u8>>>) -> Read {
     let mut items = items.into_iter();
     let value = items.next().flatten();
     let generation = key.generation().and_then(|_| items.next().flatten());
-    let function = with_function.then(|| items.next().flatten()).flatten();
+    let function = items.next().flatten();
     Read {
         value: value.map(Bytes::Received),
         generation: generation.as_deref().and_then(parse_generation),

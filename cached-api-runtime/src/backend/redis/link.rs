@@ -21,6 +21,7 @@ use redis::{
 use super::tracking::TrackedKeys;
 use crate::Error;
 use crate::config::{Config, RedisTarget, redact, scrub};
+use crate::key::is_function_generation;
 
 pub(super) enum Link {
     Node {
@@ -211,7 +212,7 @@ impl TrackedConnection {
             .set_protocol(ProtocolVersion::RESP3);
         Ok(TrackedConnection {
             client: Client::open(info.set_redis_settings(settings))?,
-            keys: Arc::default(),
+            keys: Arc::new(TrackedKeys::new(is_function_generation)),
             current: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
             op_timeout,

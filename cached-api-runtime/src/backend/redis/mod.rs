@@ -6,8 +6,9 @@ mod command;
 mod link;
 mod tracking;
 
+use std::borrow::Cow;
 use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::Poll;
@@ -27,7 +28,7 @@ use crate::breaker::{Breaker, Breakers, Permit};
 use crate::codec::Shared;
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
-use crate::key::{EntryKey, cluster_slot};
+use crate::key::{EntryKey, SLOTS, cluster_slot, in_slot, is_function_generation};
 use crate::stats::{BreakerStats, TrackingStats};
 
 pub(crate) struct RedisStore {
@@ -169,39 +170,40 @@ impl RedisStore {
         })
     }
 
-    /// Reads an entry and its generations without tracking: one `MGET` on
-    /// one node; on a cluster, where the function's generation lives in
-    /// another slot, an `MGET` and a `GET` sent together.
+    /// Reads an entry and its generations without tracking: one `MGET`.
     async fn read_untracked(&self, key: &EntryKey) -> Result<Read, Error> {
-        if !self.link.is_cluster() || same_slot(key) {
-            let items = self.query(key.entry(), &read_cmd(key, true)).await?;
-            return Ok(read_reply(key, true, items));
-        }
-        let function_key = key.function_generation();
-        let (items, function) = both(
-            self.query(key.entry(), &read_cmd(key, false)),
-            self.query::<Option<Vec<u8>>>(function_key, &get_cmd(function_key)),
-        )
-        .await;
-        let mut read = read_reply(key, false, items?);
-        read.function_generation = function_generation(function?.as_deref());
-        Ok(read)
+        let function_key = self.function_key(key);
+        let items = self
+            .query(key.entry(), &read_cmd(key, &function_key))
+            .await?;
+        Ok(read_reply(key, items))
     }
 
-    /// [`read_untracked`](Self::read_untracked) for sync callers: on a
-    /// cluster the two reads go one after the other.
     fn read_untracked_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
-        if !self.link.is_cluster() || same_slot(key) {
-            let items = self.query_blocking(key.entry(), &read_cmd(key, true))?;
-            return Ok(read_reply(key, true, items));
-        }
+        let function_key = self.function_key(key);
+        let items = self.query_blocking(key.entry(), &read_cmd(key, &function_key))?;
+        Ok(read_reply(key, items))
+    }
+
+    /// Where a lookup of `key` reads its function's generation: the key
+    /// itself on one node; on a cluster, its copy in the entry's slot.
+    fn function_key<'k>(&self, key: &'k EntryKey) -> Cow<'k, str> {
         let function_key = key.function_generation();
-        let items = self.query_blocking(key.entry(), &read_cmd(key, false))?;
-        let function: Option<Vec<u8>> =
-            self.query_blocking(function_key, &get_cmd(function_key))?;
-        let mut read = read_reply(key, false, items);
-        read.function_generation = function_generation(function.as_deref());
-        Ok(read)
+        if self.link.is_cluster() {
+            Cow::Owned(in_slot(function_key, cluster_slot(key.entry())))
+        } else {
+            Cow::Borrowed(function_key)
+        }
+    }
+
+    /// The keys a function's generation is written to: the key on one
+    /// node, a copy in each slot on a cluster; any other key, itself.
+    fn generation_copies(&self, key: &str) -> Vec<String> {
+        if self.link.is_cluster() && is_function_generation(key) {
+            (0..SLOTS as u16).map(|slot| in_slot(key, slot)).collect()
+        } else {
+            vec![key.to_owned()]
+        }
     }
 
     pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
@@ -371,10 +373,14 @@ impl Backend for RedisStore {
     /// skipped, and its success shows the store is back. Retried once on a
     /// connection that turned out dead (a restarted server): the write is
     /// idempotent, and the retry runs on a fresh connection.
+    /// A function's generation on a cluster is written to every slot, one
+    /// after the other here (see the async form).
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
-        let breaker = self.breakers.for_key(key);
-        let cmd = set_generation_cmd(key, generation);
-        let result = self.query_blocking_with(breaker, Permit::Always, &cmd);
+        let result = self.generation_copies(key).iter().try_for_each(|copy| {
+            let breaker = self.breakers.for_key(copy);
+            let cmd = set_generation_cmd(copy, generation);
+            self.query_blocking_with(breaker, Permit::Always, &cmd)
+        });
         self.generation_changed(key);
         result
     }
@@ -414,44 +420,53 @@ impl Backend for RedisStore {
         Ok(init_generation_reply(candidate, existing?))
     }
 
+    /// A function's generation on a cluster is written to its 16,384
+    /// copies, [`COPIES_AT_ONCE`] at a time, so that calls sharing the
+    /// connection meanwhile are not held past their timeout: `Ok` once every
+    /// slot has it.
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
-        let breaker = self.breakers.for_key(key);
-        let cmd = set_generation_cmd(key, generation);
-        let result = self.query_with(breaker, Permit::Always, &cmd).await;
+        let mut result = Ok(());
+        for copies in self.generation_copies(key).chunks(COPIES_AT_ONCE) {
+            let writes = copies.iter().map(|copy| async move {
+                let breaker = self.breakers.for_key(copy);
+                let cmd = set_generation_cmd(copy, generation);
+                self.query_with(breaker, Permit::Always, &cmd).await
+            });
+            result = all(writes.collect()).await;
+            if result.is_err() {
+                break;
+            }
+        }
         self.generation_changed(key);
         result
     }
 }
 
-/// Whether the entry and its function's generation share a cluster slot
-/// (as a global entry's may), so that one `MGET` reads both.
-fn same_slot(key: &EntryKey) -> bool {
-    cluster_slot(key.entry()) == cluster_slot(key.function_generation())
-}
+/// How many copies of a function's generation are written at once.
+const COPIES_AT_ONCE: usize = 256;
 
-/// Awaits two futures at once: two reads to two cluster nodes take one
-/// round trip, not two.
-async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    let (mut a_done, mut b_done) = (None, None);
+/// Awaits every future at once; the first error, if any.
+async fn all<F: Future<Output = Result<(), Error>>>(futures: Vec<F>) -> Result<(), Error> {
+    let mut pending: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut first_error = None;
     poll_fn(|cx| {
-        if a_done.is_none()
-            && let Poll::Ready(out) = a.as_mut().poll(cx)
-        {
-            a_done = Some(out);
-        }
-        if b_done.is_none()
-            && let Poll::Ready(out) = b.as_mut().poll(cx)
-        {
-            b_done = Some(out);
-        }
-        if a_done.is_some() && b_done.is_some() {
-            Poll::Ready((a_done.take().unwrap(), b_done.take().unwrap()))
+        pending.retain_mut(|future| match future.as_mut().poll(cx) {
+            Poll::Ready(result) => {
+                if let Err(error) = result {
+                    first_error.get_or_insert(error);
+                }
+                false
+            }
+            Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            Poll::Ready(())
         } else {
             Poll::Pending
         }
     })
-    .await
+    .await;
+    first_error.map_or(Ok(()), Err)
 }
 
 fn report_old_server(version: Option<&str>) {

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::ArcSwap;
 
 /// What this process knows of one tracked key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,22 +27,59 @@ enum Slot {
     Known(u64),
 }
 
+type Slots = HashMap<Box<str>, Slot>;
+
 /// Some of the keys, and how often one of them was forgotten: a reader
 /// that saw the count before its round trip and sees it unchanged after
 /// knows, without taking the lock again, that its key was not forgotten.
 #[derive(Default)]
 struct Shard {
-    slots: RwLock<HashMap<Box<str>, Slot>>,
+    slots: ShardSlots,
     forgotten: AtomicU64,
 }
 
+/// A shard's map: behind a lock, or, for the few keys that nearly every
+/// call reads (function generations), replaced whole on each change and
+/// read without a lock, so that hits on many cores share no written line.
+enum ShardSlots {
+    Locked(RwLock<Slots>),
+    Swapped(ArcSwap<Slots>, Mutex<()>),
+}
+
+impl Default for ShardSlots {
+    fn default() -> Self {
+        ShardSlots::Locked(RwLock::default())
+    }
+}
+
 impl Shard {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<Box<str>, Slot>> {
-        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    fn swapped() -> Shard {
+        Shard {
+            slots: ShardSlots::Swapped(ArcSwap::default(), Mutex::new(())),
+            forgotten: AtomicU64::new(0),
+        }
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Box<str>, Slot>> {
-        self.slots.write().unwrap_or_else(|p| p.into_inner())
+    fn read<R>(&self, read: impl FnOnce(&Slots) -> R) -> R {
+        match &self.slots {
+            ShardSlots::Locked(slots) => read(&slots.read().unwrap_or_else(|p| p.into_inner())),
+            ShardSlots::Swapped(slots, _) => read(&slots.load()),
+        }
+    }
+
+    fn write<R>(&self, write: impl FnOnce(&mut Slots) -> R) -> R {
+        match &self.slots {
+            ShardSlots::Locked(slots) => {
+                write(&mut slots.write().unwrap_or_else(|p| p.into_inner()))
+            }
+            ShardSlots::Swapped(slots, writer) => {
+                let _writer = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let mut copy = Slots::clone(&slots.load());
+                let result = write(&mut copy);
+                slots.store(Arc::new(copy));
+                result
+            }
+        }
     }
 }
 
@@ -59,8 +98,11 @@ pub(crate) struct Ticket(u64);
 /// The tracked keys of one connection's lifetime, sharded so that hits
 /// from many tasks rarely share a lock.
 pub(crate) struct TrackedKeys {
+    /// [`SHARDS`] locked shards, then the swapped one.
     shards: Box<[Shard]>,
     hasher: RandomState,
+    /// Which keys go to the swapped shard.
+    is_hot: fn(&str) -> bool,
     tickets: AtomicU64,
     /// Replies dropped because their key changed while they travelled.
     races: AtomicU64,
@@ -72,24 +114,31 @@ const SHARDS: usize = 32;
 /// million keys for all clients; beyond this a read is simply not kept.
 const MAX_PER_SHARD: usize = 1_000_000 / SHARDS;
 
-impl Default for TrackedKeys {
-    fn default() -> Self {
+impl TrackedKeys {
+    /// A table whose keys for which `is_hot` holds are read by nearly every
+    /// call and change seldom.
+    pub(crate) fn new(is_hot: fn(&str) -> bool) -> TrackedKeys {
+        let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::default()).collect();
+        shards.push(Shard::swapped());
         TrackedKeys {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            shards: shards.into(),
             hasher: RandomState::new(),
+            is_hot,
             tickets: AtomicU64::new(0),
             races: AtomicU64::new(0),
         }
     }
-}
 
-impl TrackedKeys {
     fn shard(&self, key: &str) -> &Shard {
         &self.shards[self.shard_index(key)]
     }
 
     fn shard_index(&self, key: &str) -> usize {
-        self.hasher.hash_one(key) as usize % SHARDS
+        if (self.is_hot)(key) {
+            SHARDS
+        } else {
+            self.hasher.hash_one(key) as usize % SHARDS
+        }
     }
 
     /// What `key` held when last read, if Redis tracks it for us still.
@@ -101,18 +150,19 @@ impl TrackedKeys {
     pub(crate) fn known_marked(&self, key: &str) -> Option<(u64, Mark)> {
         let at = self.shard_index(key);
         let shard = &self.shards[at];
-        let slots = shard.read();
-        let forgotten = shard.forgotten.load(SeqCst);
-        match slots.get(key) {
-            Some(Slot::Known(value)) => Some((
-                *value,
-                Mark {
-                    shard: at,
-                    forgotten,
-                },
-            )),
-            _ => None,
-        }
+        shard.read(|slots| {
+            let forgotten = shard.forgotten.load(SeqCst);
+            match slots.get(key) {
+                Some(Slot::Known(value)) => Some((
+                    *value,
+                    Mark {
+                        shard: at,
+                        forgotten,
+                    },
+                )),
+                _ => None,
+            }
+        })
     }
 
     /// Whether no key of the marked shard was forgotten since the mark:
@@ -124,56 +174,60 @@ impl TrackedKeys {
     /// Marks a read of `key` as under way; `None` if the table is full.
     pub(crate) fn begin(&self, key: &str) -> Option<Ticket> {
         let ticket = self.tickets.fetch_add(1, Relaxed);
-        let mut shard = self.shard(key).write();
-        if shard.len() >= MAX_PER_SHARD && !shard.contains_key(key) {
-            return None;
-        }
-        shard.insert(key.into(), Slot::Reading(ticket));
-        Some(Ticket(ticket))
+        self.shard(key).write(|slots| {
+            if slots.len() >= MAX_PER_SHARD && !slots.contains_key(key) {
+                return None;
+            }
+            slots.insert(key.into(), Slot::Reading(ticket));
+            Some(Ticket(ticket))
+        })
     }
 
     /// Keeps `value` as what `key` holds, unless the key changed (or
     /// another read of it began) since `ticket` was taken.
     pub(crate) fn finish(&self, key: &str, ticket: Ticket, value: u64) -> bool {
-        let mut shard = self.shard(key).write();
-        match shard.get_mut(key) {
+        let kept = self.shard(key).write(|slots| match slots.get_mut(key) {
             Some(slot) if *slot == Slot::Reading(ticket.0) => {
                 *slot = Slot::Known(value);
                 true
             }
-            _ => {
-                self.races.fetch_add(1, Relaxed);
-                false
-            }
+            _ => false,
+        });
+        if !kept {
+            self.races.fetch_add(1, Relaxed);
         }
+        kept
     }
 
     /// Forgets `key`: it changed, or this process changed it.
     pub(crate) fn forget(&self, key: &str) {
         let shard = self.shard(key);
-        let mut slots = shard.write();
-        slots.remove(key);
-        shard.forgotten.fetch_add(1, SeqCst);
+        shard.write(|slots| {
+            slots.remove(key);
+            shard.forgotten.fetch_add(1, SeqCst);
+        });
     }
 
     /// Forgets every key: the connection that read them is gone, or the
     /// server was flushed.
     pub(crate) fn forget_all(&self) {
         for shard in &self.shards {
-            let mut slots = shard.write();
-            slots.clear();
-            shard.forgotten.fetch_add(1, SeqCst);
+            shard.write(|slots| {
+                slots.clear();
+                shard.forgotten.fetch_add(1, SeqCst);
+            });
         }
     }
 
     /// How many keys are known now.
     pub(crate) fn len(&self) -> u64 {
         let known = |shard: &Shard| {
-            shard
-                .read()
-                .values()
-                .filter(|slot| matches!(slot, Slot::Known(_)))
-                .count() as u64
+            shard.read(|slots| {
+                slots
+                    .values()
+                    .filter(|slot| matches!(slot, Slot::Known(_)))
+                    .count() as u64
+            })
         };
         self.shards.iter().map(known).sum()
     }
@@ -197,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_reply_handled_after_the_push_for_its_key_is_not_kept() {
-        let keys = TrackedKeys::default();
+        let keys = TrackedKeys::new(|_| false);
         let ticket = keys.begin("g").unwrap();
         // The push that voids the read is handled before its reply.
         keys.forget("g");
@@ -208,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_reply_handled_after_the_connection_was_lost_is_not_kept() {
-        let keys = TrackedKeys::default();
+        let keys = TrackedKeys::new(|_| false);
         let ticket = keys.begin("g").unwrap();
         keys.forget_all();
         assert!(!keys.finish("g", ticket, 7));
@@ -217,7 +271,7 @@ mod tests {
 
     #[test]
     fn of_two_overlapping_reads_only_the_later_is_kept() {
-        let keys = TrackedKeys::default();
+        let keys = TrackedKeys::new(|_| false);
         let first = keys.begin("g").unwrap();
         let second = keys.begin("g").unwrap();
         assert!(!keys.finish("g", first, 1));
@@ -227,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_mark_tells_whether_its_shard_forgot_anything_since() {
-        let keys = TrackedKeys::default();
+        let keys = TrackedKeys::new(|_| false);
         let ticket = keys.begin("g").unwrap();
         keys.finish("g", ticket, 7);
         let (value, mark) = keys.known_marked("g").unwrap();
@@ -241,8 +295,25 @@ mod tests {
     }
 
     #[test]
+    fn hot_keys_follow_the_same_rules() {
+        let keys = TrackedKeys::new(|key| key.starts_with("hot"));
+        let ticket = keys.begin("hot:f").unwrap();
+        keys.forget("hot:f");
+        assert!(!keys.finish("hot:f", ticket, 1), "the push came first");
+        let ticket = keys.begin("hot:f").unwrap();
+        assert!(keys.finish("hot:f", ticket, 2));
+        let (value, mark) = keys.known_marked("hot:f").unwrap();
+        assert_eq!(value, 2);
+        keys.forget("cold");
+        assert!(keys.unchanged(mark), "other keys do not disturb it");
+        keys.forget("hot:f");
+        assert!(!keys.unchanged(mark));
+        assert_eq!(keys.known("hot:f"), None);
+    }
+
+    #[test]
     fn a_push_after_the_reply_forgets_the_value() {
-        let keys = TrackedKeys::default();
+        let keys = TrackedKeys::new(|_| false);
         let ticket = keys.begin("g").unwrap();
         assert!(keys.finish("g", ticket, 7));
         assert_eq!((keys.known("g"), keys.len()), (Some(7), 1));

@@ -547,20 +547,14 @@ async fn redis_section(url: String) {
     );
 }
 
-/// Nanoseconds per call of `op`, the median of three runs.
-fn ns_per_call(mut op: impl FnMut()) -> f64 {
-    const CALLS: u32 = 200_000;
-    let mut runs: Vec<f64> = (0..3)
-        .map(|_| {
-            let began = Instant::now();
-            for _ in 0..CALLS {
-                op();
-            }
-            began.elapsed().as_nanos() as f64 / f64::from(CALLS)
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[1]
+/// Nanoseconds per call of `op`, over one run of many calls.
+fn ns_per_call(op: &mut impl FnMut()) -> f64 {
+    const CALLS: u32 = 100_000;
+    let began = Instant::now();
+    for _ in 0..CALLS {
+        op();
+    }
+    began.elapsed().as_nanos() as f64 / f64::from(CALLS)
 }
 
 fn memory_section() {
@@ -594,15 +588,24 @@ fn memory_section() {
     );
 }
 
-fn memory_rows(section: &str, baseline: &str, bare: impl FnMut(), ours: impl FnMut()) {
-    let bare = ns_per_call(bare);
-    let ours = ns_per_call(ours);
+/// The bare operation and ours, measured in alternating runs: the figures
+/// are medians, the ratio the median of each run's ratio, so that drift of
+/// a shared machine between runs cancels out.
+fn memory_rows(section: &str, baseline: &str, mut bare: impl FnMut(), mut ours: impl FnMut()) {
+    let (mut bares, mut ourses, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (b, o) = (ns_per_call(&mut bare), ns_per_call(&mut ours));
+        bares.push(b);
+        ourses.push(o);
+        ratios.push(o / b);
+    }
+    let (bare, ours, ratio) = (median(bares), median(ourses), median(ratios));
     row(section, baseline, format!("{bare:.0} ns"), Some(1.0));
     row(
         section,
         "cached-api, sync fn",
         format!("{ours:.0} ns"),
-        Some(ours / bare),
+        Some(ratio),
     );
 }
 

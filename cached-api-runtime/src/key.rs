@@ -310,16 +310,32 @@ pub(crate) fn cluster_slot(key: &str) -> u16 {
         (close > open + 1).then(|| &bytes[open + 1..close])
     });
     let crc = tagged.unwrap_or(bytes).iter().fold(0u16, |crc, &byte| {
-        (0..8).fold(crc ^ (u16::from(byte) << 8), |crc, _| {
-            if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            }
-        })
+        (crc << 8) ^ CRC16[usize::from((crc >> 8) as u8 ^ byte)]
     });
     crc % 16384
 }
+
+/// CRC16/XMODEM of each byte: a table lookup per byte of a key instead of
+/// eight shifts (the slot of every cluster lookup is computed, twice).
+const CRC16: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut crc = (byte as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+            bit += 1;
+        }
+        table[byte] = crc;
+        byte += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {

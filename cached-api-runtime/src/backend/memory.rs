@@ -3,15 +3,17 @@
 //! moka evicts an entry when its TTL has passed in real time; the store also
 //! checks each entry's expiry against its [`Clock`], which tests move forward.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use moka::Expiry;
 use moka::sync::Cache as Moka;
 
 use super::{Backend, Bytes, GENERATION_TTL, Read};
 use crate::codec::Shared;
-use crate::key::EntryKey;
+use crate::key::{EntryKey, is_function_generation};
 use crate::{Clock, Error};
 
 #[derive(Clone)]
@@ -45,6 +47,11 @@ impl Expiry<String, Slot> for SlotTtl {
 /// Entries and generations of this process only; used when no Redis URL is set.
 pub(crate) struct MemoryStore {
     slots: Moka<String, Slot>,
+    /// Functions' generations: one per function ever invalidated, read by
+    /// every lookup, so kept apart from the entries and read without a lock
+    /// (nor a hash, while no function was ever invalidated). They never
+    /// expire, as they never need to: there are as many as functions.
+    functions: ArcSwap<HashMap<String, u64>>,
     clock: Clock,
 }
 
@@ -69,6 +76,7 @@ impl MemoryStore {
                 .weigher(|key: &String, slot: &Slot| weight(key, slot))
                 .expire_after(SlotTtl)
                 .build(),
+            functions: ArcSwap::default(),
             clock,
         }
     }
@@ -97,6 +105,16 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn function_generation(&self, key: &str) -> u64 {
+        let functions = self.functions.load();
+        if functions.is_empty() {
+            return 0;
+        }
+        functions.get(key).copied().unwrap_or(0)
+    }
+}
+
 fn decode_generation(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
@@ -111,10 +129,7 @@ impl Backend for MemoryStore {
                 .generation()
                 .and_then(|gen_key| self.get(gen_key))
                 .and_then(|slot| decode_generation(&slot.bytes)),
-            function_generation: self
-                .get(key.function_generation())
-                .and_then(|slot| decode_generation(&slot.bytes))
-                .unwrap_or(0),
+            function_generation: self.function_generation(key.function_generation()),
             stamp: None,
         })
     }
@@ -141,8 +156,16 @@ impl Backend for MemoryStore {
     }
 
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
-        self.slots
-            .insert(key.to_owned(), self.generation_slot(generation));
+        if is_function_generation(key) {
+            self.functions.rcu(|functions| {
+                let mut functions = HashMap::clone(functions);
+                functions.insert(key.to_owned(), generation);
+                functions
+            });
+        } else {
+            let slot = self.generation_slot(generation);
+            self.slots.insert(key.to_owned(), slot);
+        }
         Ok(())
     }
 }

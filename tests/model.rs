@@ -177,6 +177,25 @@ impl Store for Memory {
 /// The server, and the TTL of entries.
 struct Redis(Mutex<Option<RedisServer>>, Duration);
 
+impl Redis {
+    /// A redis-server, and this process's cache on it with entries of `ttl`.
+    fn start(ttl: Duration) -> Redis {
+        let server = RedisServer::start();
+        let cache = cached_api::Cache::builder()
+            .redis_url(server.url())
+            .default_ttl(ttl)
+            .breaker_cooldown(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        cached_api::set_global(cache).unwrap();
+        Redis(Mutex::new(Some(server)), ttl)
+    }
+
+    fn url(&self) -> String {
+        self.0.lock().unwrap().as_ref().expect("a server").url()
+    }
+}
+
 impl Store for Redis {
     fn ttl(&self) -> Duration {
         self.1
@@ -336,16 +355,7 @@ fn redis_never_serves_an_illegal_value() {
     if !in_child("redis_never_serves_an_illegal_value") {
         return;
     }
-    let server = RedisServer::start();
-    let store = Redis(Mutex::new(None), Duration::from_millis(300));
-    let cache = cached_api::Cache::builder()
-        .redis_url(server.url())
-        .default_ttl(store.ttl())
-        .breaker_cooldown(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    *store.0.lock().unwrap() = Some(server);
-    cached_api::set_global(cache).unwrap();
+    let store = Redis::start(Duration::from_millis(300));
     run_model(&store, 24, None);
     let stats = cached_api::stats().function("model::read");
     eprintln!(
@@ -366,26 +376,17 @@ fn two_processes_on_redis_never_serve_an_illegal_value() {
         support::run_in_child(NAME, &[(SOURCE_URL, &source.url())]);
         return;
     }
-    let server = RedisServer::start();
     // The environment takes whole seconds: both processes use one.
-    let store = Redis(Mutex::new(None), Duration::from_secs(1));
-    let cache = cached_api::Cache::builder()
-        .redis_url(server.url())
-        .default_ttl(store.ttl())
-        .breaker_cooldown(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    cached_api::set_global(cache).unwrap();
+    let store = Redis::start(Duration::from_secs(1));
     let source = std::env::var(SOURCE_URL).unwrap();
     let peer = Peer::start(
         "model_peer",
         &[
-            ("CACHED_API_REDIS_URL", &server.url()),
+            ("CACHED_API_REDIS_URL", &store.url()),
             ("CACHED_API_DEFAULT_TTL", "1"),
             (SOURCE_URL, &source),
         ],
     );
-    *store.0.lock().unwrap() = Some(server);
     let peer = Mutex::new(peer);
     run_model(&store, 16, Some(&peer));
     let read = cached_api::stats().function("model::read");

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use support::RedisServer;
+use support::cluster::RedisCluster;
 use support::logs::{capture_logs, logs};
 use support::peer::{Peer, serve};
 
@@ -348,4 +349,132 @@ fn a_server_that_refuses_tracking_is_logged_once_and_still_caches() {
         "a_server_that_refuses_tracking_is_logged_once_and_still_caches",
         &[("CACHED_API_REDIS_URL", &url)],
     );
+}
+
+/// The cluster form of a service's URL, for the peer's environment.
+fn cluster_url(cluster: &RedisCluster) -> String {
+    let hosts: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|url| {
+            url.trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .collect();
+    format!("redis+cluster://{}", hosts.join(","))
+}
+
+fn start_cluster_peer(cluster: &RedisCluster) -> Peer {
+    Peer::start(
+        "peer",
+        &[
+            ("CACHED_API_REDIS_URL", &cluster_url(cluster)),
+            ("CACHED_API_PREFIX", "t"),
+            ("PEER_NAME", "peer"),
+        ],
+    )
+}
+
+fn install_cluster(cluster: &RedisCluster) {
+    let cache = cached_api::Cache::builder()
+        .redis_cluster(cluster.urls())
+        .prefix("t")
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+}
+
+/// Sum of `calls(command)` over the cluster's nodes.
+fn cluster_calls(cluster: &RedisCluster, command: &str) -> u64 {
+    cluster
+        .urls()
+        .iter()
+        .map(|url| {
+            let mut connection = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query(&mut connection)
+                .unwrap();
+            let prefix = format!("cmdstat_{command}:calls=");
+            info.lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+        })
+        .sum()
+}
+
+/// The in-process tier on a cluster: hot hits, invalidations reaching
+/// another process, and a killed tracking connection. One test, so that
+/// one cluster serves all three.
+#[test]
+fn on_a_cluster_the_in_process_tier_stays_coherent() {
+    const NAME: &str = "on_a_cluster_the_in_process_tier_stays_coherent";
+    if !support::in_child(NAME) {
+        return;
+    }
+    let cluster = RedisCluster::start(3);
+    install_cluster(&cluster);
+    let mut peer = start_cluster_peer(&cluster);
+    assert_eq!(peer.ask("hot ada"), "peer-1", "computed");
+    assert_eq!(peer.ask("warm_hot ada"), "peer-1", "kept in L1");
+    let warm: u64 = peer.ask("l1_hits").parse().unwrap();
+    let before = cluster_calls(&cluster, "get") + cluster_calls(&cluster, "mget");
+    for _ in 0..10 {
+        assert_eq!(peer.ask("hot ada"), "peer-1");
+    }
+    assert_eq!(peer.ask("l1_hits"), (warm + 10).to_string());
+    let after = cluster_calls(&cluster, "get") + cluster_calls(&cluster, "mget");
+    assert_eq!(after, before, "hot hits never touch the cluster");
+
+    cached_api::blocking::invalidate_user("ada").unwrap();
+    assert_eq!(peer.ask("wait_below 2"), "1", "the push arrived");
+    assert_eq!(peer.ask("hot ada"), "peer-2", "recomputed");
+    cached_api::blocking::invalidate_function("tracking::hot").unwrap();
+    assert_eq!(peer.ask("wait_below 2"), "1", "the push arrived");
+    assert_eq!(peer.ask("hot ada"), "peer-3", "recomputed");
+
+    // Every tracking connection killed: the peer forgets all it tracked,
+    // and serves what another instance wrote meanwhile.
+    assert_eq!(peer.ask("warm_hot bob"), "peer-4");
+    let warm = peer.ask("l1_hits");
+    for url in cluster.urls() {
+        let mut connection = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query(&mut connection)
+            .unwrap();
+        for line in clients.lines() {
+            if line.split(' ').any(|field| field == "flags=t")
+                && let Some(id) = line.split(' ').find_map(|field| field.strip_prefix("id="))
+            {
+                redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(id)
+                    .exec(&mut connection)
+                    .unwrap();
+            }
+        }
+    }
+    cached_api::blocking::invalidate_user("bob").unwrap();
+    let fresh = rt().block_on(hot("bob".to_owned()));
+    assert_eq!(fresh, "parent-1");
+    assert_eq!(
+        peer.ask("wait_below 1"),
+        "0",
+        "the peer forgot what it tracked"
+    );
+    assert_eq!(
+        peer.ask("hot bob"),
+        fresh,
+        "the peer serves what was written meanwhile"
+    );
+    assert_eq!(peer.ask("l1_hits"), warm, "not its old value from L1");
 }

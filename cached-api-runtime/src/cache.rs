@@ -233,7 +233,7 @@ impl Cache {
         let compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
-                    let read = store.read(lookup.key(), lookup.tracks_entry()).await;
+                    let read = store.read(lookup.key(), lookup.l1()).await;
                     lookup.read(read)
                 }
                 Step::CreateGeneration(create) => {
@@ -275,7 +275,7 @@ impl Cache {
         let compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
-                    let read = store.read_blocking(lookup.key(), lookup.tracks_entry());
+                    let read = store.read_blocking(lookup.key(), lookup.l1());
                     lookup.read(read)
                 }
                 Step::CreateGeneration(create) => {

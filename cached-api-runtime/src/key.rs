@@ -232,10 +232,11 @@ pub(crate) fn in_slot(key: &str, slot: u16) -> String {
 /// How many slots a Redis Cluster has.
 pub(crate) const SLOTS: usize = 16_384;
 
-/// Whether `key` is a function's generation: ids and user parts are
-/// escaped, so only that key has this segment (unless a prefix does).
+/// Whether `key` is a function's generation (not one of its per-slot
+/// copies): ids and user parts are escaped, so only that key has this
+/// segment (unless a prefix does), and only copies end in a hash tag.
 pub(crate) fn is_function_generation(key: &str) -> bool {
-    key.contains(":fgen:")
+    key.contains(":fgen:") && !key.ends_with('}')
 }
 
 /// Escapes `text` into the form used for function ids.

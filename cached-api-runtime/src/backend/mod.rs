@@ -60,8 +60,9 @@ impl std::ops::Deref for Bytes {
 /// async forms default to the blocking ones for stores that never wait.
 pub(crate) trait Backend: Send + Sync {
     /// Reads the entry and, if the key has one, the user's generation;
-    /// with `track_entry`, asks to be told when a global entry changes.
-    fn read_blocking(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error>;
+    /// with `l1`, for a function with the in-process tier, also asks to be
+    /// told when what its values depend on changes.
+    fn read_blocking(&self, key: &EntryKey, l1: bool) -> Result<Read, Error>;
     /// Stores `bytes` under `key`, expiring after `ttl`, in one command;
     /// a store in this process may keep `decoded` beside them.
     fn write_blocking(
@@ -77,12 +78,8 @@ pub(crate) trait Backend: Send + Sync {
     /// Replaces the generation at `key`.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error>;
 
-    fn read(
-        &self,
-        key: &EntryKey,
-        track_entry: bool,
-    ) -> impl Future<Output = Result<Read, Error>> + Send {
-        std::future::ready(self.read_blocking(key, track_entry))
+    fn read(&self, key: &EntryKey, l1: bool) -> impl Future<Output = Result<Read, Error>> + Send {
+        std::future::ready(self.read_blocking(key, l1))
     }
     fn write(
         &self,
@@ -134,12 +131,13 @@ impl Store {
         matches!(self, Store::Memory(_))
     }
 
-    /// What a tracked key held when this process last read it, while Redis
-    /// tracks it for this process; always `None` on the embedded store.
-    pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
+    /// What a value kept in the in-process tier for `key` must have been
+    /// computed at to be current: the tracked generations (or the stamp of
+    /// a global entry's tracked read); always `None` on the embedded store.
+    pub(crate) fn current(&self, key: &EntryKey) -> Option<(u64, u64)> {
         match self {
             Store::Memory(_) => None,
-            Store::Redis(store) => store.tracked(key),
+            Store::Redis(store) => store.current(key),
         }
     }
 
@@ -163,8 +161,8 @@ macro_rules! dispatch {
 }
 
 impl Backend for Store {
-    fn read_blocking(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
-        dispatch!(self, s => s.read_blocking(key, track_entry))
+    fn read_blocking(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {
+        dispatch!(self, s => s.read_blocking(key, l1))
     }
     fn write_blocking(
         &self,
@@ -181,8 +179,8 @@ impl Backend for Store {
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
         dispatch!(self, s => s.set_generation_blocking(key, generation))
     }
-    async fn read(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
-        dispatch!(self, s => s.read(key, track_entry).await)
+    async fn read(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {
+        dispatch!(self, s => s.read(key, l1).await)
     }
     async fn write(
         &self,

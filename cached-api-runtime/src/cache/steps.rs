@@ -91,21 +91,13 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         Step::Lookup(Lookup { call: self, seen })
     }
 
-    /// The key whose tracked value says whether a kept value is current:
-    /// the user's generation, or the global entry itself.
-    fn tracked_key(&self) -> &str {
-        self.key.generation().unwrap_or(self.key.entry())
-    }
-
     /// The value the in-process tier keeps for this call, if it is current.
     fn l1_value(&self) -> Option<R> {
         if !self.spec.has_l1() {
             return None;
         }
-        let store = &self.inner.store;
-        let current = store.tracked(self.tracked_key())?;
-        let function = store.tracked(self.key.function_generation())?;
-        let shared = self.inner.l1.get(self.key.entry(), (current, function))?;
+        let current = self.inner.store.current(&self.key)?;
+        let shared = self.inner.l1.get(self.key.entry(), current)?;
         // `&*`: a `&Arc<_>` would itself coerce to `&dyn Any`, and never downcast.
         self.codec.copy(&*shared).map(P::restore)
     }
@@ -237,10 +229,10 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
         &self.call.key
     }
 
-    /// Whether the read should leave the global entry tracked, for the
-    /// in-process tier.
-    pub(super) fn tracks_entry(&self) -> bool {
-        self.call.spec.has_l1() && self.call.key.generation().is_none()
+    /// Whether the function keeps values in the in-process tier, so that
+    /// the read should leave what they depend on tracked.
+    pub(super) fn l1(&self) -> bool {
+        self.call.spec.has_l1()
     }
 
     /// Judges what the store returned.

@@ -54,13 +54,17 @@ pub(super) fn get_cmd(key: &str) -> Cmd {
 /// itself with `track_entry` (only then: entries change too often to be
 /// worth a push each). Replies: function generation, user generation if
 /// any, entry.
-pub(super) fn tracked_read_pipeline(key: &EntryKey, track_entry: bool) -> Pipeline {
+pub(super) fn tracked_read_pipeline(
+    key: &EntryKey,
+    function_key: &str,
+    track_entry: bool,
+) -> Pipeline {
     let mut pipeline = redis::pipe();
     let mut tracked_get = |key: &str| {
         pipeline.cmd("CLIENT").arg("CACHING").arg("YES").ignore();
         pipeline.cmd("GET").arg(key);
     };
-    tracked_get(key.function_generation());
+    tracked_get(function_key);
     if let Some(generation) = key.generation() {
         tracked_get(generation);
     }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterConfig, ClusterConnection};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, Connection, ConnectionLike, FromRedisValue,
+    Arg, AsyncConnectionConfig, Client, Cmd, Connection, ConnectionLike, FromRedisValue, Pipeline,
     ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
 };
 
@@ -23,6 +24,10 @@ use crate::Error;
 use crate::config::{Config, RedisTarget, redact, scrub};
 use crate::key::is_function_generation;
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per cache, behind its Arc: boxing would add a hop to every call"
+)]
 pub(super) enum Link {
     Node {
         client: Client,
@@ -34,6 +39,7 @@ pub(super) enum Link {
         client: ClusterClient,
         multiplexed: OnceLock<redis::cluster_async::ClusterConnection>,
         pool: Pool<ClusterConnection>,
+        tracked: TrackedCluster,
     },
 }
 
@@ -78,23 +84,45 @@ impl Link {
         for url in nodes {
             check_scheme(url)?;
         }
-        let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
-            .connection_timeout(config.op_timeout)
-            .response_timeout(config.op_timeout)
-            .retries(CLUSTER_RETRIES)
-            .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
-            .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
-        #[cfg(feature = "tls")]
-        let builder = match certificates(config) {
-            Some(certificates) => builder.certs(certificates),
-            None => builder,
+        let builder = || {
+            let builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+                .connection_timeout(config.op_timeout)
+                .response_timeout(config.op_timeout)
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(CLUSTER_RETRY_WAIT_MS.0)
+                .max_retry_wait(CLUSTER_RETRY_WAIT_MS.1);
+            #[cfg(feature = "tls")]
+            let builder = match certificates(config) {
+                Some(certificates) => builder.certs(certificates),
+                None => builder,
+            };
+            builder
         };
+        let keys = Arc::new(TrackedKeys::new(is_function_generation));
+        let tracked = builder().use_protocol(ProtocolVersion::RESP3).push_sender({
+            let keys = Arc::downgrade(&keys);
+            move |push: PushInfo| {
+                if let Some(keys) = keys.upgrade() {
+                    apply_push(&keys, push);
+                }
+                Ok::<(), ()>(())
+            }
+        });
         Ok(Link::Cluster {
-            client: builder
+            client: builder()
                 .build()
                 .map_err(|error| invalid_url(nodes, &error))?,
             multiplexed: OnceLock::new(),
             pool: Pool::new(config.pool_size),
+            tracked: TrackedCluster {
+                client: tracked
+                    .build()
+                    .map_err(|error| invalid_url(nodes, &error))?,
+                connection: OnceLock::new(),
+                keys,
+                op_timeout: config.op_timeout,
+                available: AtomicBool::new(true),
+            },
         })
     }
 
@@ -103,9 +131,12 @@ impl Link {
     }
 
     /// The connection whose reads Redis tracks, while the server allows it.
-    pub(super) fn tracked(&self) -> Option<&TrackedConnection> {
+    pub(super) fn tracked(&self) -> Option<Tracked<'_>> {
         match self {
-            Link::Node { tracked, .. } if tracked.is_available() => Some(tracked),
+            Link::Node { tracked, .. } if tracked.is_available() => Some(Tracked::Node(tracked)),
+            Link::Cluster { tracked, .. } if tracked.available.load(Relaxed) => {
+                Some(Tracked::Cluster(tracked))
+            }
             _ => None,
         }
     }
@@ -180,6 +211,151 @@ impl Link {
     }
 }
 
+/// Reads that Redis tracks for this process, on one node or a cluster.
+#[derive(Clone, Copy)]
+pub(super) enum Tracked<'a> {
+    Node(&'a TrackedConnection),
+    Cluster(&'a TrackedCluster),
+}
+
+impl Tracked<'_> {
+    pub(super) fn keys(&self) -> &TrackedKeys {
+        match self {
+            Tracked::Node(node) => &node.keys,
+            Tracked::Cluster(cluster) => &cluster.keys,
+        }
+    }
+
+    pub(super) fn is_available(&self) -> bool {
+        match self {
+            Tracked::Node(node) => node.is_available(),
+            Tracked::Cluster(cluster) => cluster.available.load(Relaxed),
+        }
+    }
+
+    /// Whether a push is applied before any reply read after it, so that a
+    /// reply proves what was known before it is still current. On one node
+    /// it is; redis-rs's cluster client forwards pushes through a channel.
+    pub(super) fn ordered(&self) -> bool {
+        matches!(self, Tracked::Node(_))
+    }
+
+    /// Runs `request`, a command or a pipeline. On a cluster, tracking is
+    /// switched on first on whichever node connection the request takes
+    /// (idempotent), since the client opens node connections itself.
+    pub(super) async fn query<T: FromRedisValue>(&self, request: &Request<'_>) -> RedisResult<T> {
+        match self {
+            Tracked::Node(node) => {
+                node.query(|mut connection| async move {
+                    match request {
+                        Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
+                        Request::Pipeline(pipeline, _) => {
+                            pipeline.query_async(&mut connection).await
+                        }
+                    }
+                })
+                .await
+            }
+            Tracked::Cluster(cluster) => cluster.query(request).await,
+        }
+    }
+}
+
+/// What a tracked connection is asked to run: a command, or a pipeline of
+/// keys in one slot (which the cluster connection routes by).
+pub(super) enum Request<'a> {
+    Cmd(&'a Cmd),
+    Pipeline(&'a Pipeline, u16),
+}
+
+/// A RESP3 cluster connection whose node connections get `CLIENT TRACKING
+/// ON OPTIN` with each tracked read. Pushes reach [`TrackedKeys`] through
+/// the client's channel, so they are not ordered with replies: reads that
+/// must be exact read their generations every time, and the tracked values
+/// serve the in-process tier, whose bound is the push's delivery.
+pub(super) struct TrackedCluster {
+    client: ClusterClient,
+    connection: OnceLock<redis::cluster_async::ClusterConnection>,
+    keys: Arc<TrackedKeys>,
+    op_timeout: Duration,
+    /// Cleared for good when the servers refuse RESP3 or tracking.
+    available: AtomicBool,
+}
+
+impl TrackedCluster {
+    async fn query<T: FromRedisValue>(&self, request: &Request<'_>) -> RedisResult<T> {
+        let mut connection = self
+            .connection
+            .get_or_init(|| {
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(self.op_timeout)
+                    .set_response_timeout(self.op_timeout);
+                self.client.get_pending_async_connection_with_config(config)
+            })
+            .clone();
+        let result = match request {
+            Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
+            Request::Pipeline(pipeline, slot) => {
+                // CLIENT TRACKING first, on the node of the slot: keyless
+                // CLIENT commands would otherwise be routed by their first
+                // argument, so the pipeline is routed by hand, and its
+                // replies picked (the GETs') by hand.
+                let mut tracked = redis::pipe();
+                tracked.cmd("CLIENT").arg("TRACKING").arg("ON").arg("OPTIN");
+                let mut gets = Vec::new();
+                for cmd in pipeline.cmd_iter() {
+                    gets.push(matches!(cmd.args_iter().next(), Some(Arg::Simple(b"GET"))));
+                    tracked.add_command(cmd.clone());
+                }
+                let route =
+                    SingleNodeRoutingInfo::SpecificNode(Route::new(*slot, SlotAddr::Master));
+                match connection
+                    .route_pipeline(tracked, 1, gets.len(), route)
+                    .await
+                {
+                    Ok(replies) => {
+                        let replies = replies
+                            .into_iter()
+                            .zip(gets)
+                            .filter_map(|(reply, get)| get.then_some(reply))
+                            .collect();
+                        T::from_redis_value(Value::Array(replies)).map_err(Into::into)
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        if let Err(error) = &result {
+            if refuses_tracking(error) && self.available.swap(false, Relaxed) {
+                report_refusal(error);
+            }
+            // A node connection may have gone, and its pushes with it.
+            self.keys.forget_all();
+        }
+        result
+    }
+}
+
+/// Whether `error` says the server refuses tracking (or RESP3), rather
+/// than being away or refusing this client altogether (which the store
+/// reports once).
+fn refuses_tracking(error: &redis::RedisError) -> bool {
+    let other = error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.kind() == redis::ErrorKind::AuthenticationFailed
+        || error.code() == Some("WRONGPASS");
+    !other
+}
+
+fn report_refusal(error: &redis::RedisError) {
+    tracing::warn!(
+        %error,
+        "redis refuses client-side tracking (RESP3 `CLIENT TRACKING`): per-user entries are read with their generation on every hit, and the in-process tier stays empty"
+    );
+}
+
 /// A RESP3 connection with `CLIENT TRACKING ON OPTIN`: Redis tracks the
 /// keys it reads right after `CLIENT CACHING YES` and pushes their names on
 /// it when they change. The pushes are handled inline by the connection's
@@ -220,17 +396,13 @@ impl TrackedConnection {
         })
     }
 
-    pub(super) fn keys(&self) -> &TrackedKeys {
-        &self.keys
-    }
-
-    pub(super) fn is_available(&self) -> bool {
+    fn is_available(&self) -> bool {
         self.available.load(Relaxed)
     }
 
     /// Runs `request` on the connection, opening one first if there is none;
     /// a connection that failed is replaced by the next request.
-    pub(super) async fn query<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    async fn query<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -301,19 +473,8 @@ impl TrackedConnection {
             Ok(connection)
         };
         let connection = connection.await.inspect_err(|error: &redis::RedisError| {
-            // Not a refusal of tracking: the server is away, or refuses
-            // this client altogether (the store reports that once).
-            let other = error.is_io_error()
-                || error.is_timeout()
-                || error.is_connection_dropped()
-                || error.is_connection_refusal()
-                || error.kind() == redis::ErrorKind::AuthenticationFailed
-                || error.code() == Some("WRONGPASS");
-            if !other && self.available.swap(false, Relaxed) {
-                tracing::warn!(
-                    %error,
-                    "redis refuses client-side tracking (RESP3 `CLIENT TRACKING`): per-user entries are read with their generation on every hit, and the in-process tier stays empty"
-                );
+            if refuses_tracking(error) && self.available.swap(false, Relaxed) {
+                report_refusal(error);
             }
         })?;
         let live = Arc::new(Live {

@@ -20,7 +20,7 @@ use self::command::{
     function_generation, get_cmd, init_generation_cmd, init_generation_reply, parse_generation,
     read_cmd, read_reply, server_version, set_generation_cmd, tracked_read_pipeline, write_cmd,
 };
-use self::link::{Link, TrackedConnection};
+use self::link::{Link, Request, Tracked};
 use self::tracking::{Mark, stamp};
 use super::{Backend, Bytes, Read};
 use crate::Error;
@@ -81,7 +81,7 @@ impl RedisStore {
     /// them tracked (and the entry itself, with `track_entry`).
     async fn read_tracked(
         &self,
-        tracked: &TrackedConnection,
+        tracked: Tracked<'_>,
         key: &EntryKey,
         track_entry: bool,
     ) -> Result<Read, Error> {
@@ -95,12 +95,13 @@ impl RedisStore {
 
     async fn read_tracked_once(
         &self,
-        tracked: &TrackedConnection,
+        tracked: Tracked<'_>,
         key: &EntryKey,
         track_entry: bool,
     ) -> Result<Read, RedisError> {
         let keys = tracked.keys();
-        let function_key = key.function_generation();
+        let function_key = self.function_key(key);
+        let function_key = &*function_key;
         let known_function = keys.known_marked(function_key);
         let known_user = match key.generation() {
             Some(user_key) => keys
@@ -108,11 +109,12 @@ impl RedisStore {
                 .map(|known| Some((user_key, known))),
             None => Some(None),
         };
-        if !track_entry && let (Some(function), Some(user)) = (known_function, known_user) {
+        if tracked.ordered()
+            && !track_entry
+            && let (Some(function), Some(user)) = (known_function, known_user)
+        {
             let cmd = get_cmd(key.entry());
-            let value: Option<Vec<u8>> = tracked
-                .query(|mut connection| async move { cmd.query_async(&mut connection).await })
-                .await?;
+            let value: Option<Vec<u8>> = tracked.query(&Request::Cmd(&cmd)).await?;
             // A change Redis made before answering was pushed ahead of the
             // reply and has been applied: a generation is still current if
             // it is still known.
@@ -134,10 +136,10 @@ impl RedisStore {
         let function_ticket = keys.begin(function_key);
         let user_ticket = key.generation().map(|user_key| keys.begin(user_key));
         let entry_ticket = track_entry.then(|| keys.begin(key.entry())).flatten();
-        let pipeline = tracked_read_pipeline(key, track_entry);
-        let replies: Vec<Option<Vec<u8>>> = tracked
-            .query(|mut connection| async move { pipeline.query_async(&mut connection).await })
-            .await?;
+        let pipeline = tracked_read_pipeline(key, function_key, track_entry);
+        let slot = cluster_slot(key.entry());
+        let request = Request::Pipeline(&pipeline, slot);
+        let replies: Vec<Option<Vec<u8>>> = tracked.query(&request).await?;
         let mut replies = replies.into_iter();
         let mut next = || replies.next().flatten();
         // A function never invalidated has no generation key: 0, tracked
@@ -206,14 +208,27 @@ impl RedisStore {
         }
     }
 
-    pub(crate) fn tracked(&self, key: &str) -> Option<u64> {
-        self.link.tracked()?.keys().known(key)
+    /// What the in-process tier checks a value of `key` against: the
+    /// tracked user generation (or, for a global entry, the stamp of its
+    /// tracked read) and function generation, while both are tracked.
+    pub(crate) fn current(&self, key: &EntryKey) -> Option<(u64, u64)> {
+        let tracked = self.link.tracked()?;
+        let keys = tracked.keys();
+        let primary = keys.known(key.generation().unwrap_or(key.entry()))?;
+        let function = keys.known(&self.function_key(key))?;
+        Some((primary, function))
     }
 
     /// This process changed the generation at `key`: it forgets what it
     /// knew without waiting for the push.
     fn generation_changed(&self, key: &str) {
-        if let Some(tracked) = self.link.tracked() {
+        let Some(tracked) = self.link.tracked() else {
+            return;
+        };
+        if self.link.is_cluster() && is_function_generation(key) {
+            // Tracked as its copies, one per slot read.
+            tracked.keys().forget_all();
+        } else {
             tracked.keys().forget(key);
         }
     }
@@ -389,8 +404,11 @@ impl Backend for RedisStore {
     /// allows it; global entries, and every read once it refused, as before.
     /// Read on the tracked connection while the server allows it; as
     /// before, with every generation beside the entry, once it refused.
-    async fn read(&self, key: &EntryKey, track_entry: bool) -> Result<Read, Error> {
-        if let Some(tracked) = self.link.tracked() {
+    async fn read(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {
+        if let Some(tracked) = self.link.tracked()
+            && (tracked.ordered() || l1)
+        {
+            let track_entry = l1 && key.generation().is_none();
             let read = self.read_tracked(tracked, key, track_entry).await;
             if tracked.is_available() {
                 return read;

@@ -23,6 +23,7 @@ static SPEC: FnSpec = FnSpec::new(FnOptions {
     error_ttl: None,
     jitter_percent: None,
     l1: None,
+    refresh: None,
     reserved: ":",
 });
 

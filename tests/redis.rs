@@ -190,3 +190,38 @@ fn a_second_process_sees_the_entries_of_the_first() {
         ],
     );
 }
+
+static REFRESHED_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Takes 20 ms to compute, lives 1 s, and is recomputed ahead of expiry.
+#[cached_api::cached_api(key = "hot", ttl = 1, refresh = 5.0, name = "redis::refreshed")]
+fn refreshed() -> u32 {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    REFRESHED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+}
+
+#[test]
+fn refresh_ahead_recomputes_a_hot_entry_before_it_expires() {
+    use std::time::{Duration, Instant};
+    Redis::install();
+    refreshed();
+    // Steady load across three TTL windows.
+    let deadline = Instant::now() + Duration::from_millis(3_200);
+    while Instant::now() < deadline {
+        refreshed();
+    }
+    let counts = cached_api::stats().function("redis::refreshed");
+    eprintln!("refresh-ahead over 3 TTL windows: {counts:?}");
+    assert_eq!(
+        counts.misses, 1,
+        "after warm-up no caller saw a miss: {counts:?}"
+    );
+    assert!(
+        counts.refreshes >= 3,
+        "recomputed ahead in every window: {counts:?}"
+    );
+    assert!(
+        counts.refreshes * 100 < counts.hits,
+        "early recomputations are rare: {counts:?}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
-use syn::{Expr, Ident, LitBool, LitInt, LitStr, Path, Token};
+use syn::{Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Path, Token};
 
 mod kw {
     syn::custom_keyword!(key);
@@ -14,9 +14,10 @@ mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(l1);
+    syn::custom_keyword!(refresh);
 }
 
-const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, l1, crate";
+const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, l1, refresh, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -43,6 +44,12 @@ pub enum L1Arg {
     Cap(DurationArg),
 }
 
+/// `refresh = true` or `refresh = 2.0` (XFetch's β).
+pub enum RefreshArg {
+    Switch(LitBool),
+    Beta(LitFloat),
+}
+
 /// Every argument, as written; meaning is checked in `valid`.
 #[derive(Default)]
 pub struct Args {
@@ -56,6 +63,7 @@ pub struct Args {
     /// `jitter = "10%"`.
     pub jitter: Option<Arg<LitStr>>,
     pub l1: Option<Arg<L1Arg>>,
+    pub refresh: Option<Arg<RefreshArg>>,
     /// `crate = path`: where the facade is, for users who renamed it.
     pub krate: Option<Arg<Path>>,
 }
@@ -126,6 +134,21 @@ impl Parse for Args {
                     }
                 })?;
                 set_once(&mut args.l1, "l1", span, value)?;
+            } else if lookahead.peek(kw::refresh) {
+                let span = input.parse::<kw::refresh>()?.span;
+                let value = value(input, |input| {
+                    if input.peek(LitBool) {
+                        input.parse().map(RefreshArg::Switch)
+                    } else if input.peek(LitInt) {
+                        let int: LitInt = input.parse()?;
+                        let float =
+                            LitFloat::new(&format!("{}.0", int.base10_digits()), int.span());
+                        Ok(RefreshArg::Beta(float))
+                    } else {
+                        input.parse().map(RefreshArg::Beta)
+                    }
+                })?;
+                set_once(&mut args.refresh, "refresh", span, value)?;
             } else if lookahead.peek(Token![crate]) {
                 let span = input.parse::<Token![crate]>()?.span;
                 set_once(&mut args.krate, "crate", span, value(input, crate_path)?)?;

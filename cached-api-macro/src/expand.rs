@@ -38,6 +38,10 @@ pub fn expand(model: &Model) -> TokenStream {
         Some(percent) => quote!(::core::option::Option::Some(#percent)),
         None => quote!(::core::option::Option::None),
     };
+    let refresh = match model.refresh_beta {
+        Some(beta) => quote!(::core::option::Option::Some(#beta)),
+        None => quote!(::core::option::Option::None),
+    };
     let stored_span = model.stored.span();
     let l1 = match model.l1_secs {
         Some(Some(secs)) => quote!(::core::option::Option::Some(
@@ -133,6 +137,7 @@ pub fn expand(model: &Model) -> TokenStream {
                     error_ttl: #error_ttl,
                     jitter_percent: #jitter,
                     l1: #l1,
+                    refresh: #refresh,
                     reserved: #reserved,
                 });
             #codec

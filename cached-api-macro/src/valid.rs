@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, GenericParam, LitBool, LitStr, Type};
 
-use crate::args::{Arg, Args, DurationArg, KeyArg, L1Arg};
+use crate::args::{Arg, Args, DurationArg, KeyArg, L1Arg, RefreshArg};
 use crate::ast::{Function, Output, Receiver};
 use crate::template::{KeyTemplate, Piece};
 
@@ -23,6 +23,8 @@ pub struct Model {
     pub jitter_percent: Option<u8>,
     /// `None`: no in-process tier; `Some(None)`: as long as the entry lives.
     pub l1_secs: Option<Option<u64>>,
+    /// XFetch's β for refresh-ahead; `None`: off.
+    pub refresh_beta: Option<f64>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -104,6 +106,19 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         }
         Some(secs)
     });
+    let refresh_beta = args.refresh.as_ref().and_then(|refresh| match &refresh.value {
+        RefreshArg::Switch(on) => on.value.then_some(1.0),
+        RefreshArg::Beta(beta) => match beta.base10_parse::<f64>() {
+            Ok(beta) if beta > 0.0 && beta.is_finite() => Some(beta),
+            _ => {
+                errors.push(
+                    beta.span(),
+                    "`refresh` takes `true` or XFetch's β, a number above 0 such as `refresh = 2.0` (larger refreshes earlier)",
+                );
+                None
+            }
+        },
+    });
     let version = args.version.as_ref().map_or(0, |version| {
         version.value.base10_parse::<u32>().unwrap_or_else(|_| {
             errors.push(
@@ -159,6 +174,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             error_ttl_secs,
             jitter_percent,
             l1_secs,
+            refresh_beta,
             key,
             reserved,
             user,

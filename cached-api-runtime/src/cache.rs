@@ -382,6 +382,7 @@ mod tests {
         error_ttl: None,
         jitter_percent: None,
         l1: None,
+        refresh: None,
         reserved: "",
     });
 

@@ -171,9 +171,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 const MAGIC: u8 = 0xCA;
-/// 2 added the function's generation; entries of format 1 are misses.
-const FORMAT: u8 = 2;
-const HEADER_LEN: usize = 2 + 4 + 8 + 8 + 8 + 8;
+/// 2 added the function's generation, 3 the expiry and the computation's
+/// duration; entries of an older format are misses.
+const FORMAT: u8 = 3;
+const HEADER_LEN: usize = 2 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
 
 /// The generations a value was computed at: its user's (0 for global
 /// entries, which no user can invalidate) and its function's (0 until the
@@ -199,6 +200,10 @@ pub(crate) struct Header {
     pub(crate) function_generation: u64,
     /// When the value was stored, in milliseconds since the Unix epoch.
     pub(crate) stored_at_ms: u64,
+    /// When its entry expires, in the same unit: refresh-ahead asks it.
+    pub(crate) expires_at_ms: u64,
+    /// How long computing the value took, in milliseconds.
+    pub(crate) compute_ms: u32,
 }
 
 impl Header {
@@ -232,6 +237,8 @@ impl Header {
         out.extend_from_slice(&self.generation.to_le_bytes());
         out.extend_from_slice(&self.function_generation.to_le_bytes());
         out.extend_from_slice(&self.stored_at_ms.to_le_bytes());
+        out.extend_from_slice(&self.expires_at_ms.to_le_bytes());
+        out.extend_from_slice(&self.compute_ms.to_le_bytes());
         match (codec.encode)(value, &mut out) {
             Ok(()) => Some(out),
             Err(error) => {
@@ -254,6 +261,8 @@ impl Header {
             generation: u64_at(14),
             function_generation: u64_at(22),
             stored_at_ms: u64_at(30),
+            expires_at_ms: u64_at(38),
+            compute_ms: u32::from_le_bytes(head[46..50].try_into().unwrap()),
         };
         Some((header, payload))
     }
@@ -269,6 +278,8 @@ mod tests {
         generation: 9,
         function_generation: 10,
         stored_at_ms: 11,
+        expires_at_ms: 12,
+        compute_ms: 13,
     };
 
     #[test]

@@ -24,6 +24,9 @@ pub struct FnOptions {
     /// Keep decoded values in the in-process tier, at most this long
     /// (`Duration::MAX` for as long as their entry lives); `None` for off.
     pub l1: Option<Duration>,
+    /// Recompute hot entries before they expire (XFetch), with this β;
+    /// `None` for off.
+    pub refresh: Option<f64>,
     /// The characters of the key template's literal text, escaped inside values.
     pub reserved: &'static str,
 }
@@ -81,6 +84,25 @@ impl FnSpec {
     }
 
     /// `{escaped id}:v{version}:`, computed once.
+    /// Whether a hit on an entry that expires at `expires_at_ms` and took
+    /// `compute_ms` to compute should recompute it now, ahead of its expiry
+    /// (XFetch, Vattani et al., VLDB 2015): the closer the expiry and the
+    /// longer the computation, the likelier; `random` is uniform in [0, 1).
+    pub(crate) fn refresh_due(
+        &self,
+        now_ms: u64,
+        expires_at_ms: u64,
+        compute_ms: u32,
+        random: f64,
+    ) -> bool {
+        let Some(beta) = self.options.refresh else {
+            return false;
+        };
+        // -ln(1 - random) is an exponential draw of mean 1.
+        let ahead = f64::from(compute_ms.max(1)) * beta * -(1.0 - random).ln();
+        now_ms as f64 + ahead >= expires_at_ms as f64
+    }
+
     pub(crate) fn has_l1(&self) -> bool {
         self.options.l1.is_some()
     }
@@ -113,6 +135,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refresh_is_drawn_likelier_as_the_expiry_nears() {
+        let spec = |refresh| {
+            FnSpec::new(FnOptions {
+                id: "f",
+                version: 0,
+                ttl: None,
+                error_ttl: None,
+                jitter_percent: None,
+                l1: None,
+                refresh,
+                reserved: "",
+            })
+        };
+        let off = spec(None);
+        assert!(
+            !off.refresh_due(10_000, 10_000, 100, 0.99),
+            "never without refresh"
+        );
+        let on = spec(Some(1.0));
+        // 100 ms computations, a median draw (ln 2 ≈ 0.69): ~69 ms ahead.
+        assert!(!on.refresh_due(0, 10_000, 100, 0.5), "far from the expiry");
+        assert!(on.refresh_due(9_950, 10_000, 100, 0.5), "close to it");
+        assert!(
+            on.refresh_due(10_000, 10_000, 100, 0.0),
+            "at it, whatever the draw"
+        );
+        assert!(!on.refresh_due(9_000, 10_000, 100, 0.5));
+        assert!(
+            on.refresh_due(9_000, 10_000, 100, 0.999_999_9),
+            "a rare draw, far ahead"
+        );
+        let eager = spec(Some(4.0));
+        assert!(
+            eager.refresh_due(9_750, 10_000, 100, 0.5),
+            "a larger β, earlier"
+        );
+    }
+
+    #[test]
     fn jitter_shortens_the_ttl_by_at_most_its_share() {
         let spec = |jitter_percent| {
             FnSpec::new(FnOptions {
@@ -122,6 +183,7 @@ mod tests {
                 error_ttl: None,
                 jitter_percent,
                 l1: None,
+                refresh: None,
                 reserved: "",
             })
         };

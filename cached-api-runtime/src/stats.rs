@@ -21,6 +21,7 @@ struct FnCounters {
     oversized: AtomicU64,
     coalesced: AtomicU64,
     l1_hits: AtomicU64,
+    refreshes: AtomicU64,
 }
 
 /// One kind of event the cache counts.
@@ -35,6 +36,8 @@ pub(crate) enum Event {
     Coalesced,
     /// A hit served by the in-process tier (counted as a hit too).
     L1Hit,
+    /// An entry recomputed ahead of its expiry by a caller that found it.
+    Refresh,
 }
 
 impl FnCounters {
@@ -48,6 +51,7 @@ impl FnCounters {
             oversized: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             l1_hits: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
         }
     }
 
@@ -61,6 +65,7 @@ impl FnCounters {
             Event::Oversized => &self.oversized,
             Event::Coalesced => &self.coalesced,
             Event::L1Hit => &self.l1_hits,
+            Event::Refresh => &self.refreshes,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -75,6 +80,7 @@ impl FnCounters {
             oversized: self.oversized.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),
             l1_hits: self.l1_hits.load(Relaxed),
+            refreshes: self.refreshes.load(Relaxed),
         }
     }
 }
@@ -176,6 +182,7 @@ fn emit(function: Option<&'static str>, event: Event) {
         Event::Oversized => "cached_api_oversized_total",
         Event::Coalesced => "cached_api_coalesced_total",
         Event::L1Hit => "cached_api_l1_hits_total",
+        Event::Refresh => "cached_api_refreshes_total",
     };
     match function {
         Some(function) => metrics::counter!(name, "function" => function).increment(1),
@@ -209,6 +216,9 @@ pub struct Counts {
     /// Hits served by the in-process tier without a Redis round trip;
     /// they are in `hits` too, so `hits - l1_hits` were served by the store.
     pub l1_hits: u64,
+    /// Entries recomputed ahead of their expiry (`refresh`): counted
+    /// neither as hits nor as misses.
+    pub refreshes: u64,
 }
 
 impl Counts {
@@ -231,12 +241,13 @@ impl Counts {
         self.oversized += other.oversized;
         self.coalesced += other.coalesced;
         self.l1_hits += other.l1_hits;
+        self.refreshes += other.refreshes;
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Counts", 9)?;
+        let mut s = serializer.serialize_struct("Counts", 10)?;
         s.serialize_field("hits", &self.hits)?;
         s.serialize_field("misses", &self.misses)?;
         s.serialize_field("sets", &self.sets)?;
@@ -245,6 +256,7 @@ impl Serialize for Counts {
         s.serialize_field("oversized", &self.oversized)?;
         s.serialize_field("coalesced", &self.coalesced)?;
         s.serialize_field("l1_hits", &self.l1_hits)?;
+        s.serialize_field("refreshes", &self.refreshes)?;
         s.serialize_field("hit_rate", &self.hit_rate())?;
         s.end()
     }

@@ -11,7 +11,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
@@ -143,7 +143,26 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             Role::Leader(leader) => Step::Compute(Compute {
                 call: self,
                 lead: Some((leader, generations)),
+                refresh: false,
+                started: Instant::now(),
             }),
+        }
+    }
+
+    /// Recomputes the entry ahead of its expiry if no call in this process
+    /// does already; else answers with `value`, still current.
+    fn refresh(self, generations: Generations, value: R) -> Step<'c, P, R> {
+        match self.inner.flights.join(self.key.entry(), generations, None) {
+            Role::Leader(leader) => Step::Compute(Compute {
+                call: self,
+                lead: Some((leader, generations)),
+                refresh: true,
+                started: Instant::now(),
+            }),
+            Role::Follower(_) | Role::LookAgain => {
+                self.record(Event::Hit);
+                Step::Done(value)
+            }
         }
     }
 
@@ -152,6 +171,8 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         Step::Compute(Compute {
             call: self,
             lead: None,
+            refresh: false,
+            started: Instant::now(),
         })
     }
 
@@ -187,19 +208,28 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     }
 
     /// The bytes to store for `value` and their TTL; `None` if it is not cached.
-    fn seal(&self, generations: Generations, value: &R) -> Option<(Vec<u8>, Duration)> {
+    fn seal(
+        &self,
+        generations: Generations,
+        value: &R,
+        compute_ms: u32,
+    ) -> Option<(Vec<u8>, Duration)> {
         let (stored, lifetime) = P::keep(value)?;
         let ttl = match lifetime {
             Lifetime::Value => self.spec.ttl(self.inner.config.default_ttl),
             Lifetime::Error => self.spec.error_ttl()?,
         };
         let ttl = self.spec.jittered(ttl, unit_random());
+        let now_ms = Header::now_ms();
         let header = Header {
             version: self.spec.version(),
             fingerprint: self.codec.fingerprint(),
             generation: generations.user,
             function_generation: generations.function,
-            stored_at_ms: Header::now_ms(),
+            stored_at_ms: now_ms,
+            expires_at_ms: now_ms
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+            compute_ms,
         };
         let bytes = header.seal(self.codec, stored)?;
         let max = self.inner.config.max_value_size;
@@ -274,6 +304,14 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 call.keep_in_l1(copy, current_at, function, age_ms, bytes.len());
             }
             let value = P::restore(stored);
+            if call.spec.refresh_due(
+                Header::now_ms(),
+                header.expires_at_ms,
+                header.compute_ms,
+                unit_random(),
+            ) {
+                return call.refresh(expected, value);
+            }
             call.record(Event::Hit);
             tracing::debug!(
                 function = call.spec.id(),
@@ -380,18 +418,32 @@ pub(super) struct Compute<'c, P: Policy<R>, R> {
     call: Call<'c, P, R>,
     /// The flight this call leads and the generations it read.
     lead: Option<(Leader<'c>, Generations)>,
+    /// Whether it recomputes an entry ahead of its expiry.
+    refresh: bool,
+    started: Instant,
 }
 
 impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
     /// Decides what happens to the function's value.
     pub(super) fn computed(self, value: R) -> Finish<'c, R> {
-        let Compute { call, lead } = self;
-        call.record(Event::Miss);
-        tracing::debug!(function = call.spec.id(), "cache miss");
+        let Compute {
+            call,
+            lead,
+            refresh,
+            started,
+        } = self;
+        if refresh {
+            call.record(Event::Refresh);
+            tracing::debug!(function = call.spec.id(), "recomputed ahead of expiry");
+        } else {
+            call.record(Event::Miss);
+            tracing::debug!(function = call.spec.id(), "cache miss");
+        }
+        let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
         let Some((leader, generations)) = lead else {
             return Finish::Done(value);
         };
-        match call.seal(generations, &value) {
+        match call.seal(generations, &value, compute_ms) {
             Some((bytes, ttl)) => {
                 let wanted = call.spec.has_l1() || call.inner.store.keeps_decoded();
                 let decoded = P::keep(&value)

@@ -820,20 +820,10 @@ fn main() {
     }
     if wants("cluster") {
         let cluster = support::cluster::RedisCluster::start(3);
-        let hosts: Vec<String> = cluster
-            .urls()
-            .iter()
-            .map(|url| {
-                url.trim_start_matches("redis://")
-                    .trim_end_matches('/')
-                    .to_owned()
-            })
-            .collect();
-        // The environment form a service would use.
-        let url = format!("redis+cluster://{}", hosts.join(","));
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .env("CACHED_API_BENCH_CLUSTER", cluster.urls().join(" "))
-            .env("CACHED_API_REDIS_URL", url)
+            // The environment form a service would use.
+            .env("CACHED_API_REDIS_URL", cluster.url())
             .env("CACHED_API_PREFIX", "bench")
             .status()
             .unwrap();

@@ -92,32 +92,33 @@ fn tracked() -> u64 {
     cached_api::stats().tracking.tracked_keys
 }
 
-fn start_peer(server: &RedisServer) -> Peer {
+/// The peer process, its cache on `url` (a node's or a cluster's).
+fn start_peer(url: &str) -> Peer {
     Peer::start(
         "peer",
         &[
-            ("CACHED_API_REDIS_URL", &server.url()),
+            ("CACHED_API_REDIS_URL", url),
             ("CACHED_API_PREFIX", "t"),
             ("PEER_NAME", "peer"),
         ],
     )
 }
 
-/// This process's cache, on the same server and prefix as the peer's.
-fn install(server: &RedisServer) {
+/// This process's cache, on the same store and prefix as the peer's.
+fn install(url: &str) {
     let cache = cached_api::Cache::builder()
-        .redis_url(server.url())
+        .redis_url(url)
         .prefix("t")
         .build()
         .unwrap();
     cached_api::set_global(cache).unwrap();
 }
 
-/// Calls per command name since the server's stats were reset.
-fn calls(server: &RedisServer, command: &str) -> u64 {
+/// Calls per command name on one server since its stats were reset.
+fn calls(connection: &mut redis::Connection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query(&mut server.connection())
+        .query(connection)
         .unwrap();
     let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
@@ -125,10 +126,29 @@ fn calls(server: &RedisServer, command: &str) -> u64 {
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
+/// Kills every tracking connection of one server; how many there were.
+fn kill_tracking_clients(connection: &mut redis::Connection) -> usize {
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(connection).unwrap();
+    let tracking: Vec<&str> = clients
+        .lines()
+        .filter(|line| line.split(' ').any(|field| field == "flags=t"))
+        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
+        .collect();
+    for id in &tracking {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .exec(connection)
+            .unwrap();
+    }
+    tracking.len()
+}
+
 #[test]
 fn a_per_user_hit_reads_only_its_entry() {
     let server = RedisServer::start();
-    let mut peer = start_peer(&server);
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("call ada"), "peer-1");
     assert_eq!(
         peer.ask("tracked"),
@@ -148,8 +168,16 @@ fn a_per_user_hit_reads_only_its_entry() {
     for _ in 0..10 {
         assert_eq!(peer.ask("call ada"), "peer-1");
     }
-    assert_eq!(calls(&server, "get"), 10, "one GET per hit");
-    assert_eq!(calls(&server, "mget"), 0, "no generation read per hit");
+    assert_eq!(
+        calls(&mut server.connection(), "get"),
+        10,
+        "one GET per hit"
+    );
+    assert_eq!(
+        calls(&mut server.connection(), "mget"),
+        0,
+        "no generation read per hit"
+    );
 }
 
 #[test]
@@ -158,8 +186,8 @@ fn another_process_stops_serving_an_invalidated_user_on_its_next_call() {
         return;
     }
     let server = RedisServer::start();
-    install(&server);
-    let mut peer = start_peer(&server);
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("call ada"), "peer-1");
     assert_eq!(peer.ask("call ada"), "peer-1");
     assert_eq!(peer.ask("call bob"), "peer-2");
@@ -176,8 +204,8 @@ fn hot_hits_come_from_the_in_process_tier_until_the_push_arrives() {
         return;
     }
     let server = RedisServer::start();
-    install(&server);
-    let mut peer = start_peer(&server);
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("hot ada"), "peer-1", "computed");
     assert_eq!(peer.ask("warm_hot ada"), "peer-1", "kept in L1");
     let warm: u64 = peer.ask("l1_hits").parse().unwrap();
@@ -190,7 +218,7 @@ fn hot_hits_come_from_the_in_process_tier_until_the_push_arrives() {
     }
     assert_eq!(peer.ask("l1_hits"), (warm + 10).to_string());
     assert_eq!(
-        calls(&server, "get") + calls(&server, "mget"),
+        calls(&mut server.connection(), "get") + calls(&mut server.connection(), "mget"),
         0,
         "hot hits never touch Redis"
     );
@@ -207,8 +235,8 @@ fn a_function_invalidated_elsewhere_leaves_the_in_process_tier() {
         return;
     }
     let server = RedisServer::start();
-    install(&server);
-    let mut peer = start_peer(&server);
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("warm_hot ada"), "peer-1");
     let warm = peer.ask("l1_hits");
     cached_api::blocking::invalidate_function("tracking::hot").unwrap();
@@ -226,7 +254,7 @@ fn a_function_invalidated_elsewhere_leaves_the_in_process_tier() {
 #[test]
 fn a_flushed_server_empties_the_in_process_tier() {
     let server = RedisServer::start();
-    let mut peer = start_peer(&server);
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("warm_hot ada"), "peer-1");
     redis::cmd("FLUSHALL")
         .exec(&mut server.connection())
@@ -246,8 +274,8 @@ fn a_global_entry_leaves_the_in_process_tier_when_it_changes() {
         return;
     }
     let server = RedisServer::start();
-    install(&server);
-    let mut peer = start_peer(&server);
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("warm_motd"), "peer-1");
     assert_eq!(
         peer.ask("tracked"),
@@ -277,29 +305,14 @@ fn a_killed_tracking_connection_forgets_what_it_tracked() {
         return;
     }
     let server = RedisServer::start();
-    install(&server);
-    let mut peer = start_peer(&server);
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
     assert_eq!(peer.ask("warm_hot ada"), "peer-1");
     let warm = peer.ask("l1_hits");
     assert_eq!(peer.ask("tracked"), "2");
 
-    let mut connection = server.connection();
-    let clients: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query(&mut connection)
-        .unwrap();
-    let tracking: Vec<&str> = clients
-        .lines()
-        .filter(|line| line.split(' ').any(|field| field == "flags=t"))
-        .filter_map(|line| line.split(' ').find_map(|field| field.strip_prefix("id=")))
-        .collect();
-    assert_eq!(tracking.len(), 1, "one tracking connection:\n{clients}");
-    redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(tracking[0])
-        .exec(&mut connection)
-        .unwrap();
+    let killed = kill_tracking_clients(&mut server.connection());
+    assert_eq!(killed, 1, "one tracking connection");
     // Meanwhile, another instance changes the user: the push for it can
     // no longer reach the peer.
     cached_api::blocking::invalidate_user("ada").unwrap();
@@ -351,60 +364,17 @@ fn a_server_that_refuses_tracking_is_logged_once_and_still_caches() {
     );
 }
 
-/// The cluster form of a service's URL, for the peer's environment.
-fn cluster_url(cluster: &RedisCluster) -> String {
-    let hosts: Vec<String> = cluster
-        .urls()
-        .iter()
-        .map(|url| {
-            url.trim_start_matches("redis://")
-                .trim_end_matches('/')
-                .to_owned()
-        })
-        .collect();
-    format!("redis+cluster://{}", hosts.join(","))
-}
-
-fn start_cluster_peer(cluster: &RedisCluster) -> Peer {
-    Peer::start(
-        "peer",
-        &[
-            ("CACHED_API_REDIS_URL", &cluster_url(cluster)),
-            ("CACHED_API_PREFIX", "t"),
-            ("PEER_NAME", "peer"),
-        ],
-    )
-}
-
-fn install_cluster(cluster: &RedisCluster) {
-    let cache = cached_api::Cache::builder()
-        .redis_cluster(cluster.urls())
-        .prefix("t")
-        .build()
-        .unwrap();
-    cached_api::set_global(cache).unwrap();
-}
-
 /// Sum of `calls(command)` over the cluster's nodes.
 fn cluster_calls(cluster: &RedisCluster, command: &str) -> u64 {
     cluster
         .urls()
         .iter()
-        .map(|url| {
-            let mut connection = redis::Client::open(url.as_str())
-                .unwrap()
-                .get_connection()
-                .unwrap();
-            let info: String = redis::cmd("INFO")
-                .arg("commandstats")
-                .query(&mut connection)
-                .unwrap();
-            let prefix = format!("cmdstat_{command}:calls=");
-            info.lines()
-                .find_map(|line| line.strip_prefix(&prefix))
-                .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-        })
+        .map(|url| calls(&mut node(url), command))
         .sum()
+}
+
+fn node(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
 }
 
 /// The in-process tier on a cluster: hot hits, invalidations reaching
@@ -417,8 +387,8 @@ fn on_a_cluster_the_in_process_tier_stays_coherent() {
         return;
     }
     let cluster = RedisCluster::start(3);
-    install_cluster(&cluster);
-    let mut peer = start_cluster_peer(&cluster);
+    install(&cluster.url());
+    let mut peer = start_peer(&cluster.url());
     assert_eq!(peer.ask("hot ada"), "peer-1", "computed");
     assert_eq!(peer.ask("warm_hot ada"), "peer-1", "kept in L1");
     let warm: u64 = peer.ask("l1_hits").parse().unwrap();
@@ -442,26 +412,7 @@ fn on_a_cluster_the_in_process_tier_stays_coherent() {
     assert_eq!(peer.ask("warm_hot bob"), "peer-4");
     let warm = peer.ask("l1_hits");
     for url in cluster.urls() {
-        let mut connection = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let clients: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query(&mut connection)
-            .unwrap();
-        for line in clients.lines() {
-            if line.split(' ').any(|field| field == "flags=t")
-                && let Some(id) = line.split(' ').find_map(|field| field.strip_prefix("id="))
-            {
-                redis::cmd("CLIENT")
-                    .arg("KILL")
-                    .arg("ID")
-                    .arg(id)
-                    .exec(&mut connection)
-                    .unwrap();
-            }
-        }
+        kill_tracking_clients(&mut node(&url));
     }
     cached_api::blocking::invalidate_user("bob").unwrap();
     let fresh = rt().block_on(hot("bob".to_owned()));

@@ -102,6 +102,21 @@ impl RedisCluster {
         self.nodes.iter().flatten().map(RedisServer::url).collect()
     }
 
+    /// The one-URL form a service's environment uses:
+    /// `redis+cluster://host1:port1,host2:port2,…`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .urls()
+            .iter()
+            .map(|url| {
+                url.trim_start_matches("redis://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
     /// Waits until every node that is up reports `cluster_state:ok` and
     /// agrees that every slot is served. No event announces it: the nodes
     /// gossip, so the test asks them.

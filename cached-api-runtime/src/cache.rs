@@ -127,23 +127,14 @@ impl Cache {
     /// in the background until it lands; until then this process serves no
     /// cached entry of `user` (other processes may, until it lands).
     pub async fn invalidate_user<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
-        let generation_key = key::generation_key(&self.inner.config.prefix, &user);
-        let result = self
-            .inner
-            .store
-            .set_generation(&generation_key, fresh_generation())
-            .await;
-        self.record_invalidation(&generation_key, result)
+        let key = key::generation_key(&self.inner.config.prefix, &user);
+        self.replace_generation(&key).await
     }
 
     /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
     pub fn invalidate_user_blocking<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
-        let generation_key = key::generation_key(&self.inner.config.prefix, &user);
-        let result = self
-            .inner
-            .store
-            .set_generation_blocking(&generation_key, fresh_generation());
-        self.record_invalidation(&generation_key, result)
+        let key = key::generation_key(&self.inner.config.prefix, &user);
+        self.replace_generation_blocking(&key)
     }
 
     /// Makes every entry of the cached function `id` unreachable, in every
@@ -164,22 +155,32 @@ impl Cache {
     /// ```
     pub async fn invalidate_function(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        let result = self
-            .inner
-            .store
-            .set_generation(&key, fresh_generation())
-            .await;
-        self.record_invalidation(&key, result)
+        self.replace_generation(&key).await
     }
 
     /// [`invalidate_function`](Self::invalidate_function) for code outside an async runtime.
     pub fn invalidate_function_blocking(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
+        self.replace_generation_blocking(&key)
+    }
+
+    /// Writes a fresh generation at `key`, a user's or a function's: every
+    /// entry computed at the old one becomes unreachable.
+    async fn replace_generation(&self, key: &str) -> Result<(), Error> {
         let result = self
             .inner
             .store
-            .set_generation_blocking(&key, fresh_generation());
-        self.record_invalidation(&key, result)
+            .set_generation(key, fresh_generation())
+            .await;
+        self.record_invalidation(key, result)
+    }
+
+    fn replace_generation_blocking(&self, key: &str) -> Result<(), Error> {
+        let result = self
+            .inner
+            .store
+            .set_generation_blocking(key, fresh_generation());
+        self.record_invalidation(key, result)
     }
 
     /// The key of one call of `spec`; `None` when the cache is disabled.

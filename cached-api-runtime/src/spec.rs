@@ -90,14 +90,16 @@ impl FnSpec {
     /// longer the computation, the likelier; `random` is uniform in [0, 1).
     pub(crate) fn refresh_due(
         &self,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         expires_at_ms: u64,
         compute_ms: u32,
-        random: f64,
+        random: impl FnOnce() -> f64,
     ) -> bool {
+        // Only functions with `refresh` read the clock and draw, per hit.
         let Some(beta) = self.options.refresh else {
             return false;
         };
+        let (now_ms, random) = (now_ms(), random());
         // -ln(1 - random) is an exponential draw of mean 1.
         let ahead = f64::from(compute_ms.max(1)) * beta * -(1.0 - random).ln();
         now_ms as f64 + ahead >= expires_at_ms as f64
@@ -150,25 +152,28 @@ mod tests {
         };
         let off = spec(None);
         assert!(
-            !off.refresh_due(10_000, 10_000, 100, 0.99),
+            !off.refresh_due(|| 10_000, 10_000, 100, || 0.99),
             "never without refresh"
         );
         let on = spec(Some(1.0));
         // 100 ms computations, a median draw (ln 2 ≈ 0.69): ~69 ms ahead.
-        assert!(!on.refresh_due(0, 10_000, 100, 0.5), "far from the expiry");
-        assert!(on.refresh_due(9_950, 10_000, 100, 0.5), "close to it");
         assert!(
-            on.refresh_due(10_000, 10_000, 100, 0.0),
+            !on.refresh_due(|| 0, 10_000, 100, || 0.5),
+            "far from the expiry"
+        );
+        assert!(on.refresh_due(|| 9_950, 10_000, 100, || 0.5), "close to it");
+        assert!(
+            on.refresh_due(|| 10_000, 10_000, 100, || 0.0),
             "at it, whatever the draw"
         );
-        assert!(!on.refresh_due(9_000, 10_000, 100, 0.5));
+        assert!(!on.refresh_due(|| 9_000, 10_000, 100, || 0.5));
         assert!(
-            on.refresh_due(9_000, 10_000, 100, 0.999_999_9),
+            on.refresh_due(|| 9_000, 10_000, 100, || 0.999_999_9),
             "a rare draw, far ahead"
         );
         let eager = spec(Some(4.0));
         assert!(
-            eager.refresh_due(9_750, 10_000, 100, 0.5),
+            eager.refresh_due(|| 9_750, 10_000, 100, || 0.5),
             "a larger β, earlier"
         );
     }

@@ -305,10 +305,10 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             }
             let value = P::restore(stored);
             if call.spec.refresh_due(
-                Header::now_ms(),
+                Header::now_ms,
                 header.expires_at_ms,
                 header.compute_ms,
-                unit_random(),
+                unit_random,
             ) {
                 return call.refresh(expected, value);
             }

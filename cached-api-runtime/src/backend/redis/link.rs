@@ -177,10 +177,7 @@ impl Link {
             } => {
                 let mut connection = multiplexed
                     .get_or_init(|| {
-                        let config = ClusterConfig::new()
-                            .set_connection_timeout(op_timeout)
-                            .set_response_timeout(op_timeout);
-                        client.get_pending_async_connection_with_config(config)
+                        client.get_pending_async_connection_with_config(cluster_config(op_timeout))
                     })
                     .clone();
                 cmd.query_async(&mut connection).await
@@ -202,10 +199,7 @@ impl Link {
                 Ok(connection)
             }),
             Link::Cluster { client, pool, .. } => pool.query(cmd, || {
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(op_timeout)
-                    .set_response_timeout(op_timeout);
-                client.get_connection_with_config(config)
+                client.get_connection_with_config(cluster_config(op_timeout))
             }),
         }
     }
@@ -287,9 +281,7 @@ impl TrackedCluster {
         let mut connection = self
             .connection
             .get_or_init(|| {
-                let config = ClusterConfig::new()
-                    .set_connection_timeout(self.op_timeout)
-                    .set_response_timeout(self.op_timeout);
+                let config = cluster_config(self.op_timeout);
                 self.client.get_pending_async_connection_with_config(config)
             })
             .clone();
@@ -508,6 +500,13 @@ fn apply_push(keys: &TrackedKeys, push: PushInfo) {
         PushKind::Disconnection => keys.forget_all(),
         _ => {}
     }
+}
+
+/// The op timeout on connecting and on each reply, for every cluster connection.
+fn cluster_config(op_timeout: Duration) -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(op_timeout)
+        .set_response_timeout(op_timeout)
 }
 
 /// How often the cluster client retries a command (after `MOVED`, `ASK`, or

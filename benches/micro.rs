@@ -24,6 +24,8 @@ static SPEC: FnSpec = FnSpec::new(FnOptions {
     jitter_percent: None,
     l1: None,
     refresh: None,
+    stale: None,
+    lock: None,
     reserved: ":",
 });
 

@@ -15,9 +15,12 @@ mod kw {
     syn::custom_keyword!(jitter);
     syn::custom_keyword!(l1);
     syn::custom_keyword!(refresh);
+    syn::custom_keyword!(stale);
+    syn::custom_keyword!(lock);
 }
 
-const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, l1, refresh, crate";
+const VALID: &str =
+    "key, user, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -38,10 +41,10 @@ pub enum DurationArg {
     Text(LitStr),
 }
 
-/// `l1 = true` or `l1 = "30s"` (a cap).
-pub enum L1Arg {
+/// `l1 = true` or `l1 = "30s"` (a cap); `lock = true` or `lock = "5s"`.
+pub enum SwitchOrDuration {
     Switch(LitBool),
-    Cap(DurationArg),
+    Duration(DurationArg),
 }
 
 /// `refresh = true` or `refresh = 2.0` (XFetch's β).
@@ -62,8 +65,12 @@ pub struct Args {
     pub name: Option<Arg<LitStr>>,
     /// `jitter = "10%"`.
     pub jitter: Option<Arg<LitStr>>,
-    pub l1: Option<Arg<L1Arg>>,
+    pub l1: Option<Arg<SwitchOrDuration>>,
     pub refresh: Option<Arg<RefreshArg>>,
+    /// `stale = "1m"`: how long past its TTL an entry may still answer.
+    pub stale: Option<Arg<DurationArg>>,
+    /// `lock = true` or `lock = "5s"`: a lease across processes on a miss.
+    pub lock: Option<Arg<SwitchOrDuration>>,
     /// `crate = path`: where the facade is, for users who renamed it.
     pub krate: Option<Arg<Path>>,
 }
@@ -126,13 +133,7 @@ impl Parse for Args {
                 )?;
             } else if lookahead.peek(kw::l1) {
                 let span = input.parse::<kw::l1>()?.span;
-                let value = value(input, |input| {
-                    if input.peek(LitBool) {
-                        input.parse().map(L1Arg::Switch)
-                    } else {
-                        duration(input).map(L1Arg::Cap)
-                    }
-                })?;
+                let value = value(input, switch_or_duration)?;
                 set_once(&mut args.l1, "l1", span, value)?;
             } else if lookahead.peek(kw::refresh) {
                 let span = input.parse::<kw::refresh>()?.span;
@@ -149,6 +150,13 @@ impl Parse for Args {
                     }
                 })?;
                 set_once(&mut args.refresh, "refresh", span, value)?;
+            } else if lookahead.peek(kw::stale) {
+                let span = input.parse::<kw::stale>()?.span;
+                set_once(&mut args.stale, "stale", span, value(input, duration)?)?;
+            } else if lookahead.peek(kw::lock) {
+                let span = input.parse::<kw::lock>()?.span;
+                let value = value(input, switch_or_duration)?;
+                set_once(&mut args.lock, "lock", span, value)?;
             } else if lookahead.peek(Token![crate]) {
                 let span = input.parse::<Token![crate]>()?.span;
                 set_once(&mut args.krate, "crate", span, value(input, crate_path)?)?;
@@ -218,6 +226,14 @@ fn duration(input: ParseStream) -> syn::Result<DurationArg> {
         Err(input.error("a duration must be positive: seconds (`90`) or a string like \"15m\""))
     } else {
         Err(lookahead.error())
+    }
+}
+
+fn switch_or_duration(input: ParseStream) -> syn::Result<SwitchOrDuration> {
+    if input.peek(LitBool) {
+        input.parse().map(SwitchOrDuration::Switch)
+    } else {
+        duration(input).map(SwitchOrDuration::Duration)
     }
 }
 

@@ -34,6 +34,8 @@ pub fn expand(model: &Model) -> TokenStream {
     let version = model.version;
     let ttl = optional_secs(model.ttl_secs);
     let error_ttl = optional_secs(model.error_ttl_secs);
+    let stale = optional_secs(model.stale_secs);
+    let lock = optional_secs(model.lock_secs);
     let jitter = match model.jitter_percent {
         Some(percent) => quote!(::core::option::Option::Some(#percent)),
         None => quote!(::core::option::Option::None),
@@ -138,6 +140,8 @@ pub fn expand(model: &Model) -> TokenStream {
                     jitter_percent: #jitter,
                     l1: #l1,
                     refresh: #refresh,
+                    stale: #stale,
+                    lock: #lock,
                     reserved: #reserved,
                 });
             #codec

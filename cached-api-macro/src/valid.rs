@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, GenericParam, LitBool, LitStr, Type};
 
-use crate::args::{Arg, Args, DurationArg, KeyArg, L1Arg, RefreshArg};
+use crate::args::{Arg, Args, DurationArg, KeyArg, RefreshArg, SwitchOrDuration};
 use crate::ast::{Function, Output, Receiver};
 use crate::template::{KeyTemplate, Piece};
 
@@ -25,6 +25,10 @@ pub struct Model {
     pub l1_secs: Option<Option<u64>>,
     /// XFetch's β for refresh-ahead; `None`: off.
     pub refresh_beta: Option<f64>,
+    /// How long past its TTL an entry may answer; `None`: not at all.
+    pub stale_secs: Option<u64>,
+    /// How long a lease across processes lasts; `None`: no lease.
+    pub lock_secs: Option<u64>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -53,6 +57,11 @@ pub enum Policy {
 
 /// What a cached function may return, for the messages that reject the rest.
 const SHAPES: &str = "cacheable returns are a serializable type, `Json<T>`, `Html<T>` or `(StatusCode, Json<T>)` (with the `axum` feature), or a type implementing `cached_api::CachedResponse`, alone or inside `Result` or `Option`";
+
+/// How long a lease taken with `lock = true` lasts: longer than most
+/// computations behind an API handler, short enough that callers behind a
+/// holder that died wait no longer than a slow request.
+const DEFAULT_LEASE_SECS: u64 = 5;
 
 /// Collects errors so that one compile shows all of them.
 #[derive(Default)]
@@ -87,9 +96,9 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
     });
     let l1_secs = args.l1.as_ref().and_then(|l1| {
         let secs = match &l1.value {
-            L1Arg::Switch(on) if !on.value => return None,
-            L1Arg::Switch(_) => None,
-            L1Arg::Cap(cap) => Some(seconds(
+            SwitchOrDuration::Switch(on) if !on.value => return None,
+            SwitchOrDuration::Switch(_) => None,
+            SwitchOrDuration::Duration(cap) => Some(seconds(
                 &Arg {
                     span: l1.span,
                     value: cap.clone(),
@@ -118,6 +127,16 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
                 None
             }
         },
+    });
+    let stale_secs = args.stale.as_ref().and_then(|stale| {
+        let secs = seconds(stale, "stale", &mut errors)?;
+        if args.ttl.is_none() {
+            errors.push(
+                stale.span,
+                "`stale` extends the function's `ttl`, which it needs written here: e.g. `ttl = \"5m\", stale = \"1m\"`",
+            );
+        }
+        Some(secs)
     });
     let version = args.version.as_ref().map_or(0, |version| {
         version.value.base10_parse::<u32>().unwrap_or_else(|_| {
@@ -163,6 +182,26 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         None => (default_key(&func, user.as_ref()), String::new()),
     };
     let (policy, stored) = policy(&func, &args.error_ttl, &args.none, &mut errors);
+    let lock_secs = args.lock.as_ref().and_then(|lock| {
+        let secs = match &lock.value {
+            SwitchOrDuration::Switch(on) => on.value.then_some(DEFAULT_LEASE_SECS)?,
+            SwitchOrDuration::Duration(lease) => seconds(
+                &Arg {
+                    span: lock.span,
+                    value: lease.clone(),
+                },
+                "lock",
+                &mut errors,
+            )?,
+        };
+        if matches!(&stored, Type::Tuple(unit) if unit.elems.is_empty()) {
+            errors.push(
+                lock.span,
+                "`lock` makes other processes wait for this function's stored value, and `()` carries none: drop `lock`",
+            );
+        }
+        Some(secs)
+    });
 
     match errors.0 {
         Some(errors) => Err(errors),
@@ -175,6 +214,8 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             jitter_percent,
             l1_secs,
             refresh_beta,
+            stale_secs,
+            lock_secs,
             key,
             reserved,
             user,

@@ -231,7 +231,7 @@ impl Cache {
     ) -> R {
         let store = &self.inner.store;
         let mut step = steps::start::<P, R>(&self.inner, spec, codec, key);
-        let compute_step = loop {
+        let mut compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
                     let read = store.read(lookup.key(), lookup.l1()).await;
@@ -247,11 +247,28 @@ impl Cache {
                     let outcome = follow.flight().wait().await;
                     follow.landed(outcome)
                 }
+                Step::Lease(lease) => {
+                    let delay = lease.delay();
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let (key, ttl) = (lease.key(), lease.ttl());
+                    let taken = store
+                        .take_lease(key, lease.token(), ttl, lease.entry())
+                        .await;
+                    lease.taken(taken)
+                }
+                Step::Release(release) => {
+                    let held = release.lease();
+                    lease_released(store.release_lease(&held.key, held.token).await);
+                    return release.released();
+                }
                 Step::Compute(compute_step) => break compute_step,
                 Step::Done(value) => return value,
             }
         };
-        match compute_step.computed(compute.await) {
+        let lease = compute_step.take_lease();
+        let value = match compute_step.computed(compute.await) {
             Finish::Done(value) => value,
             Finish::Write(write) => {
                 let written = store
@@ -259,7 +276,12 @@ impl Cache {
                     .await;
                 write.written(written)
             }
+        };
+        if let Some(lease) = lease {
+            let released = store.release_lease(&lease.key, lease.token).await;
+            lease_released(released);
         }
+        value
     }
 
     /// [`call`](Self::call) for sync functions: the same steps, and every
@@ -273,7 +295,7 @@ impl Cache {
     ) -> R {
         let store = &self.inner.store;
         let mut step = steps::start::<P, R>(&self.inner, spec, codec, key);
-        let compute_step = loop {
+        let mut compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
                     let read = store.read_blocking(lookup.key(), lookup.l1());
@@ -287,18 +309,34 @@ impl Cache {
                     let outcome = follow.flight().wait_blocking();
                     follow.landed(outcome)
                 }
+                Step::Lease(lease) => {
+                    std::thread::sleep(lease.delay());
+                    let (key, ttl) = (lease.key(), lease.ttl());
+                    let taken = store.take_lease_blocking(key, lease.token(), ttl, lease.entry());
+                    lease.taken(taken)
+                }
+                Step::Release(release) => {
+                    let held = release.lease();
+                    lease_released(store.release_lease_blocking(&held.key, held.token));
+                    return release.released();
+                }
                 Step::Compute(compute_step) => break compute_step,
                 Step::Done(value) => return value,
             }
         };
-        match compute_step.computed(compute()) {
+        let lease = compute_step.take_lease();
+        let value = match compute_step.computed(compute()) {
             Finish::Done(value) => value,
             Finish::Write(write) => {
                 let written =
                     store.write_blocking(write.key(), write.bytes(), write.decoded(), write.ttl());
                 write.written(written)
             }
+        };
+        if let Some(lease) = lease {
+            lease_released(store.release_lease_blocking(&lease.key, lease.token));
         }
+        value
     }
 
     fn record_invalidation(
@@ -350,6 +388,14 @@ impl CacheBuilder {
     }
 }
 
+/// A lease not released expires on its own: its waiters wait longer, and
+/// nothing is lost, so a failure is only logged.
+fn lease_released(released: Result<(), Error>) {
+    if let Err(error) = released {
+        tracing::debug!(%error, "lease not released; it expires on its own");
+    }
+}
+
 /// How often failed invalidations are retried: the breaker's cooldown, within these bounds.
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
@@ -384,6 +430,8 @@ mod tests {
         jitter_percent: None,
         l1: None,
         refresh: None,
+        stale: None,
+        lock: None,
         reserved: "",
     });
 

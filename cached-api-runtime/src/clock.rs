@@ -1,11 +1,13 @@
-//! The embedded store's clock: the system's, which tests may move forward
-//! to expire entries without waiting.
+//! The cache's clock: the system's, which tests may move forward to expire
+//! entries without waiting.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Time as the embedded store sees it when it checks TTLs.
+/// Time as the cache sees it: when the embedded store expires entries, and
+/// when any entry is past its TTL (`stale`, `refresh`), by the times its
+/// header records.
 ///
 /// Clones share one offset, so a test keeps a clone, hands one to
 /// [`CacheBuilder::clock`](crate::CacheBuilder::clock) and calls
@@ -33,6 +35,17 @@ impl Clock {
 
     pub(crate) fn now(&self) -> Instant {
         Instant::now() + Duration::from_millis(self.ahead_ms.load(Ordering::SeqCst))
+    }
+
+    /// Milliseconds since the Unix epoch: what entries' headers record, so
+    /// that processes agree on them as far as their system clocks do.
+    pub(crate) fn unix_ms(&self) -> u64 {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        system.saturating_add(self.ahead_ms.load(Ordering::SeqCst))
     }
 
     /// Whether the clock was ever moved: until then it is the system's,

@@ -3,7 +3,6 @@
 //! generation wrote it, and when.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -200,24 +199,16 @@ pub(crate) struct Header {
     pub(crate) function_generation: u64,
     /// When the value was stored, in milliseconds since the Unix epoch.
     pub(crate) stored_at_ms: u64,
-    /// When its entry expires, in the same unit: refresh-ahead asks it.
+    /// When its TTL ends, in the same unit: refresh-ahead and `stale` ask it.
     pub(crate) expires_at_ms: u64,
     /// How long computing the value took, in milliseconds.
     pub(crate) compute_ms: u32,
 }
 
 impl Header {
-    pub(crate) fn now_ms() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            })
-    }
-
-    /// How long ago the value was stored (0 if the clocks disagree).
-    pub(crate) fn age_ms(&self) -> u64 {
-        Header::now_ms().saturating_sub(self.stored_at_ms)
+    /// How long before `now_ms` the value was stored (0 if the clocks disagree).
+    pub(crate) fn age_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.stored_at_ms)
     }
 
     pub(crate) fn generations(&self) -> Generations {

@@ -229,6 +229,13 @@ pub(crate) fn in_slot(key: &str, slot: u16) -> String {
     format!("{key}:{{s{}}}", TAGS[usize::from(slot)])
 }
 
+/// The key of the lease on the entry `entry`: in the entry's cluster slot
+/// (its hash tag if it has one, else a tag of that slot), and no entry's,
+/// since no key part holds a raw `{`.
+pub(crate) fn lease_key(entry: &str) -> String {
+    in_slot(&format!("{entry}:lease"), cluster_slot(entry))
+}
+
 /// How many slots a Redis Cluster has.
 pub(crate) const SLOTS: usize = 16_384;
 
@@ -363,6 +370,15 @@ mod tests {
         for slot in [0, 1, 777, 12_182, 16_383] {
             let copy = in_slot("p:fgen:app%3A%3Af", slot);
             assert_eq!(cluster_slot(&copy), slot, "{copy}");
+        }
+    }
+
+    #[test]
+    fn a_lease_shares_its_entrys_slot() {
+        for entry in [key(Some("42"), &["profile:7"]), key(None, &["plans"])] {
+            let lease = lease_key(entry.entry());
+            assert!(lease.starts_with(&format!("{}:lease:{{s", entry.entry())));
+            assert_eq!(cluster_slot(&lease), cluster_slot(entry.entry()));
         }
     }
 

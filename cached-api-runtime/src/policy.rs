@@ -38,6 +38,11 @@ pub trait Policy<R> {
     fn keep(value: &R) -> Option<(&Self::Stored, Lifetime)>;
     /// Rebuilds the return value from what was stored.
     fn restore(stored: Self::Stored) -> R;
+    /// Whether `value` reports a failure, which a stale value may replace.
+    fn failed(value: &R) -> bool {
+        let _ = value;
+        false
+    }
 }
 
 /// Plain return types: every value is cached.
@@ -66,6 +71,9 @@ impl<T, E> Policy<Result<T, E>> for OkOnly {
     fn restore(stored: T) -> Result<T, E> {
         Ok(stored)
     }
+    fn failed(value: &Result<T, E>) -> bool {
+        value.is_err()
+    }
 }
 
 /// `Result` with `error_ttl`: `Ok` and `Err` are cached, each with its TTL.
@@ -83,6 +91,9 @@ impl<T, E> Policy<Result<T, E>> for OkAndErr {
     }
     fn restore(stored: Result<T, E>) -> Result<T, E> {
         stored
+    }
+    fn failed(value: &Result<T, E>) -> bool {
+        value.is_err()
     }
 }
 

@@ -27,6 +27,12 @@ pub struct FnOptions {
     /// Recompute hot entries before they expire (XFetch), with this β;
     /// `None` for off.
     pub refresh: Option<f64>,
+    /// How long past its TTL an entry may still answer while one caller
+    /// recomputes it, or when the function fails; `None` for never.
+    pub stale: Option<Duration>,
+    /// On a miss, one caller in the fleet computes, under a lease in the
+    /// store that lasts at most this long; `None` for no lease.
+    pub lock: Option<Duration>,
     /// The characters of the key template's literal text, escaped inside values.
     pub reserved: &'static str,
 }
@@ -83,7 +89,6 @@ impl FnSpec {
         }
     }
 
-    /// `{escaped id}:v{version}:`, computed once.
     /// Whether a hit on an entry that expires at `expires_at_ms` and took
     /// `compute_ms` to compute should recompute it now, ahead of its expiry
     /// (XFetch, Vattani et al., VLDB 2015): the closer the expiry and the
@@ -105,6 +110,37 @@ impl FnSpec {
         now_ms as f64 + ahead >= expires_at_ms as f64
     }
 
+    /// How an entry whose TTL ends at `expires_at_ms` may answer now.
+    pub(crate) fn freshness(&self, now_ms: impl FnOnce() -> u64, expires_at_ms: u64) -> Freshness {
+        let Some(stale) = self.options.stale else {
+            // Without `stale` the store drops entries at their TTL, and a
+            // hit reads no clock.
+            return Freshness::Fresh;
+        };
+        let Some(past) = now_ms().checked_sub(expires_at_ms) else {
+            return Freshness::Fresh;
+        };
+        if u128::from(past) < stale.as_millis() {
+            Freshness::Stale
+        } else {
+            Freshness::Expired
+        }
+    }
+
+    /// How long the store keeps an entry whose TTL is `ttl`: its stale
+    /// window longer, so that it can still answer in it.
+    pub(crate) fn kept_for(&self, ttl: Duration) -> Duration {
+        match self.options.stale {
+            Some(stale) => ttl.saturating_add(stale),
+            None => ttl,
+        }
+    }
+
+    /// How long the entry's lease lasts; `None` without `lock`.
+    pub(crate) fn lease(&self) -> Option<Duration> {
+        self.options.lock
+    }
+
     pub(crate) fn has_l1(&self) -> bool {
         self.options.l1.is_some()
     }
@@ -122,6 +158,7 @@ impl FnSpec {
         Some(cap.min(shortest))
     }
 
+    /// `{escaped id}:v{version}:`, computed once.
     pub(crate) fn key_segment(&self) -> &str {
         self.key_segment.get_or_init(|| {
             let mut segment = String::with_capacity(self.id().len() + 8);
@@ -132,22 +169,43 @@ impl FnSpec {
     }
 }
 
+/// Where an entry stands against its TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Freshness {
+    /// Within its TTL.
+    Fresh,
+    /// Past its TTL, within its `stale` window.
+    Stale,
+    /// Past both: a miss.
+    Expired,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every option off.
+    fn options() -> FnOptions {
+        FnOptions {
+            id: "f",
+            version: 0,
+            ttl: None,
+            error_ttl: None,
+            jitter_percent: None,
+            l1: None,
+            refresh: None,
+            stale: None,
+            lock: None,
+            reserved: "",
+        }
+    }
 
     #[test]
     fn refresh_is_drawn_likelier_as_the_expiry_nears() {
         let spec = |refresh| {
             FnSpec::new(FnOptions {
-                id: "f",
-                version: 0,
-                ttl: None,
-                error_ttl: None,
-                jitter_percent: None,
-                l1: None,
                 refresh,
-                reserved: "",
+                ..options()
             })
         };
         let off = spec(None);
@@ -182,14 +240,8 @@ mod tests {
     fn jitter_shortens_the_ttl_by_at_most_its_share() {
         let spec = |jitter_percent| {
             FnSpec::new(FnOptions {
-                id: "f",
-                version: 0,
-                ttl: None,
-                error_ttl: None,
                 jitter_percent,
-                l1: None,
-                refresh: None,
-                reserved: "",
+                ..options()
             })
         };
         let ttl = Duration::from_secs(1_000);
@@ -198,5 +250,19 @@ mod tests {
         assert_eq!(jittered.jittered(ttl, 0.0), ttl);
         assert_eq!(jittered.jittered(ttl, 0.5), Duration::from_secs(950));
         assert!(jittered.jittered(ttl, 0.999_999) > Duration::from_secs(900));
+    }
+
+    #[test]
+    fn an_entry_is_stale_only_within_its_window() {
+        let spec = |stale| FnSpec::new(FnOptions { stale, ..options() });
+        let off = spec(None);
+        assert_eq!(off.freshness(|| 5_000, 1_000), Freshness::Fresh);
+        assert_eq!(off.kept_for(Duration::from_secs(1)), Duration::from_secs(1));
+        let on = spec(Some(Duration::from_secs(2)));
+        assert_eq!(on.freshness(|| 999, 1_000), Freshness::Fresh);
+        assert_eq!(on.freshness(|| 1_000, 1_000), Freshness::Stale);
+        assert_eq!(on.freshness(|| 2_999, 1_000), Freshness::Stale);
+        assert_eq!(on.freshness(|| 3_000, 1_000), Freshness::Expired);
+        assert_eq!(on.kept_for(Duration::from_secs(1)), Duration::from_secs(3));
     }
 }

@@ -22,6 +22,8 @@ struct FnCounters {
     coalesced: AtomicU64,
     l1_hits: AtomicU64,
     refreshes: AtomicU64,
+    stale: AtomicU64,
+    lease_waits: AtomicU64,
 }
 
 /// One kind of event the cache counts.
@@ -38,6 +40,10 @@ pub(crate) enum Event {
     L1Hit,
     /// An entry recomputed ahead of its expiry by a caller that found it.
     Refresh,
+    /// An answer from an entry past its TTL, within its `stale` window.
+    Stale,
+    /// A hit on the value another process computed under the entry's lease.
+    LeaseWait,
 }
 
 impl FnCounters {
@@ -52,6 +58,8 @@ impl FnCounters {
             coalesced: AtomicU64::new(0),
             l1_hits: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            lease_waits: AtomicU64::new(0),
         }
     }
 
@@ -66,6 +74,8 @@ impl FnCounters {
             Event::Coalesced => &self.coalesced,
             Event::L1Hit => &self.l1_hits,
             Event::Refresh => &self.refreshes,
+            Event::Stale => &self.stale,
+            Event::LeaseWait => &self.lease_waits,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -81,6 +91,8 @@ impl FnCounters {
             coalesced: self.coalesced.load(Relaxed),
             l1_hits: self.l1_hits.load(Relaxed),
             refreshes: self.refreshes.load(Relaxed),
+            stale: self.stale.load(Relaxed),
+            lease_waits: self.lease_waits.load(Relaxed),
         }
     }
 }
@@ -183,6 +195,8 @@ fn emit(function: Option<&'static str>, event: Event) {
         Event::Coalesced => "cached_api_coalesced_total",
         Event::L1Hit => "cached_api_l1_hits_total",
         Event::Refresh => "cached_api_refreshes_total",
+        Event::Stale => "cached_api_stale_total",
+        Event::LeaseWait => "cached_api_lease_waits_total",
     };
     match function {
         Some(function) => metrics::counter!(name, "function" => function).increment(1),
@@ -219,6 +233,14 @@ pub struct Counts {
     /// Entries recomputed ahead of their expiry (`refresh`): counted
     /// neither as hits nor as misses.
     pub refreshes: u64,
+    /// Answers from entries past their TTL, within their `stale` window:
+    /// while another caller recomputed them, or because the function
+    /// failed. Counted neither as hits nor as misses, so that an origin
+    /// outage shows here rather than as hits.
+    pub stale: u64,
+    /// Calls (`lock`) that waited while another process computed their
+    /// entry under its lease, and took its value: counted in `hits` too.
+    pub lease_waits: u64,
 }
 
 impl Counts {
@@ -242,12 +264,14 @@ impl Counts {
         self.coalesced += other.coalesced;
         self.l1_hits += other.l1_hits;
         self.refreshes += other.refreshes;
+        self.stale += other.stale;
+        self.lease_waits += other.lease_waits;
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Counts", 10)?;
+        let mut s = serializer.serialize_struct("Counts", 12)?;
         s.serialize_field("hits", &self.hits)?;
         s.serialize_field("misses", &self.misses)?;
         s.serialize_field("sets", &self.sets)?;
@@ -257,6 +281,8 @@ impl Serialize for Counts {
         s.serialize_field("coalesced", &self.coalesced)?;
         s.serialize_field("l1_hits", &self.l1_hits)?;
         s.serialize_field("refreshes", &self.refreshes)?;
+        s.serialize_field("stale", &self.stale)?;
+        s.serialize_field("lease_waits", &self.lease_waits)?;
         s.serialize_field("hit_rate", &self.hit_rate())?;
         s.end()
     }

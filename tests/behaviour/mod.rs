@@ -294,17 +294,17 @@ pub struct Gate {
     /// Whether the test let a held body go on.
     released: Mutex<bool>,
     release: Condvar,
+    release_async: Notify,
 }
 
 static GATES: LazyLock<Mutex<HashMap<String, Arc<Gate>>>> = LazyLock::new(Default::default);
 
 fn gate(tag: &str) -> Arc<Gate> {
-    GATES
-        .lock()
-        .unwrap()
-        .get(tag)
-        .cloned()
-        .expect("the test set a gate")
+    gate_if_set(tag).expect("the test set a gate")
+}
+
+fn gate_if_set(tag: &str) -> Option<Arc<Gate>> {
+    GATES.lock().unwrap().get(tag).cloned()
 }
 
 /// Makes `tag` wait at the same gate as `other`.
@@ -358,6 +358,17 @@ impl Gate {
     pub fn release(&self) {
         *self.released.lock().unwrap() = true;
         self.release.notify_all();
+        self.release_async.notify_waiters();
+    }
+
+    async fn released(&self) {
+        loop {
+            let notified = self.release_async.notified();
+            if *self.released.lock().unwrap() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn wait_released(&self) {
@@ -380,6 +391,21 @@ impl Gate {
 pub async fn slow(tag: String) -> String {
     ran(&tag);
     gate(&tag).wait_all_started().await;
+    format!("computed {tag}")
+}
+
+/// [`slow`], computed under a lease in the store.
+#[cached_api(key = "{tag}", name = "behaviour::leased", lock = true)]
+pub async fn leased(tag: String) -> String {
+    ran(&tag);
+    gate(&tag).wait_all_started().await;
+    format!("computed {tag}")
+}
+
+/// A sync function of a user's, computed under a lease.
+#[cached_api(key = "{tag}", user = user, name = "behaviour::leased_sync", lock = "3s")]
+pub fn leased_sync(user: &str, tag: &str) -> String {
+    ran(&format!("leased_sync/{user}/{tag}"));
     format!("computed {tag}")
 }
 
@@ -476,6 +502,29 @@ pub fn sized(user: &str, size: usize) -> String {
 }
 
 pub const MAX_VALUE_SIZE: usize = 64 * 1024;
+
+/// The source's value, or an error while it is "down"; held at the tag's
+/// gate if the test set one. Entries live 1 s and answer stale 3 s more.
+#[cached_api(name = "behaviour::stale_sync", key = "{tag}", ttl = 1, stale = 3)]
+pub fn stale_sync(tag: &str) -> Result<String, String> {
+    ran(tag);
+    match source(tag).as_str() {
+        "down" => Err("the source is down".to_owned()),
+        value => Ok(value.to_owned()),
+    }
+}
+
+/// Entries live 1 s and answer stale a minute more; held at the tag's
+/// gate, if the test set one, until it is released.
+#[cached_api(name = "behaviour::stale_async", key = "{tag}", ttl = 1, stale = 60)]
+pub async fn stale_async(tag: String) -> String {
+    ran(&tag);
+    if let Some(gate) = gate_if_set(&tag) {
+        gate.start();
+        gate.released().await;
+    }
+    source(&tag)
+}
 
 #[cached_api(name = "behaviour::counted", key = "{id}")]
 pub async fn counted(id: u32) -> u32 {
@@ -622,6 +671,52 @@ pub fn concurrent_first_calls_run_the_body_once<S: StoreUnderTest>() {
             1,
             "64 concurrent misses must run the body once: {stats:?}"
         );
+    });
+}
+
+pub fn with_lock_concurrent_first_calls_run_the_body_once_under_one_lease<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("leased");
+        let gate = set_gate(&tag, 16, false);
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let (tag, gate) = (tag.clone(), gate.clone());
+                tokio::spawn(async move {
+                    gate.start();
+                    leased(tag).await
+                })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), format!("computed {tag}"));
+        }
+        assert_eq!(leased(tag.clone()).await, format!("computed {tag}"));
+        assert_eq!(runs(&tag), 1);
+        let user = unique("leased-user");
+        let (sync_user, sync_tag) = (user.clone(), tag.clone());
+        tokio::task::spawn_blocking(move || {
+            for _ in 0..2 {
+                assert_eq!(
+                    leased_sync(&sync_user, &sync_tag),
+                    format!("computed {sync_tag}")
+                );
+            }
+        })
+        .await
+        .unwrap();
+        cached_api::invalidate_user(&user).await.unwrap();
+        let (sync_user, sync_tag) = (user.clone(), tag.clone());
+        tokio::task::spawn_blocking(move || leased_sync(&sync_user, &sync_tag))
+            .await
+            .unwrap();
+        assert_eq!(runs(&format!("leased_sync/{user}/{tag}")), 2);
+        for function in ["behaviour::leased", "behaviour::leased_sync"] {
+            let counts = cached_api::stats().function(function);
+            // On a cluster, a lease outside its entry's slot would fail (and
+            // the call compute without it): counted here.
+            assert_eq!(counts.errors, 0, "{function}: {counts:?}");
+        }
     });
 }
 
@@ -824,6 +919,77 @@ pub fn a_value_computed_before_a_function_invalidation_is_never_served_after_it<
     });
 }
 
+pub fn a_stale_entry_answers_failures_within_its_window_then_the_error_does<S: StoreUnderTest>() {
+    S::install();
+    let tag = unique("stale");
+    set_source(&tag, "v1");
+    assert_eq!(stale_sync(&tag).as_deref(), Ok("v1"));
+    set_source(&tag, "down");
+    let before = cached_api::stats().function("behaviour::stale_sync");
+    // Calls until the window ends: hits within the TTL, then the stale
+    // value after each failed run, then the error.
+    let error = loop {
+        match stale_sync(&tag) {
+            Ok(value) => assert_eq!(value, "v1", "only the cached value answers"),
+            Err(error) => break error,
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(error, "the source is down");
+    let counts = cached_api::stats().function("behaviour::stale_sync");
+    let stale = counts.stale - before.stale;
+    assert!(stale >= 1, "failures within the window answer stale");
+    assert_eq!(
+        runs(&tag),
+        1 + u32::try_from(stale).unwrap() + 1,
+        "each stale answer follows one failed run, and the error one more"
+    );
+    assert_eq!(stale_sync(&tag), Err("the source is down".to_owned()));
+}
+
+pub fn a_stale_entry_answers_while_one_caller_recomputes_it<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("stale-async");
+        set_source(&tag, "v1");
+        assert_eq!(stale_async(tag.clone()).await, "v1");
+        set_source(&tag, "v2");
+        let gate = set_gate(&tag, 1, false);
+        // Hits until the TTL ends; then the first caller recomputes, held.
+        let leader = loop {
+            let mut call = tokio::spawn(stale_async(tag.clone()));
+            tokio::select! {
+                answer = &mut call => assert_eq!(answer.unwrap(), "v1"),
+                () = gate.wait_all_started() => break call,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let before = cached_api::stats().function("behaviour::stale_async");
+        let callers: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(stale_async(tag.clone())))
+            .collect();
+        for caller in callers {
+            // A caller that waited for the held leader would hang the test.
+            assert_eq!(
+                caller.await.unwrap(),
+                "v1",
+                "callers do not wait for the leader"
+            );
+        }
+        let counts = cached_api::stats().function("behaviour::stale_async");
+        assert_eq!(
+            counts.stale - before.stale,
+            8,
+            "stale answers counted apart"
+        );
+        assert_eq!(counts.hits, before.hits);
+        gate.release();
+        assert_eq!(leader.await.unwrap(), "v2");
+        assert_eq!(stale_async(tag.clone()).await, "v2", "cached again");
+        assert_eq!(runs(&tag), 2);
+    });
+}
+
 pub fn stats_count_each_function<S: StoreUnderTest>() {
     S::install();
     run(async {
@@ -931,12 +1097,15 @@ macro_rules! behaviour_tests {
             methods_of_different_types_have_their_own_entries,
             concurrent_first_calls_run_the_body_once,
             concurrent_first_calls_of_a_sync_function_run_the_body_once,
+            with_lock_concurrent_first_calls_run_the_body_once_under_one_lease,
             a_sync_follower_blocks_its_thread_until_the_leader_lands,
             a_panicking_leader_does_not_strand_followers,
             a_cancelled_leader_hands_over,
             a_value_computed_before_an_invalidation_is_never_served_after_it,
             invalidate_function_drops_every_entry_of_that_function_only,
             a_value_computed_before_a_function_invalidation_is_never_served_after_it,
+            a_stale_entry_answers_failures_within_its_window_then_the_error_does,
+            a_stale_entry_answers_while_one_caller_recomputes_it,
             stats_count_each_function,
             values_over_the_size_limit_are_returned_but_not_stored,
             template_values_containing_the_separator_do_not_collide,

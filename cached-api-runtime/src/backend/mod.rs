@@ -35,6 +35,19 @@ pub(crate) struct Read {
     pub(crate) decoded: Option<Arc<Shared>>,
 }
 
+impl Read {
+    /// A read that found nothing.
+    pub(crate) fn nothing() -> Read {
+        Read {
+            value: None,
+            generation: None,
+            function_generation: 0,
+            stamp: None,
+            decoded: None,
+        }
+    }
+}
+
 /// An entry's bytes as the store hands them over: received from Redis, or
 /// shared with the embedded store without a copy.
 #[derive(Debug)]
@@ -77,6 +90,27 @@ pub(crate) trait Backend: Send + Sync {
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error>;
     /// Replaces the generation at `key`.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error>;
+    /// Takes the lease at `key` for `ttl`, marked `token`, unless someone
+    /// holds it, and reads `entry` as [`read_blocking`](Self::read_blocking)
+    /// does, after: whether it was taken, and the read. A store in one
+    /// process grants every lease and reads nothing: single-flight already
+    /// made its caller the only one.
+    fn take_lease_blocking(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+        entry: &EntryKey,
+    ) -> Result<(bool, Read), Error> {
+        let _ = (key, token, ttl, entry);
+        Ok((true, Read::nothing()))
+    }
+    /// Drops the lease at `key` if it still holds `token`: a holder whose
+    /// lease expired never drops its successor's.
+    fn release_lease_blocking(&self, key: &str, token: u64) -> Result<(), Error> {
+        let _ = (key, token);
+        Ok(())
+    }
 
     fn read(&self, key: &EntryKey, l1: bool) -> impl Future<Output = Result<Read, Error>> + Send {
         std::future::ready(self.read_blocking(key, l1))
@@ -103,6 +137,22 @@ pub(crate) trait Backend: Send + Sync {
         generation: u64,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         std::future::ready(self.set_generation_blocking(key, generation))
+    }
+    fn take_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+        entry: &EntryKey,
+    ) -> impl Future<Output = Result<(bool, Read), Error>> + Send {
+        std::future::ready(self.take_lease_blocking(key, token, ttl, entry))
+    }
+    fn release_lease(
+        &self,
+        key: &str,
+        token: u64,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.release_lease_blocking(key, token))
     }
 }
 
@@ -196,5 +246,29 @@ impl Backend for Store {
     }
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
         dispatch!(self, s => s.set_generation(key, generation).await)
+    }
+    fn take_lease_blocking(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+        entry: &EntryKey,
+    ) -> Result<(bool, Read), Error> {
+        dispatch!(self, s => s.take_lease_blocking(key, token, ttl, entry))
+    }
+    fn release_lease_blocking(&self, key: &str, token: u64) -> Result<(), Error> {
+        dispatch!(self, s => s.release_lease_blocking(key, token))
+    }
+    async fn take_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+        entry: &EntryKey,
+    ) -> Result<(bool, Read), Error> {
+        dispatch!(self, s => s.take_lease(key, token, ttl, entry).await)
+    }
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), Error> {
+        dispatch!(self, s => s.release_lease(key, token).await)
     }
 }

@@ -19,9 +19,9 @@ use crate::backend::Read;
 use crate::codec::{Generations, Header, Shared, TypedCodec};
 use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
-use crate::key::EntryKey;
+use crate::key::{self, EntryKey};
 use crate::policy::{Lifetime, Policy};
-use crate::spec::FnSpec;
+use crate::spec::{FnSpec, Freshness};
 use crate::stats::Event;
 
 /// What one call must do next.
@@ -33,6 +33,12 @@ pub(super) enum Step<'c, P: Policy<R>, R> {
     /// Another call in this process computes the entry: wait until it
     /// lands, then [`Follow::landed`].
     Follow(Follow<'c, P, R>),
+    /// Wait [`Lease::delay`], then take the entry's lease (so that one
+    /// process in the fleet computes it) and read the entry, then
+    /// [`Lease::taken`].
+    Lease(Lease<'c, P, R>),
+    /// Release the lease, then answer with [`Release::released`].
+    Release(Release<R>),
     /// Run the function, then [`Compute::computed`].
     Compute(Compute<'c, P, R>),
     /// The call's answer, from the cache or from a concurrent call.
@@ -140,27 +146,66 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
                 self.record(Event::Coalesced);
                 Step::Follow(Follow { call: self, flight })
             }
-            Role::Leader(leader) => Step::Compute(Compute {
-                call: self,
-                lead: Some((leader, generations)),
-                refresh: false,
-                started: Instant::now(),
-            }),
+            Role::Leader(leader) => self.lead(leader, generations, Reason::Miss),
         }
     }
 
-    /// Recomputes the entry ahead of its expiry if no call in this process
-    /// does already; else answers with `value`, still current.
-    fn refresh(self, generations: Generations, value: R) -> Step<'c, P, R> {
-        match self.inner.flights.join(self.key.entry(), generations, None) {
-            Role::Leader(leader) => Step::Compute(Compute {
+    /// Computes the entry as this process's leader: under the entry's
+    /// lease, if the function takes one.
+    fn lead(
+        self,
+        leader: Leader<'c>,
+        generations: Generations,
+        reason: Reason<R>,
+    ) -> Step<'c, P, R> {
+        if self.spec.lease().is_some() {
+            return Step::Lease(Lease {
+                key: key::lease_key(self.key.entry()),
+                token: fresh_generation(),
                 call: self,
-                lead: Some((leader, generations)),
-                refresh: true,
-                started: Instant::now(),
-            }),
+                leader,
+                generations,
+                reason,
+                deadline: None,
+                refusals: 0,
+            });
+        }
+        Step::Compute(Compute {
+            call: self,
+            lead: Some((leader, generations)),
+            reason,
+            lease: None,
+            started: Instant::now(),
+        })
+    }
+
+    /// Recomputes an entry that still answers with `value` if no call in
+    /// this process does already; else answers with `value`.
+    fn recompute_while_current(
+        self,
+        generations: Generations,
+        value: R,
+        stale: bool,
+    ) -> Step<'c, P, R> {
+        match self.inner.flights.join(self.key.entry(), generations, None) {
+            Role::Leader(leader) => {
+                let reason = if stale {
+                    Reason::Stale(value)
+                } else {
+                    Reason::Refresh(value)
+                };
+                self.lead(leader, generations, reason)
+            }
             Role::Follower(_) | Role::LookAgain => {
-                self.record(Event::Hit);
+                if stale {
+                    self.record(Event::Stale);
+                    tracing::debug!(
+                        function = self.spec.id(),
+                        "stale entry answered while another call recomputes it"
+                    );
+                } else {
+                    self.record(Event::Hit);
+                }
                 Step::Done(value)
             }
         }
@@ -171,9 +216,15 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         Step::Compute(Compute {
             call: self,
             lead: None,
-            refresh: false,
+            reason: Reason::Miss,
+            lease: None,
             started: Instant::now(),
         })
+    }
+
+    /// Now by the cache's clock, in milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64 {
+        self.inner.config.clock.unix_ms()
     }
 
     fn record(&self, event: Event) {
@@ -207,7 +258,8 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         Some((value, header))
     }
 
-    /// The bytes to store for `value` and their TTL; `None` if it is not cached.
+    /// The bytes to store for `value` and how long the store keeps them;
+    /// `None` if it is not cached.
     fn seal(
         &self,
         generations: Generations,
@@ -220,7 +272,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             Lifetime::Error => self.spec.error_ttl()?,
         };
         let ttl = self.spec.jittered(ttl, unit_random());
-        let now_ms = Header::now_ms();
+        let now_ms = self.now_ms();
         let header = Header {
             version: self.spec.version(),
             fingerprint: self.codec.fingerprint(),
@@ -243,7 +295,11 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             );
             return None;
         }
-        Some((bytes, ttl))
+        let kept_for = match lifetime {
+            Lifetime::Value => self.spec.kept_for(ttl),
+            Lifetime::Error => ttl,
+        };
+        Some((bytes, kept_for))
     }
 }
 
@@ -294,28 +350,36 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
         };
         if let Some((stored, header)) = call.unseal(&bytes, read.decoded.as_deref(), Some(expected))
         {
+            match call.spec.freshness(|| call.now_ms(), header.expires_at_ms) {
+                Freshness::Fresh => {}
+                Freshness::Stale => {
+                    let value = P::restore(stored);
+                    return call.recompute_while_current(expected, value, true);
+                }
+                Freshness::Expired => return call.join(expected, seen),
+            }
             let current_at = match call.key.generation() {
                 Some(_) => Some(user),
                 None => read.stamp,
             };
             if let Some(current_at) = current_at {
                 let copy = || call.codec.share(&stored);
-                let age_ms = || header.age_ms();
+                let age_ms = || header.age_ms(call.now_ms());
                 call.keep_in_l1(copy, current_at, function, age_ms, bytes.len());
             }
             let value = P::restore(stored);
             if call.spec.refresh_due(
-                Header::now_ms,
+                || call.now_ms(),
                 header.expires_at_ms,
                 header.compute_ms,
                 unit_random,
             ) {
-                return call.refresh(expected, value);
+                return call.recompute_while_current(expected, value, false);
             }
             call.record(Event::Hit);
             tracing::debug!(
                 function = call.spec.id(),
-                age_ms = header.age_ms(),
+                age_ms = header.age_ms(call.now_ms()),
                 "cache hit"
             );
             return Step::Done(value);
@@ -413,31 +477,236 @@ impl<'c, P: Policy<R>, R> Follow<'c, P, R> {
     }
 }
 
+/// The entry's lease must be taken before the entry is computed.
+pub(super) struct Lease<'c, P: Policy<R>, R> {
+    call: Call<'c, P, R>,
+    leader: Leader<'c>,
+    generations: Generations,
+    reason: Reason<R>,
+    key: String,
+    token: u64,
+    /// When waiting for another holder gives up: set at the first refusal.
+    deadline: Option<Instant>,
+    /// Attempts refused so far.
+    refusals: u32,
+}
+
+impl<'c, P: Policy<R>, R> Lease<'c, P, R> {
+    pub(super) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What marks this call's lease, so that only it releases it.
+    pub(super) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// How long the lease lasts if its holder never releases it.
+    pub(super) fn ttl(&self) -> Duration {
+        self.call
+            .spec
+            .lease()
+            .expect("only functions with `lock` take leases")
+    }
+
+    /// The entry, read with each attempt: the value another holder stored
+    /// ends the wait.
+    pub(super) fn entry(&self) -> &EntryKey {
+        &self.call.key
+    }
+
+    /// How long to wait before this attempt: none for the first; then
+    /// 5 ms, half as long again each time up to 100 ms, each drawn within
+    /// ±25 % so that waiters spread out.
+    pub(super) fn delay(&self) -> Duration {
+        if self.refusals == 0 {
+            return Duration::ZERO;
+        }
+        let exponent = i32::try_from(self.refusals.min(16)).unwrap_or(16) - 1;
+        let ms = (5.0 * 1.5_f64.powi(exponent)).min(100.0);
+        Duration::from_secs_f64(ms * (0.75 + 0.5 * unit_random()) / 1000.0)
+    }
+
+    /// Answers with the value a holder stored, if the read found one;
+    /// else computes under the lease if it was taken. If another process
+    /// holds it, answers with the entry that still answers, or waits for
+    /// the holder's value, at most one lease long, then computes anyway.
+    pub(super) fn taken(mut self, taken: Result<(bool, Read), Error>) -> Step<'c, P, R> {
+        let (held, read) = match taken {
+            Ok(taken) => taken,
+            Err(error) => {
+                self.call
+                    .record_error(&error, "lease unavailable; computing without it");
+                return self.compute(false);
+            }
+        };
+        if held && !matches!(self.reason, Reason::Miss) {
+            return self.compute(true);
+        }
+        match self.reason {
+            Reason::Miss => {}
+            // Another process recomputes the entry, which answers meanwhile.
+            Reason::Stale(value) => {
+                self.call.record(Event::Stale);
+                return Step::Done(value);
+            }
+            Reason::Refresh(value) => {
+                self.call.record(Event::Hit);
+                return Step::Done(value);
+            }
+        }
+        if let Some((value, bytes)) = self.stored_value(read) {
+            let Lease {
+                leader, key, token, ..
+            } = self;
+            leader.land(Outcome::Value(bytes));
+            return match held {
+                // Stored just before this call took the lease.
+                true => Step::Release(Release {
+                    lease: HeldLease { key, token },
+                    value,
+                }),
+                false => Step::Done(value),
+            };
+        }
+        if held {
+            return self.compute(true);
+        }
+        let now = Instant::now();
+        let deadline = *self.deadline.get_or_insert(now + self.ttl());
+        if now >= deadline {
+            tracing::debug!(
+                function = self.call.spec.id(),
+                "another process held the lease too long; computing without it"
+            );
+            return self.compute(false);
+        }
+        self.refusals += 1;
+        Step::Lease(self)
+    }
+
+    /// The current, fresh value in `read`, and its bytes for this
+    /// process's followers.
+    fn stored_value(&self, read: Read) -> Option<(R, Arc<[u8]>)> {
+        let user = match self.call.key.generation() {
+            None => 0,
+            Some(_) => read.generation?,
+        };
+        let current = Generations {
+            user,
+            function: read.function_generation,
+        };
+        let bytes = read.value?;
+        let (stored, header) = self.call.unseal(&bytes, None, Some(current))?;
+        let now_ms = || self.call.now_ms();
+        if self.call.spec.freshness(now_ms, header.expires_at_ms) != Freshness::Fresh {
+            return None;
+        }
+        self.call.record(Event::Hit);
+        if self.refusals > 0 {
+            self.call.record(Event::LeaseWait);
+            tracing::debug!(
+                function = self.call.spec.id(),
+                "took the value another process computed under its lease"
+            );
+        }
+        Some((P::restore(stored), Arc::from(&*bytes)))
+    }
+
+    fn compute(self, held: bool) -> Step<'c, P, R> {
+        let lease = held.then_some(HeldLease {
+            key: self.key,
+            token: self.token,
+        });
+        Step::Compute(Compute {
+            call: self.call,
+            lead: Some((self.leader, self.generations)),
+            reason: self.reason,
+            lease,
+            started: Instant::now(),
+        })
+    }
+}
+
+/// A lease taken after all, to release before answering.
+pub(super) struct Release<R> {
+    lease: HeldLease,
+    value: R,
+}
+
+impl<R> Release<R> {
+    pub(super) fn lease(&self) -> &HeldLease {
+        &self.lease
+    }
+
+    pub(super) fn released(self) -> R {
+        self.value
+    }
+}
+
 /// The function must run; as the entry's leader, if the call is one.
 pub(super) struct Compute<'c, P: Policy<R>, R> {
     call: Call<'c, P, R>,
     /// The flight this call leads and the generations it read.
     lead: Option<(Leader<'c>, Generations)>,
-    /// Whether it recomputes an entry ahead of its expiry.
-    refresh: bool,
+    reason: Reason<R>,
+    lease: Option<HeldLease>,
     started: Instant,
 }
 
+/// A lease this call holds, to release once its value is stored.
+pub(super) struct HeldLease {
+    pub(super) key: String,
+    pub(super) token: u64,
+}
+
+/// Why a call runs the function.
+enum Reason<R> {
+    /// No current entry answers it.
+    Miss,
+    /// Its entry, which answers with this value, nears its expiry (`refresh`).
+    Refresh(R),
+    /// Its entry is past its TTL, within its `stale` window: this value
+    /// answers if the function fails.
+    Stale(R),
+}
+
 impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
+    /// The lease this call holds, for the driver to release once the
+    /// entry is stored (or not).
+    pub(super) fn take_lease(&mut self) -> Option<HeldLease> {
+        self.lease.take()
+    }
+
     /// Decides what happens to the function's value.
     pub(super) fn computed(self, value: R) -> Finish<'c, R> {
         let Compute {
             call,
             lead,
-            refresh,
+            reason,
             started,
+            ..
         } = self;
-        if refresh {
-            call.record(Event::Refresh);
-            tracing::debug!(function = call.spec.id(), "recomputed ahead of expiry");
-        } else {
-            call.record(Event::Miss);
-            tracing::debug!(function = call.spec.id(), "cache miss");
+        match reason {
+            Reason::Stale(stale) if P::failed(&value) => {
+                // Nothing is stored: the stale entry keeps answering, and
+                // the next caller tries the function again. Dropping the
+                // lead sends any follower back to the store.
+                call.record(Event::Stale);
+                tracing::debug!(
+                    function = call.spec.id(),
+                    "the function failed; answered with its stale entry"
+                );
+                return Finish::Done(stale);
+            }
+            Reason::Refresh(_) => {
+                call.record(Event::Refresh);
+                tracing::debug!(function = call.spec.id(), "recomputed ahead of expiry");
+            }
+            Reason::Miss | Reason::Stale(_) => {
+                call.record(Event::Miss);
+                tracing::debug!(function = call.spec.id(), "cache miss");
+            }
         }
         let compute_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
         let Some((leader, generations)) = lead else {

@@ -32,7 +32,7 @@ fn parse(id: &str) -> Result<u64> {
 
 /// Doc comments and other attributes survive.
 #[must_use]
-#[cached_api(key = "profile:{id}", user = user_id, ttl = "15m", l1 = true)]
+#[cached_api(key = "profile:{id}", user = user_id, ttl = "15m", l1 = true, stale = "1m", lock = true)]
 async fn get_profile(user_id: u64, id: ::std::string::String) -> Result<Profile> {
     let number = parse(&id)?;
     if number == 0 {
@@ -55,7 +55,7 @@ struct Repo {
 }
 
 impl Repo {
-    #[cached_api(key = "{id}", ttl = 90, error_ttl = "5s")]
+    #[cached_api(key = "{id}", ttl = 90, error_ttl = "5s", stale = 30, lock = "2s")]
     async fn load(&self, id: u64) -> ::core::result::Result<u64, ::std::string::String> {
         Ok(self.base + id)
     }

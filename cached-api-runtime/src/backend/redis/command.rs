@@ -111,6 +111,50 @@ pub(super) fn set_generation_cmd(key: &str, generation: u64) -> Cmd {
     write_cmd(key, generation.to_string().as_bytes(), GENERATION_TTL)
 }
 
+/// Takes the lease at `lease`, marked `token`, if nobody holds it (`SET NX
+/// PX`), then reads the entry as [`read_cmd`] does, in one script: one
+/// round trip per attempt, and a value stored just before the lease was
+/// taken is seen. Every key shares the entry's slot. Reply: `"1"` if taken
+/// (else `"0"`), then the `MGET`'s.
+pub(super) fn take_lease_cmd(
+    lease: &str,
+    token: u64,
+    ttl: Duration,
+    key: &EntryKey,
+    function_key: &str,
+) -> Cmd {
+    const TAKE: &str = "local taken = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and '1' or '0' \
+        local read = redis.call('MGET', unpack(KEYS, 2)) \
+        table.insert(read, 1, taken) \
+        return read";
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(TAKE)
+        .arg(if key.generation().is_some() { 4 } else { 3 })
+        .arg(lease)
+        .arg(key.entry());
+    if let Some(generation) = key.generation() {
+        cmd.arg(generation);
+    }
+    cmd.arg(function_key).arg(token).arg(millis(ttl));
+    cmd
+}
+
+/// The reply of [`take_lease_cmd`]: whether the lease was taken, and the read.
+pub(super) fn take_lease_reply(key: &EntryKey, mut items: Vec<Option<Vec<u8>>>) -> (bool, Read) {
+    let taken = !items.is_empty() && items.remove(0).as_deref() == Some(b"1");
+    (taken, read_reply(key, items))
+}
+
+/// Deletes the lease at `key` only if it still holds `token`, atomically:
+/// a `GET` then `DEL` from the client could delete a successor's lease
+/// taken in between.
+pub(super) fn release_lease_cmd(key: &str, token: u64) -> Cmd {
+    const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(RELEASE).arg(1).arg(key).arg(token);
+    cmd
+}
+
 /// The server's version, from the reply to `INFO server`.
 pub(super) fn server_version(info: &str) -> Option<&str> {
     info.lines()

@@ -18,7 +18,8 @@ use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
     function_generation, get_cmd, init_generation_cmd, init_generation_reply, parse_generation,
-    read_cmd, read_reply, server_version, set_generation_cmd, tracked_read_pipeline, write_cmd,
+    read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd, take_lease_cmd,
+    take_lease_reply, tracked_read_pipeline, write_cmd,
 };
 use self::link::{Link, Request, Tracked};
 use self::tracking::{Mark, stamp};
@@ -400,8 +401,40 @@ impl Backend for RedisStore {
         result
     }
 
-    /// Per-user entries are read on the tracked connection while the server
-    /// allows it; global entries, and every read once it refused, as before.
+    fn take_lease_blocking(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+        entry: &EntryKey,
+    ) -> Result<(bool, Read), Error> {
+        let function_key = self.function_key(entry);
+        let cmd = take_lease_cmd(key, token, ttl, entry, &function_key);
+        Ok(take_lease_reply(entry, self.query_blocking(key, &cmd)?))
+    }
+
+    fn release_lease_blocking(&self, key: &str, token: u64) -> Result<(), Error> {
+        let _: i64 = self.query_blocking(key, &release_lease_cmd(key, token))?;
+        Ok(())
+    }
+
+    async fn take_lease(
+        &self,
+        key: &str,
+        token: u64,
+        ttl: Duration,
+        entry: &EntryKey,
+    ) -> Result<(bool, Read), Error> {
+        let function_key = self.function_key(entry);
+        let cmd = take_lease_cmd(key, token, ttl, entry, &function_key);
+        Ok(take_lease_reply(entry, self.query(key, &cmd).await?))
+    }
+
+    async fn release_lease(&self, key: &str, token: u64) -> Result<(), Error> {
+        let _: i64 = self.query(key, &release_lease_cmd(key, token)).await?;
+        Ok(())
+    }
+
     /// Read on the tracked connection while the server allows it; as
     /// before, with every generation beside the entry, once it refused.
     async fn read(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {

@@ -106,6 +106,195 @@ async fn slow_profile(round: u64) -> Profile {
     sample_profile(round)
 }
 
+/// Row 9's functions: 50 ms to compute, counted in Redis across the
+/// fleet's processes (`bench:runs:<name>`).
+async fn fleet_source(name: &str, round: u64) -> Profile {
+    static SOURCE: tokio::sync::OnceCell<redis::aio::MultiplexedConnection> =
+        tokio::sync::OnceCell::const_new();
+    let source = SOURCE
+        .get_or_init(|| async {
+            let url = std::env::var("CACHED_API_REDIS_URL").unwrap();
+            let client = redis::Client::open(url).unwrap();
+            client.get_multiplexed_async_connection().await.unwrap()
+        })
+        .await;
+    redis::cmd("INCR")
+        .arg(format!("bench:runs:{name}"))
+        .exec_async(&mut source.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    sample_profile(round)
+}
+
+#[cached_api(key = "{round}", ttl = "1h", name = "bench::fleet_plain")]
+async fn fleet_plain(round: u64) -> Profile {
+    fleet_source("plain", round).await
+}
+
+#[cached_api(key = "{round}", ttl = "1h", lock = true, name = "bench::fleet_leased")]
+async fn fleet_leased(round: u64) -> Profile {
+    fleet_source("leased", round).await
+}
+
+#[cached_api(key = "{round}", ttl = 1, name = "bench::fleet_expiring")]
+async fn fleet_expiring(round: u64) -> Profile {
+    fleet_source("expiring", round).await
+}
+
+#[cached_api(key = "{round}", ttl = 1, stale = 60, name = "bench::fleet_stale")]
+async fn fleet_stale(round: u64) -> Profile {
+    fleet_source("stale", round).await
+}
+
+#[cached_api(
+    key = "{round}",
+    ttl = 1,
+    stale = 60,
+    lock = true,
+    name = "bench::fleet_stale_leased"
+)]
+async fn fleet_stale_leased(round: u64) -> Profile {
+    fleet_source("stale_leased", round).await
+}
+
+/// Calls `name` for `round` from `callers` tasks at once; each call's
+/// latency in µs.
+async fn fleet_burst(name: &str, round: u64, callers: usize) -> Vec<u64> {
+    let calls: Vec<_> = (0..callers)
+        .map(|_| {
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                let began = Instant::now();
+                let profile = match name.as_str() {
+                    "plain" => fleet_plain(round).await,
+                    "leased" => fleet_leased(round).await,
+                    "expiring" => fleet_expiring(round).await,
+                    "stale" => fleet_stale(round).await,
+                    _ => fleet_stale_leased(round).await,
+                };
+                black_box(profile);
+                u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(callers);
+    for call in calls {
+        latencies.push(call.await.unwrap());
+    }
+    latencies
+}
+
+/// A process of row 9's fleet: `burst <name> <round> <callers>`, answered
+/// with the calls' latencies.
+fn fleet_member() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    support::peer::serve(|verb, arg| {
+        assert_eq!(verb, "burst");
+        let mut words = arg.split(' ');
+        let name = words.next().unwrap();
+        let round = words.next().unwrap().parse().unwrap();
+        let callers = words.next().unwrap().parse().unwrap();
+        let latencies = runtime.block_on(fleet_burst(name, round, callers));
+        let latencies: Vec<String> = latencies.iter().map(u64::to_string).collect();
+        latencies.join(",")
+    });
+}
+
+/// Row 9: 4 processes × 16 callers missing one key at once (a first call,
+/// or an expiry): how often the function runs in the fleet, and how long
+/// callers wait.
+async fn fleet_rows() {
+    const PROCESSES: usize = 4;
+    const CALLERS: usize = 16;
+    const ROUNDS: u64 = 5;
+    let mut fleet: Vec<_> = (0..PROCESSES)
+        .map(|_| support::peer::Peer::start("fleet", &[("CACHED_API_BENCH_FLEET", "1")]))
+        .collect();
+    let url = std::env::var("CACHED_API_REDIS_URL").unwrap();
+    let mut source = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut burst = |name: &str, round: u64| -> Vec<u64> {
+        for member in &mut fleet {
+            member.send(&format!("burst {name} {round} {CALLERS}"));
+        }
+        fleet
+            .iter_mut()
+            .flat_map(|member| {
+                let answer = member.receive();
+                answer
+                    .split(',')
+                    .map(|latency| latency.parse::<u64>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let section = format!(
+        "9. Fleet stampede: {PROCESSES} processes × {CALLERS} callers miss one key at once (50 ms computation; {ROUNDS} rounds)"
+    );
+    let mut runs = |name: &str| -> u64 {
+        redis::cmd("GET")
+            .arg(format!("bench:runs:{name}"))
+            .query::<Option<u64>>(&mut source)
+            .unwrap()
+            .unwrap_or(0)
+    };
+    let percentiles = |mut latencies: Vec<u64>| {
+        latencies.sort_unstable();
+        let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize] as f64 / 1e3;
+        format!(
+            "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(1.0)
+        )
+    };
+    for (name, contender) in [
+        ("plain", "first calls, without `lock`"),
+        ("leased", "first calls, `lock = true`"),
+    ] {
+        let latencies: Vec<u64> = (0..ROUNDS).flat_map(|round| burst(name, round)).collect();
+        let executions = runs(name) as f64 / ROUNDS as f64;
+        row(
+            &section,
+            contender,
+            format!(
+                "{executions:.1} executions per key; {}",
+                percentiles(latencies)
+            ),
+            None,
+        );
+    }
+    for (name, contender) in [
+        ("expiring", "at expiry, without `stale`"),
+        ("stale", "at expiry, `stale = 60`"),
+        ("stale_leased", "at expiry, `stale = 60, lock = true`"),
+    ] {
+        let (mut latencies, mut at_expiry) = (Vec::new(), 0);
+        for round in 0..ROUNDS {
+            burst(name, 100 + round);
+            // The entry is stored; let it pass its 1 s TTL.
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            let before = runs(name);
+            latencies.extend(burst(name, 100 + round));
+            at_expiry += runs(name) - before;
+        }
+        let executions = at_expiry as f64 / ROUNDS as f64;
+        row(
+            &section,
+            contender,
+            format!(
+                "{executions:.1} executions per expiry; {}",
+                percentiles(latencies)
+            ),
+            None,
+        );
+    }
+}
+
 #[cached_api(key = "profile", ttl = "1h", name = "bench::memory")]
 fn memory_profile() -> Profile {
     sample_profile(7)
@@ -476,6 +665,7 @@ async fn redis_section(url: String) {
 
     coherence_rows().await;
     refresh_rows().await;
+    fleet_rows().await;
 
     // 6: invalidating one user with a million unrelated keys on the server
     // (loaded over a connection without a response timeout: it takes seconds).
@@ -769,6 +959,10 @@ fn invalidator() {
 fn main() {
     if std::env::var_os("CACHED_API_BENCH_INVALIDATOR").is_some() {
         invalidator();
+        return;
+    }
+    if std::env::var_os("CACHED_API_BENCH_FLEET").is_some() {
+        fleet_member();
         return;
     }
     if std::env::var_os("CACHED_API_BENCH_REDIS").is_some() {

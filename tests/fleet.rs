@@ -20,13 +20,19 @@ async fn compute(tag: &str) -> String {
     let client = redis::Client::open(url).unwrap();
     let mut source = client.get_multiplexed_async_connection().await.unwrap();
     let run: u64 = source.incr(format!("runs:{tag}"), 1).await.unwrap();
-    // Each body takes the gate's token and puts it back for the next.
-    let _: (String, String) = redis::cmd("BLPOP")
-        .arg(format!("gate:{tag}"))
-        .arg(60)
-        .query_async(&mut source)
-        .await
-        .unwrap();
+    // Each body takes the gate's token and puts it back for the next; in
+    // short waits, within the connection's response timeout.
+    loop {
+        let token: Option<(String, String)> = redis::cmd("BLPOP")
+            .arg(format!("gate:{tag}"))
+            .arg(0.1)
+            .query_async(&mut source)
+            .await
+            .unwrap();
+        if token.is_some() {
+            break;
+        }
+    }
     let _: () = source.lpush(format!("gate:{tag}"), "open").await.unwrap();
     let process = std::env::var("PEER_NAME").unwrap();
     format!("{process}-{run}")

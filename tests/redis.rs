@@ -114,8 +114,8 @@ fn planted_bytes_are_a_miss_then_overwritten() {
             ("a truncated payload", valid[..valid.len() - 1].to_vec()),
             ("nothing", Vec::new()),
             ("another format", with_byte(1, 0x7F)),
-            ("an older version of the function", with_byte(2, 1)),
-            ("another stored type", with_byte(6, 1)),
+            ("an older version of the function", with_byte(10, 1)),
+            ("another stored type", with_byte(14, 1)),
         ];
         for (what, planted) in planted {
             let _: () = connection.set(&key, &planted).unwrap();

@@ -17,10 +17,10 @@ mod kw {
     syn::custom_keyword!(refresh);
     syn::custom_keyword!(stale);
     syn::custom_keyword!(lock);
+    syn::custom_keyword!(invalidate);
 }
 
-const VALID: &str =
-    "key, user, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, crate";
+const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -71,6 +71,8 @@ pub struct Args {
     pub stale: Option<Arg<DurationArg>>,
     /// `lock = true` or `lock = "5s"`: a lease across processes on a miss.
     pub lock: Option<Arg<SwitchOrDuration>>,
+    /// `invalidate = forget_profile`: the companion that drops one call's entry.
+    pub invalidate: Option<Arg<Ident>>,
     /// `crate = path`: where the facade is, for users who renamed it.
     pub krate: Option<Arg<Path>>,
 }
@@ -157,6 +159,10 @@ impl Parse for Args {
                 let span = input.parse::<kw::lock>()?.span;
                 let value = value(input, switch_or_duration)?;
                 set_once(&mut args.lock, "lock", span, value)?;
+            } else if lookahead.peek(kw::invalidate) {
+                let span = input.parse::<kw::invalidate>()?.span;
+                let value = value(input, Ident::parse)?;
+                set_once(&mut args.invalidate, "invalidate", span, value)?;
             } else if lookahead.peek(Token![crate]) {
                 let span = input.parse::<Token![crate]>()?.span;
                 set_once(&mut args.krate, "crate", span, value(input, crate_path)?)?;

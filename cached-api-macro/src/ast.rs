@@ -119,7 +119,8 @@ fn first_type_argument(arguments: &PathArguments) -> Option<&Type> {
     })
 }
 
-fn collect_bindings(pat: &Pat, out: &mut Vec<Ident>) {
+/// The names `pat` binds, in order.
+pub fn collect_bindings(pat: &Pat, out: &mut Vec<Ident>) {
     match pat {
         Pat::Ident(p) => {
             out.push(p.ident.clone());

@@ -4,7 +4,7 @@
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Expr, GenericParam, LitBool, LitStr, Type};
+use syn::{Expr, FnArg, GenericParam, LitBool, LitStr, Type};
 
 use crate::args::{Arg, Args, DurationArg, KeyArg, RefreshArg, SwitchOrDuration};
 use crate::ast::{Function, Output, Receiver};
@@ -29,6 +29,8 @@ pub struct Model {
     pub stale_secs: Option<u64>,
     /// How long a lease across processes lasts; `None`: no lease.
     pub lock_secs: Option<u64>,
+    /// `invalidate = name`: the companion that drops one call's entry.
+    pub companion: Option<Companion>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -38,6 +40,14 @@ pub struct Model {
     pub stored: Type,
     /// The facade's path: `::cached_api` unless `crate = …` says otherwise.
     pub krate: TokenStream,
+}
+
+/// A function, beside the cached one, that drops the entry of one call.
+pub struct Companion {
+    pub name: Ident,
+    /// The parameters the key and the user read, as the function declares
+    /// them: all the companion needs to write the same key.
+    pub inputs: Vec<FnArg>,
 }
 
 /// One step of writing the key.
@@ -182,6 +192,47 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         None => (default_key(&func, user.as_ref()), String::new()),
     };
     let (policy, stored) = policy(&func, &args.error_ttl, &args.none, &mut errors);
+    let companion = args.invalidate.map(|invalidate| {
+        let name = invalidate.value;
+        if name == func.item.sig.ident {
+            errors.push(
+                name.span(),
+                "`invalidate` names a new function beside this one: give it another name, e.g. `invalidate = forget_profile`",
+            );
+        }
+        if user.is_some() && l1_secs.is_some() {
+            errors.push(
+                invalidate.span,
+                "`invalidate` cannot drop a per-user entry from other processes' in-process tier (`l1`): invalidate its user, or drop `l1`",
+            );
+        }
+        let read = key
+            .iter()
+            .filter_map(|part| match part {
+                KeyPart::Value(tokens) => Some(tokens.clone()),
+                KeyPart::Literal(_) => None,
+            })
+            .chain(user.iter().map(|user| user.to_token_stream()))
+            .collect::<TokenStream>();
+        let inputs = func
+            .item
+            .sig
+            .inputs
+            .iter()
+            .filter(|input| match input {
+                FnArg::Receiver(receiver) => {
+                    mentions_any(read.clone(), &[Ident::new("self", receiver.self_token.span)])
+                }
+                FnArg::Typed(typed) => {
+                    let mut bindings = Vec::new();
+                    crate::ast::collect_bindings(&typed.pat, &mut bindings);
+                    mentions_any(read.clone(), &bindings)
+                }
+            })
+            .cloned()
+            .collect();
+        Companion { name, inputs }
+    });
     let lock_secs = args.lock.as_ref().and_then(|lock| {
         let secs = match &lock.value {
             SwitchOrDuration::Switch(on) => on.value.then_some(DEFAULT_LEASE_SECS)?,
@@ -216,6 +267,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             refresh_beta,
             stale_secs,
             lock_secs,
+            companion,
             key,
             reserved,
             user,

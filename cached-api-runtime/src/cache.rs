@@ -13,10 +13,10 @@ use std::sync::{Arc, LazyLock};
 use self::steps::{Finish, Step};
 use crate::Error;
 use crate::backend::{Backend, MemoryStore, RedisStore, Store};
-use crate::codec::TypedCodec;
+use crate::codec::{TypedCodec, tombstone};
 use crate::config::{CacheBuilder, Config};
 use crate::flight::Flights;
-use crate::invalidation::{Kept, MAX_PENDING, PendingInvalidations, retry_in_background};
+use crate::invalidation::{Kept, MAX_PENDING, PendingInvalidations, Target, retry_in_background};
 use crate::key::{self, EntryKey, KeyWriter};
 use crate::l1::L1;
 use crate::policy::Policy;
@@ -172,7 +172,7 @@ impl Cache {
             .store
             .set_generation(key, fresh_generation())
             .await;
-        self.record_invalidation(key, result)
+        self.record_invalidation(key, Target::Generation, result)
     }
 
     fn replace_generation_blocking(&self, key: &str) -> Result<(), Error> {
@@ -180,10 +180,57 @@ impl Cache {
             .inner
             .store
             .set_generation_blocking(key, fresh_generation());
-        self.record_invalidation(key, result)
+        self.record_invalidation(key, Target::Generation, result)
     }
 
-    /// The key of one call of `spec`; `None` when the cache is disabled.
+    /// Makes one entry of `spec` unreachable: a tombstone with a fresh mark
+    /// replaces it, and a computation that read the entry before cannot
+    /// store over it (writes compare what they read). The tombstone lives
+    /// as long as the entry could, and at least [`TOMBSTONE_MIN`], to
+    /// outlive computations in flight.
+    pub(crate) async fn invalidate_entry(
+        &self,
+        spec: &'static FnSpec,
+        key: &EntryKey,
+    ) -> Result<(), Error> {
+        let ttl = self.tombstone_ttl(spec);
+        let bytes = tombstone(fresh_generation());
+        let store = &self.inner.store;
+        let result = store.write(key.entry(), &bytes, None, ttl, None).await;
+        self.entry_invalidated(key.entry(), ttl, result)
+    }
+
+    pub(crate) fn invalidate_entry_blocking(
+        &self,
+        spec: &'static FnSpec,
+        key: &EntryKey,
+    ) -> Result<(), Error> {
+        let ttl = self.tombstone_ttl(spec);
+        let bytes = tombstone(fresh_generation());
+        let store = &self.inner.store;
+        let result = store.write_blocking(key.entry(), &bytes, None, ttl, None);
+        self.entry_invalidated(key.entry(), ttl, result)
+    }
+
+    fn tombstone_ttl(&self, spec: &FnSpec) -> std::time::Duration {
+        let ttl = spec.ttl(self.inner.config.default_ttl);
+        let error_ttl = spec.error_ttl().unwrap_or_default();
+        spec.kept_for(ttl).max(error_ttl).max(TOMBSTONE_MIN)
+    }
+
+    fn entry_invalidated(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+        result: Result<bool, Error>,
+    ) -> Result<(), Error> {
+        self.inner.l1.remove(key);
+        self.record_invalidation(key, Target::Entry(ttl), result.map(|_| ()))
+    }
+
+    /// The key of one call of `spec`; `None` when the cache is disabled,
+    /// or an invalidation of the call's user, function or entry has not
+    /// landed yet.
     pub(crate) fn key(
         &self,
         spec: &'static FnSpec,
@@ -194,6 +241,31 @@ impl Cache {
         if self.inner.config.disabled {
             return None;
         }
+        let key = self.entry_key(spec, owner, user, write_key)?;
+        let pending = &self.inner.pending;
+        if key.generation().is_some_and(|key| pending.contains(key))
+            || pending.contains(key.function_generation())
+            || pending.contains(key.entry())
+        {
+            self.inner.stats.record(spec, Event::Miss);
+            tracing::debug!(
+                function = spec.id(),
+                "an invalidation has not landed yet; running the function uncached"
+            );
+            return None;
+        }
+        Some(key)
+    }
+
+    /// The key of one call of `spec`; `None` if an argument could not be
+    /// written into it (such a call is never cached).
+    pub(crate) fn entry_key(
+        &self,
+        spec: &'static FnSpec,
+        owner: Option<&str>,
+        user: Option<&dyn Display>,
+        write_key: impl FnOnce(&mut KeyWriter),
+    ) -> Option<EntryKey> {
         let mut writer = KeyWriter::new(
             &self.inner.config.prefix,
             spec.key_segment(),
@@ -205,19 +277,7 @@ impl Cache {
         if writer.failed() {
             return None;
         }
-        let key = writer.finish();
-        let pending = &self.inner.pending;
-        if key.generation().is_some_and(|key| pending.contains(key))
-            || pending.contains(key.function_generation())
-        {
-            self.inner.stats.record(spec, Event::Miss);
-            tracing::debug!(
-                function = spec.id(),
-                "an invalidation has not landed yet; running the function uncached"
-            );
-            return None;
-        }
-        Some(key)
+        Some(writer.finish())
     }
 
     /// Serves a call of an async function from the cache, or computes and
@@ -271,8 +331,10 @@ impl Cache {
         let value = match compute_step.computed(compute.await) {
             Finish::Done(value) => value,
             Finish::Write(write) => {
+                let (key, bytes, ttl) = (write.key(), write.bytes(), write.ttl());
+                let expected = Some(write.expected());
                 let written = store
-                    .write(write.key(), write.bytes(), write.decoded(), write.ttl())
+                    .write(key, bytes, write.decoded(), ttl, expected)
                     .await;
                 write.written(written)
             }
@@ -328,8 +390,9 @@ impl Cache {
         let value = match compute_step.computed(compute()) {
             Finish::Done(value) => value,
             Finish::Write(write) => {
-                let written =
-                    store.write_blocking(write.key(), write.bytes(), write.decoded(), write.ttl());
+                let (key, bytes, ttl) = (write.key(), write.bytes(), write.ttl());
+                let expected = Some(write.expected());
+                let written = store.write_blocking(key, bytes, write.decoded(), ttl, expected);
                 write.written(written)
             }
         };
@@ -342,6 +405,7 @@ impl Cache {
     fn record_invalidation(
         &self,
         generation_key: &str,
+        target: Target,
         result: Result<(), Error>,
     ) -> Result<(), Error> {
         let inner = &self.inner;
@@ -352,7 +416,7 @@ impl Cache {
             return result;
         };
         inner.stats.record_unattributed(Event::Error);
-        match inner.pending.keep(generation_key) {
+        match inner.pending.keep(generation_key, target) {
             Kept::Dropped => tracing::error!(
                 %error,
                 "invalidation failed, and {MAX_PENDING} others wait to be retried: this one will not be; what it drops may be served until it expires"
@@ -366,9 +430,16 @@ impl Cache {
                     retry_in_background(
                         Arc::downgrade(inner),
                         |inner| &inner.pending,
-                        |inner, key| {
-                            let generation = fresh_generation();
-                            inner.store.set_generation_blocking(key, generation).is_ok()
+                        |inner, key, target| match target {
+                            Target::Generation => {
+                                let generation = fresh_generation();
+                                inner.store.set_generation_blocking(key, generation).is_ok()
+                            }
+                            Target::Entry(ttl) => {
+                                let bytes = tombstone(fresh_generation());
+                                let store = &inner.store;
+                                store.write_blocking(key, &bytes, None, ttl, None).is_ok()
+                            }
                         },
                         inner.config.breaker_cooldown.clamp(RETRY_MIN, RETRY_MAX),
                     );
@@ -395,6 +466,10 @@ fn lease_released(released: Result<(), Error>) {
         tracing::debug!(%error, "lease not released; it expires on its own");
     }
 }
+
+/// The shortest a tombstone lives: longer than any computation it must
+/// outlive, within reason, even for entries of a short TTL.
+const TOMBSTONE_MIN: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How often failed invalidations are retried: the breaker's cooldown, within these bounds.
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(10);

@@ -171,9 +171,60 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 const MAGIC: u8 = 0xCA;
 /// 2 added the function's generation, 3 the expiry and the computation's
-/// duration; entries of an older format are misses.
-const FORMAT: u8 = 3;
-const HEADER_LEN: usize = 2 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
+/// duration, 4 the write's mark; entries of an older format are misses.
+const FORMAT: u8 = 4;
+/// The format byte of a tombstone: what invalidating one entry leaves.
+const TOMBSTONE: u8 = 0xDE;
+const HEADER_LEN: usize = 2 + 8 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
+/// Magic, format and mark: what tells one write from another.
+const OBSERVED_LEN: usize = 10;
+
+/// The first bytes of what an entry's key held when a call read it (magic,
+/// format and the write's random mark), or nothing. A leader stores its
+/// value only if they are still there, so that a computation that started
+/// before an entry was invalidated (or rewritten) is never stored after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Observed {
+    prefix: [u8; OBSERVED_LEN],
+    len: u8,
+}
+
+impl Observed {
+    /// What a read of `bytes` (`None`: no entry) saw.
+    pub(crate) fn of(bytes: Option<&[u8]>) -> Observed {
+        let bytes = bytes.unwrap_or_default();
+        let len = bytes.len().min(OBSERVED_LEN);
+        let mut prefix = [0; OBSERVED_LEN];
+        prefix[..len].copy_from_slice(&bytes[..len]);
+        Observed {
+            prefix,
+            len: len as u8,
+        }
+    }
+
+    /// The bytes a write compares with; empty for no entry.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.prefix[..usize::from(self.len)]
+    }
+
+    /// Whether `current` (`None`: no entry) still starts as observed.
+    pub(crate) fn matches(&self, current: Option<&[u8]>) -> bool {
+        *self == Observed::of(current)
+    }
+
+    /// How many bytes a write compares.
+    pub(crate) const LEN: usize = OBSERVED_LEN;
+}
+
+/// The bytes that replace an invalidated entry: no value, and a fresh mark
+/// that no lookup before the invalidation can have seen.
+pub(crate) fn tombstone(mark: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(OBSERVED_LEN);
+    bytes.push(MAGIC);
+    bytes.push(TOMBSTONE);
+    bytes.extend_from_slice(&mark.to_le_bytes());
+    bytes
+}
 
 /// The generations a value was computed at: its user's (0 for global
 /// entries, which no user can invalidate) and its function's (0 until the
@@ -188,6 +239,9 @@ pub(crate) struct Generations {
 /// What an envelope's header records besides the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
+    /// Random per write, so that a write that compares what it read can
+    /// tell two values of identical headers apart.
+    pub(crate) mark: u64,
     /// The function's `version` argument.
     pub(crate) version: u32,
     /// Fingerprint of the stored type.
@@ -223,6 +277,7 @@ impl Header {
         let mut out = Vec::with_capacity(HEADER_LEN + 64);
         out.push(MAGIC);
         out.push(FORMAT);
+        out.extend_from_slice(&self.mark.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
         out.extend_from_slice(&self.generation.to_le_bytes());
@@ -247,13 +302,14 @@ impl Header {
         }
         let u64_at = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap());
         let header = Header {
-            version: u32::from_le_bytes(head[2..6].try_into().unwrap()),
-            fingerprint: u64_at(6),
-            generation: u64_at(14),
-            function_generation: u64_at(22),
-            stored_at_ms: u64_at(30),
-            expires_at_ms: u64_at(38),
-            compute_ms: u32::from_le_bytes(head[46..50].try_into().unwrap()),
+            mark: u64_at(2),
+            version: u32::from_le_bytes(head[10..14].try_into().unwrap()),
+            fingerprint: u64_at(14),
+            generation: u64_at(22),
+            function_generation: u64_at(30),
+            stored_at_ms: u64_at(38),
+            expires_at_ms: u64_at(46),
+            compute_ms: u32::from_le_bytes(head[54..58].try_into().unwrap()),
         };
         Some((header, payload))
     }
@@ -264,6 +320,7 @@ mod tests {
     use super::*;
 
     const HEADER: Header = Header {
+        mark: 2,
         version: 3,
         fingerprint: 7,
         generation: 9,
@@ -272,6 +329,22 @@ mod tests {
         expires_at_ms: 12,
         compute_ms: 13,
     };
+
+    #[test]
+    fn a_tombstone_is_no_value_and_is_told_apart_from_every_write() {
+        assert!(Header::open(&tombstone(5)).is_none());
+        let value = HEADER.seal(TypedCodec::bincode(), &1u8).unwrap();
+        let other = Header { mark: 3, ..HEADER }
+            .seal(TypedCodec::bincode(), &1u8)
+            .unwrap();
+        let observed = Observed::of(Some(&value));
+        assert!(observed.matches(Some(&value)));
+        assert!(!observed.matches(Some(&other)), "same header but the mark");
+        assert!(!observed.matches(Some(&tombstone(2))));
+        assert!(!observed.matches(None));
+        assert!(Observed::of(None).matches(None));
+        assert!(!Observed::of(Some(&tombstone(5))).matches(Some(&tombstone(6))));
+    }
 
     #[test]
     fn round_trip() {

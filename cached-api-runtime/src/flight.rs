@@ -5,7 +5,7 @@
 //! cancelled future) wakes the followers with [`Outcome::Abandoned`] so one
 //! of them takes over: nobody waits on a leader that is gone.
 
-use crate::codec::Generations;
+use crate::codec::{Generations, Observed};
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +24,11 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
-/// One entry being computed: the entry key and the generations it was read at.
-type FlightKey = (String, Generations);
+/// One entry being computed: the entry key, and the generations it was
+/// read at and what its key held then; a call that read something else (an
+/// invalidation's tombstone) does not join a computation that started
+/// before.
+type FlightKey = (String, Generations, Observed);
 
 #[derive(Default)]
 pub(crate) struct Flight {
@@ -126,9 +129,10 @@ impl Flights {
         &self,
         entry: &str,
         generations: Generations,
+        observed: Observed,
         seen: Option<Epoch>,
     ) -> Role<'_> {
-        let key = (entry.to_owned(), generations);
+        let key = (entry.to_owned(), generations, observed);
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = in_flight.get(&key) {
             return Role::Follower(Arc::clone(flight));

@@ -3,7 +3,7 @@
 //! process, so that a write whose invalidation failed is never followed by
 //! this process serving what it replaced.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub(crate) const MAX_PENDING: usize = 100_000;
 /// The generation keys whose invalidation has not landed yet.
 #[derive(Default)]
 pub(crate) struct PendingInvalidations {
-    keys: Mutex<HashSet<String>>,
+    keys: Mutex<HashMap<String, Target>>,
     /// `keys.len()`, read without the lock on every per-user call.
     count: AtomicUsize,
     /// Whether a retry thread is running.
@@ -25,6 +25,15 @@ pub(crate) struct PendingInvalidations {
 }
 
 /// What [`PendingInvalidations::keep`] did with a failed invalidation.
+/// What a pending invalidation writes at its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A fresh generation, a user's or a function's.
+    Generation,
+    /// A tombstone in place of one entry, kept this long.
+    Entry(Duration),
+}
+
 pub(crate) enum Kept {
     /// Kept; a retry thread must be started.
     NeedsRetryThread,
@@ -35,23 +44,23 @@ pub(crate) enum Kept {
 }
 
 impl PendingInvalidations {
-    fn keys(&self) -> MutexGuard<'_, HashSet<String>> {
+    fn keys(&self) -> MutexGuard<'_, HashMap<String, Target>> {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the user of `generation_key` has an invalidation pending.
     pub(crate) fn contains(&self, generation_key: &str) -> bool {
-        self.count.load(Ordering::Acquire) > 0 && self.keys().contains(generation_key)
+        self.count.load(Ordering::Acquire) > 0 && self.keys().contains_key(generation_key)
     }
 
     /// Keeps a failed invalidation of `generation_key` for retrying.
-    pub(crate) fn keep(&self, generation_key: &str) -> Kept {
+    pub(crate) fn keep(&self, generation_key: &str, target: Target) -> Kept {
         let mut keys = self.keys();
-        if keys.len() >= MAX_PENDING && !keys.contains(generation_key) {
+        if keys.len() >= MAX_PENDING && !keys.contains_key(generation_key) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Kept::Dropped;
         }
-        keys.insert(generation_key.to_owned());
+        keys.insert(generation_key.to_owned(), target);
         self.count.store(keys.len(), Ordering::Release);
         if self.retrying.swap(true, Ordering::AcqRel) {
             Kept::Queued
@@ -67,14 +76,14 @@ impl PendingInvalidations {
             return;
         }
         let mut keys = self.keys();
-        if keys.remove(generation_key) && by_retry {
+        if keys.remove(generation_key).is_some() && by_retry {
             self.landed.fetch_add(1, Ordering::Relaxed);
         }
         self.count.store(keys.len(), Ordering::Release);
     }
 
     /// The keys to retry now; `None`, and the thread stops, when there are none.
-    fn to_retry(&self) -> Option<Vec<String>> {
+    fn to_retry(&self) -> Option<Vec<(String, Target)>> {
         let keys = self.keys();
         if keys.is_empty() {
             // Under the lock: a key kept after this sees `retrying` false
@@ -82,7 +91,11 @@ impl PendingInvalidations {
             self.retrying.store(false, Ordering::Release);
             return None;
         }
-        Some(keys.iter().cloned().collect())
+        Some(
+            keys.iter()
+                .map(|(key, target)| (key.clone(), *target))
+                .collect(),
+        )
     }
 
     pub(crate) fn pending(&self) -> u64 {
@@ -105,7 +118,7 @@ impl PendingInvalidations {
 pub(crate) fn retry_in_background<T: Send + Sync + 'static>(
     owner: Weak<T>,
     pending: fn(&T) -> &PendingInvalidations,
-    invalidate: fn(&T, &str) -> bool,
+    invalidate: fn(&T, &str, Target) -> bool,
     interval: Duration,
 ) {
     let spawned = std::thread::Builder::new()
@@ -119,8 +132,8 @@ pub(crate) fn retry_in_background<T: Send + Sync + 'static>(
                 let Some(keys) = pending(&owner).to_retry() else {
                     return;
                 };
-                for key in keys {
-                    if invalidate(&owner, &key) {
+                for (key, target) in keys {
+                    if invalidate(&owner, &key, target) {
                         pending(&owner).landed(&key, true);
                         tracing::warn!("a failed invalidation was retried and landed");
                     }

@@ -53,6 +53,11 @@ impl L1 {
         }
     }
 
+    /// Drops the value kept at `key`.
+    pub(crate) fn remove(&self, key: &str) {
+        self.entries.invalidate(key);
+    }
+
     /// Keeps `value` for at most `lifetime`.
     pub(crate) fn insert(
         &self,

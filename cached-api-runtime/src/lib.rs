@@ -44,6 +44,7 @@ pub mod __private {
     use std::fmt::Display;
     use std::future::Future;
 
+    pub use crate::Error;
     use crate::codec::L1Value;
     pub use crate::global::global;
     pub use crate::key::KeyWriter;
@@ -85,6 +86,44 @@ pub mod __private {
         match key {
             Some(key) => cache.call::<P, R>(spec, codec, key, compute).await,
             None => compute.await,
+        }
+    }
+
+    /// The key of one call, for an `invalidate = …` companion; `None` if
+    /// an argument could not be written into it (such a call is never
+    /// cached). Unlike [`key`], given even when the cache is disabled.
+    pub fn entry_key(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        owner: Option<&str>,
+        user: Option<&dyn Display>,
+        write_key: impl FnOnce(&mut KeyWriter),
+    ) -> Option<EntryKey> {
+        cache.entry_key(spec, owner, user, write_key)
+    }
+
+    /// The body of an `invalidate = …` companion of an async function:
+    /// drops the entry at `key` in every process.
+    pub async fn invalidate(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        key: Option<EntryKey>,
+    ) -> Result<(), Error> {
+        match key {
+            Some(key) => cache.invalidate_entry(spec, &key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`invalidate`] for sync functions.
+    pub fn invalidate_blocking(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        key: Option<EntryKey>,
+    ) -> Result<(), Error> {
+        match key {
+            Some(key) => cache.invalidate_entry_blocking(spec, &key),
+            None => Ok(()),
         }
     }
 

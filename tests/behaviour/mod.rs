@@ -494,6 +494,32 @@ pub async fn racy_function(tag: String) -> String {
     value
 }
 
+/// [`racy`], for single-entry invalidation: per user, and with an
+/// argument the key does not read (so the companion does not take it).
+#[cached_api(
+    name = "behaviour::racy_entry",
+    key = "{tag}",
+    user = user,
+    invalidate = forget_racy_entry
+)]
+pub async fn racy_entry(user: String, tag: String, attempt: u32) -> String {
+    let _ = attempt;
+    let value = source(&tag);
+    if ran(&format!("racy_entry/{tag}")) == 1 {
+        let gate = gate(&tag);
+        gate.meet().await;
+        gate.meet().await;
+    }
+    format!("{user}:{value}")
+}
+
+/// One entry per tag, each droppable alone; sync.
+#[cached_api(name = "behaviour::label", key = "{tag}", invalidate = forget_label)]
+pub fn label(tag: &str) -> String {
+    ran(&format!("label/{tag}"));
+    source(tag)
+}
+
 /// A value of `size` bytes; the suites cap stored values at [`MAX_VALUE_SIZE`].
 #[cached_api(name = "behaviour::sized", key = "{size}", user = user)]
 pub fn sized(user: &str, size: usize) -> String {
@@ -990,6 +1016,51 @@ pub fn a_stale_entry_answers_while_one_caller_recomputes_it<S: StoreUnderTest>()
     });
 }
 
+pub fn an_entry_invalidation_drops_that_entry_only<S: StoreUnderTest>() {
+    S::install();
+    let (a, b) = (unique("entry-a"), unique("entry-b"));
+    for tag in [&a, &b] {
+        set_source(tag, "v1");
+        assert_eq!(label(tag), "v1");
+    }
+    set_source(&a, "v2");
+    set_source(&b, "v2");
+    forget_label(&a).expect("invalidation succeeds");
+    assert_eq!(label(&a), "v2", "dropped");
+    assert_eq!(label(&a), "v2", "cached again");
+    assert_eq!(label(&b), "v1", "the other entry stays cached");
+    assert_eq!(
+        (runs(&format!("label/{a}")), runs(&format!("label/{b}"))),
+        (2, 1)
+    );
+}
+
+pub fn a_value_computed_before_an_entry_invalidation_is_never_served_after_it<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let (user, tag) = (unique("entry-race-user"), unique("entry-race"));
+        set_source(&tag, "old");
+        let gate = set_gate(&tag, 1, true);
+        let slow_write = tokio::spawn(racy_entry(user.clone(), tag.clone(), 1));
+        gate.meet().await; // the body has read "old" and holds
+        set_source(&tag, "new");
+        forget_racy_entry(user.clone(), tag.clone())
+            .await
+            .expect("invalidation succeeds");
+        // A call made now does not join the held computation.
+        let fresh = racy_entry(user.clone(), tag.clone(), 2).await;
+        assert_eq!(fresh, format!("{user}:new"));
+        gate.meet().await; // the body returns "old", and tries to store it
+        assert_eq!(slow_write.await.unwrap(), format!("{user}:old"));
+        assert_eq!(
+            racy_entry(user.clone(), tag.clone(), 3).await,
+            format!("{user}:new"),
+            "the stale write must not be served"
+        );
+        assert_eq!(runs(&format!("racy_entry/{tag}")), 2);
+    });
+}
+
 pub fn stats_count_each_function<S: StoreUnderTest>() {
     S::install();
     run(async {
@@ -1104,6 +1175,8 @@ macro_rules! behaviour_tests {
             a_value_computed_before_an_invalidation_is_never_served_after_it,
             invalidate_function_drops_every_entry_of_that_function_only,
             a_value_computed_before_a_function_invalidation_is_never_served_after_it,
+            an_entry_invalidation_drops_that_entry_only,
+            a_value_computed_before_an_entry_invalidation_is_never_served_after_it,
             a_stale_entry_answers_failures_within_its_window_then_the_error_does,
             a_stale_entry_answers_while_one_caller_recomputes_it,
             stats_count_each_function,

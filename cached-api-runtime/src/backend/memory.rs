@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use moka::Expiry;
+use moka::ops::compute::Op;
 use moka::sync::Cache as Moka;
 
 use super::{Backend, Bytes, GENERATION_TTL, Read};
-use crate::codec::Shared;
+use crate::codec::{Observed, Shared};
 use crate::key::{EntryKey, is_function_generation};
 use crate::{Clock, Error};
 
@@ -140,10 +141,25 @@ impl Backend for MemoryStore {
         bytes: &[u8],
         decoded: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> Result<(), Error> {
+        expected: Option<&Observed>,
+    ) -> Result<bool, Error> {
         let slot = self.slot(bytes.into(), decoded, ttl);
-        self.slots.insert(key.to_owned(), slot);
-        Ok(())
+        let now = self.clock.now();
+        let mut stored = false;
+        // Every write of an entry goes through moka's per-key lock, so that
+        // none lands between another's check and its store.
+        self.slots.entry_by_ref(key).and_compute_with(|current| {
+            let current = current
+                .map(|entry| entry.into_value())
+                .filter(|slot| slot.expires_at > now);
+            let current = current.as_ref().map(|slot| &*slot.bytes);
+            if expected.is_some_and(|expected| !expected.matches(current)) {
+                return Op::Nop;
+            }
+            stored = true;
+            Op::Put(slot)
+        });
+        Ok(stored)
     }
 
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
@@ -181,7 +197,7 @@ mod tests {
         for i in 0..100 {
             let key = format!("entry:{i}");
             store
-                .write_blocking(&key, &value, None, Duration::from_secs(60))
+                .write_blocking(&key, &value, None, Duration::from_secs(60), None)
                 .unwrap();
         }
         store.slots.run_pending_tasks();

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
-use crate::codec::Shared;
+use crate::codec::{Observed, Shared};
 use crate::key::EntryKey;
 use crate::stats::{BreakerStats, TrackingStats};
 
@@ -76,15 +76,18 @@ pub(crate) trait Backend: Send + Sync {
     /// with `l1`, for a function with the in-process tier, also asks to be
     /// told when what its values depend on changes.
     fn read_blocking(&self, key: &EntryKey, l1: bool) -> Result<Read, Error>;
-    /// Stores `bytes` under `key`, expiring after `ttl`, in one command;
-    /// a store in this process may keep `decoded` beside them.
+    /// Stores `bytes` under `key`, expiring after `ttl`, in one command,
+    /// unless `expected` is given and the key no longer holds what was
+    /// observed there: whether it stored them. A store in this process may
+    /// keep `decoded` beside them.
     fn write_blocking(
         &self,
         key: &str,
         bytes: &[u8],
         decoded: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> Result<(), Error>;
+        expected: Option<&Observed>,
+    ) -> Result<bool, Error>;
     /// Returns the generation stored at `key`, storing `candidate` first if
     /// there is none. `None` if what is stored is not a generation.
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error>;
@@ -121,8 +124,9 @@ pub(crate) trait Backend: Send + Sync {
         bytes: &[u8],
         decoded: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        std::future::ready(self.write_blocking(key, bytes, decoded, ttl))
+        expected: Option<&Observed>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send {
+        std::future::ready(self.write_blocking(key, bytes, decoded, ttl, expected))
     }
     fn init_generation(
         &self,
@@ -220,8 +224,9 @@ impl Backend for Store {
         bytes: &[u8],
         decoded: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> Result<(), Error> {
-        dispatch!(self, s => s.write_blocking(key, bytes, decoded, ttl))
+        expected: Option<&Observed>,
+    ) -> Result<bool, Error> {
+        dispatch!(self, s => s.write_blocking(key, bytes, decoded, ttl, expected))
     }
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
         dispatch!(self, s => s.init_generation_blocking(key, candidate))
@@ -238,8 +243,9 @@ impl Backend for Store {
         bytes: &[u8],
         decoded: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> Result<(), Error> {
-        dispatch!(self, s => s.write(key, bytes, decoded, ttl).await)
+        expected: Option<&Observed>,
+    ) -> Result<bool, Error> {
+        dispatch!(self, s => s.write(key, bytes, decoded, ttl, expected).await)
     }
     async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
         dispatch!(self, s => s.init_generation(key, candidate).await)

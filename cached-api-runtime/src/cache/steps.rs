@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
 use crate::backend::Read;
-use crate::codec::{Generations, Header, Shared, TypedCodec};
+use crate::codec::{Generations, Header, Observed, Shared, TypedCodec};
 use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
 use crate::key::{self, EntryKey};
@@ -46,6 +46,10 @@ pub(super) enum Step<'c, P: Policy<R>, R> {
 }
 
 /// What comes after the function ran.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made and taken apart once per miss, on the stack: boxing would allocate per miss"
+)]
 pub(super) enum Finish<'c, R> {
     /// Nothing to store: return the value.
     Done(R),
@@ -65,6 +69,7 @@ pub(super) fn start<'c, P: Policy<R>, R>(
         spec,
         codec,
         key,
+        observed: Observed::default(),
         looks_again: MAX_LOOKS_AGAIN,
         returns: PhantomData,
     }
@@ -82,6 +87,9 @@ struct Call<'c, P: Policy<R>, R> {
     spec: &'static FnSpec,
     codec: TypedCodec<P::Stored>,
     key: EntryKey,
+    /// What the entry's key held at the last read: a value computed now is
+    /// stored only if it still does.
+    observed: Observed,
     looks_again: u32,
     returns: PhantomData<fn() -> R>,
 }
@@ -137,7 +145,10 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     fn join(mut self, generations: Generations, seen: Epoch) -> Step<'c, P, R> {
         let inner = self.inner;
         let seen = (self.looks_again > 0).then_some(seen);
-        match inner.flights.join(self.key.entry(), generations, seen) {
+        match inner
+            .flights
+            .join(self.key.entry(), generations, self.observed, seen)
+        {
             Role::LookAgain => {
                 self.looks_again -= 1;
                 self.lookup()
@@ -187,7 +198,8 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         value: R,
         stale: bool,
     ) -> Step<'c, P, R> {
-        match self.inner.flights.join(self.key.entry(), generations, None) {
+        let flights = &self.inner.flights;
+        match flights.join(self.key.entry(), generations, self.observed, None) {
             Role::Leader(leader) => {
                 let reason = if stale {
                     Reason::Stale(value)
@@ -275,6 +287,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         let now_ms = self.now_ms();
         let header = Header {
             version: self.spec.version(),
+            mark: fresh_generation(),
             fingerprint: self.codec.fingerprint(),
             generation: generations.user,
             function_generation: generations.function,
@@ -323,7 +336,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
 
     /// Judges what the store returned.
     pub(super) fn read(self, read: Result<Read, Error>) -> Step<'c, P, R> {
-        let Lookup { call, seen } = self;
+        let Lookup { mut call, seen } = self;
         let read = match read {
             Ok(read) => read,
             Err(error) => {
@@ -331,6 +344,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 return call.uncached();
             }
         };
+        call.observed = Observed::of(read.value.as_deref());
         let function = read.function_generation;
         let user = match (call.key.generation(), read.generation) {
             (None, _) => 0,
@@ -555,6 +569,7 @@ impl<'c, P: Policy<R>, R> Lease<'c, P, R> {
                 return Step::Done(value);
             }
         }
+        let observed = Observed::of(read.value.as_deref());
         if let Some((value, bytes)) = self.stored_value(read) {
             let Lease {
                 leader, key, token, ..
@@ -569,6 +584,7 @@ impl<'c, P: Policy<R>, R> Lease<'c, P, R> {
                 false => Step::Done(value),
             };
         }
+        self.call.observed = observed;
         if held {
             return self.compute(true);
         }
@@ -726,6 +742,7 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                 Finish::Write(Write {
                     inner: call.inner,
                     spec: call.spec,
+                    expected: call.observed,
                     key: call.key,
                     bytes,
                     decoded,
@@ -747,6 +764,8 @@ pub(super) struct Write<'c, R> {
     inner: &'c Inner,
     spec: &'static FnSpec,
     key: EntryKey,
+    /// What the key held when the value's computation was decided.
+    expected: Observed,
     bytes: Vec<u8>,
     /// A copy of the value, for a store that keeps one.
     decoded: Option<Arc<Shared>>,
@@ -772,14 +791,23 @@ impl<R> Write<'_, R> {
         self.ttl
     }
 
+    /// Store only if the key still holds this.
+    pub(super) fn expected(&self) -> &Observed {
+        &self.expected
+    }
+
     /// Shares the entry with the followers and answers the call, whether
     /// or not the store took it.
-    pub(super) fn written(self, written: Result<(), Error>) -> R {
+    pub(super) fn written(self, written: Result<bool, Error>) -> R {
         match written {
-            Ok(()) => {
+            Ok(true) => {
                 self.inner.stats.record(self.spec, Event::Set);
                 tracing::debug!(function = self.spec.id(), "cache set");
             }
+            Ok(false) => tracing::debug!(
+                function = self.spec.id(),
+                "not stored: the entry changed since it was read (invalidated, or stored by another call)"
+            ),
             Err(error) => {
                 tracing::trace!(key = self.key.entry(), "write failed");
                 record_error(

@@ -41,7 +41,7 @@ async fn get_profile(user_id: u64, id: ::std::string::String) -> Result<Profile>
     Ok(Profile { name: ::std::format!("{user_id}/{number}") })
 }
 
-#[cached_api(user = user_id, none = true, version = 2, name = "custom")]
+#[cached_api(user = user_id, none = true, version = 2, name = "custom", invalidate = forget_find)]
 fn find(user_id: &str, id: u64) -> ::core::option::Option<u64> {
     let _ = user_id;
     if id == 0 {
@@ -55,7 +55,7 @@ struct Repo {
 }
 
 impl Repo {
-    #[cached_api(key = "{id}", ttl = 90, error_ttl = "5s", stale = 30, lock = "2s")]
+    #[cached_api(key = "{id}", ttl = 90, error_ttl = "5s", stale = 30, lock = "2s", invalidate = forget_load)]
     async fn load(&self, id: u64) -> ::core::result::Result<u64, ::std::string::String> {
         Ok(self.base + id)
     }
@@ -77,4 +77,6 @@ fn main() {
     let mut repo = Repo { base: 1 };
     let _ = assert_send(repo.load(2));
     let _ = repo.total();
+    let _: ::core::result::Result<(), cached_api::Error> = forget_find("u", 1);
+    let _ = assert_send(Repo::forget_load(2));
 }

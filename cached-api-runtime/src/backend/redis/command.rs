@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use redis::{Cmd, Pipeline};
+use redis::{Cmd, Pipeline, Value};
 
 use crate::backend::{Bytes, GENERATION_TTL, Read};
+use crate::codec::Observed;
 use crate::key::EntryKey;
 
 /// `MGET` of an entry, its user's generation (which shares its hash tag
@@ -84,6 +85,39 @@ pub(super) fn write_cmd(key: &str, bytes: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(bytes).arg("PX").arg(millis(ttl));
     cmd
+}
+
+/// Stores an entry: a plain `SET` without `expected`; with it, a script
+/// that sets only if the key still starts with the observed bytes (nothing,
+/// if nothing was observed). Reply: `OK`, or 1 if stored and 0 if not.
+pub(super) fn store_cmd(
+    key: &str,
+    bytes: &[u8],
+    ttl: Duration,
+    expected: Option<&Observed>,
+) -> Cmd {
+    const STORE_IF: &str = "local current = redis.call('GET', KEYS[1]) \
+        local seen = current and string.sub(current, 1, tonumber(ARGV[2])) or '' \
+        if seen ~= ARGV[1] then return 0 end \
+        redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4]) \
+        return 1";
+    let Some(expected) = expected else {
+        return write_cmd(key, bytes, ttl);
+    };
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(STORE_IF)
+        .arg(1)
+        .arg(key)
+        .arg(expected.as_bytes())
+        .arg(Observed::LEN)
+        .arg(bytes)
+        .arg(millis(ttl));
+    cmd
+}
+
+/// Whether [`store_cmd`] stored.
+pub(super) fn store_reply(reply: &Value) -> bool {
+    matches!(reply, Value::Okay | Value::Int(1))
 }
 
 /// `SET NX GET` answers the existing value, or nil when it stored ours: one

@@ -18,15 +18,15 @@ use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
     function_generation, get_cmd, init_generation_cmd, init_generation_reply, parse_generation,
-    read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd, take_lease_cmd,
-    take_lease_reply, tracked_read_pipeline, write_cmd,
+    read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd, store_cmd,
+    store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
 };
 use self::link::{Link, Request, Tracked};
 use self::tracking::{Mark, stamp};
 use super::{Backend, Bytes, Read};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
-use crate::codec::Shared;
+use crate::codec::{Observed, Shared};
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
 use crate::key::{EntryKey, SLOTS, cluster_slot, in_slot, is_function_generation};
@@ -234,6 +234,14 @@ impl RedisStore {
         }
     }
 
+    /// An entry was replaced whatever it held (a tombstone): this process
+    /// forgets having read it without waiting for the push.
+    fn entry_replaced(&self, key: &str, expected: Option<&Observed>) {
+        if let (None, Some(tracked)) = (expected, self.link.tracked()) {
+            tracked.keys().forget(key);
+        }
+    }
+
     /// Runs `cmd`, which touches `key`, if the circuit of `key` lets it.
     async fn query<T: FromRedisValue>(&self, key: &str, cmd: &Cmd) -> Result<T, Error> {
         let breaker = self.breakers.for_key(key);
@@ -370,8 +378,11 @@ impl Backend for RedisStore {
         bytes: &[u8],
         _: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> Result<(), Error> {
-        self.query_blocking(key, &write_cmd(key, bytes, ttl))
+        expected: Option<&Observed>,
+    ) -> Result<bool, Error> {
+        let reply = self.query_blocking(key, &store_cmd(key, bytes, ttl, expected));
+        self.entry_replaced(key, expected);
+        Ok(store_reply(&reply?))
     }
 
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
@@ -456,8 +467,11 @@ impl Backend for RedisStore {
         bytes: &[u8],
         _: Option<Arc<Shared>>,
         ttl: Duration,
-    ) -> Result<(), Error> {
-        self.query(key, &write_cmd(key, bytes, ttl)).await
+        expected: Option<&Observed>,
+    ) -> Result<bool, Error> {
+        let reply = self.query(key, &store_cmd(key, bytes, ttl, expected)).await;
+        self.entry_replaced(key, expected);
+        Ok(store_reply(&reply?))
     }
 
     async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {

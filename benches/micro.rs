@@ -26,6 +26,7 @@ static SPEC: FnSpec = FnSpec::new(FnOptions {
     refresh: None,
     stale: None,
     lock: None,
+    drops_entries: false,
     reserved: ":",
 });
 

@@ -27,6 +27,13 @@ async fn hot(user: String) -> String {
     format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
 }
 
+/// The same, with entries that can be dropped one by one.
+#[cached_api::cached_api(key = "pinned:{user}", user = user, ttl = "1h", l1 = true, name = "tracking::pinned", invalidate = forget_pinned)]
+async fn pinned(user: String) -> String {
+    let process = std::env::var("PEER_NAME").unwrap_or_else(|_| "parent".to_owned());
+    format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
+}
+
 /// A global entry in the in-process tier.
 #[cached_api::cached_api(key = "motd", ttl = "1h", l1 = "10m", name = "tracking::motd")]
 async fn motd() -> String {
@@ -51,6 +58,8 @@ fn peer() {
         "call" => rt.block_on(profile(arg.to_owned())),
         "hot" => rt.block_on(hot(arg.to_owned())),
         "motd" => rt.block_on(motd()),
+        "pinned" => rt.block_on(pinned(arg.to_owned())),
+        "warm_pinned" => warm(|| rt.block_on(pinned(arg.to_owned())), || l1_hits() > 0),
         "l1_hits" => l1_hits().to_string(),
         // Calls until one is an L1 hit: a push for the process's own write of
         // the user's generation may void the read that follows it.
@@ -177,6 +186,39 @@ fn a_per_user_hit_reads_only_its_entry() {
         calls(&mut server.connection(), "mget"),
         0,
         "no generation read per hit"
+    );
+}
+
+#[test]
+fn a_dropped_entry_leaves_the_other_process_in_process_tier_once_the_push_arrives() {
+    if !support::in_child(
+        "a_dropped_entry_leaves_the_other_process_in_process_tier_once_the_push_arrives",
+    ) {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
+    assert_eq!(peer.ask("pinned ada"), "peer-1", "computed");
+    assert_eq!(peer.ask("warm_pinned ada"), "peer-1", "kept in L1");
+    assert_eq!(peer.ask("pinned bob"), "peer-2");
+    assert_eq!(peer.ask("warm_pinned bob"), "peer-2");
+    let warm: u64 = peer.ask("l1_hits").parse().unwrap();
+    assert_eq!(peer.ask("pinned ada"), "peer-1");
+    assert_eq!(peer.ask("l1_hits"), (warm + 1).to_string(), "an L1 hit");
+    let tracked: u64 = peer.ask("tracked").parse().unwrap();
+    let runtime = rt();
+    runtime.block_on(forget_pinned("ada".to_owned())).unwrap();
+    assert_eq!(
+        peer.ask(&format!("wait_below {tracked}")),
+        (tracked - 1).to_string(),
+        "the push for the entry arrived"
+    );
+    assert_eq!(peer.ask("pinned ada"), "peer-3", "recomputed");
+    assert_eq!(
+        peer.ask("pinned bob"),
+        "peer-2",
+        "the user's other entries stay"
     );
 }
 

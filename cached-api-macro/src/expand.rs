@@ -36,6 +36,7 @@ pub fn expand(model: &Model) -> TokenStream {
     let error_ttl = optional_secs(model.error_ttl_secs);
     let stale = optional_secs(model.stale_secs);
     let lock = optional_secs(model.lock_secs);
+    let drops_entries = model.companion.is_some();
     let jitter = match model.jitter_percent {
         Some(percent) => quote!(::core::option::Option::Some(#percent)),
         None => quote!(::core::option::Option::None),
@@ -144,6 +145,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 refresh: #refresh,
                 stale: #stale,
                 lock: #lock,
+                drops_entries: #drops_entries,
                 reserved: #reserved,
             });
     };

@@ -200,12 +200,6 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
                 "`invalidate` names a new function beside this one: give it another name, e.g. `invalidate = forget_profile`",
             );
         }
-        if user.is_some() && l1_secs.is_some() {
-            errors.push(
-                invalidate.span,
-                "`invalidate` cannot drop a per-user entry from other processes' in-process tier (`l1`): invalidate its user, or drop `l1`",
-            );
-        }
         let read = key
             .iter()
             .filter_map(|part| match part {

@@ -507,6 +507,7 @@ mod tests {
         refresh: None,
         stale: None,
         lock: None,
+        drops_entries: false,
         reserved: "",
     });
 

@@ -33,6 +33,9 @@ pub struct FnOptions {
     /// On a miss, one caller in the fleet computes, under a lease in the
     /// store that lasts at most this long; `None` for no lease.
     pub lock: Option<Duration>,
+    /// Whether the attribute generates a companion that drops single
+    /// entries (`invalidate = …`), so that kept values must follow them.
+    pub drops_entries: bool,
     /// The characters of the key template's literal text, escaped inside values.
     pub reserved: &'static str,
 }
@@ -141,6 +144,10 @@ impl FnSpec {
         self.options.lock
     }
 
+    pub(crate) fn drops_entries(&self) -> bool {
+        self.options.drops_entries
+    }
+
     pub(crate) fn has_l1(&self) -> bool {
         self.options.l1.is_some()
     }
@@ -196,6 +203,7 @@ mod tests {
             refresh: None,
             stale: None,
             lock: None,
+            drops_entries: false,
             reserved: "",
         }
     }

@@ -12,7 +12,7 @@ use moka::Expiry;
 use moka::ops::compute::Op;
 use moka::sync::Cache as Moka;
 
-use super::{Backend, Bytes, GENERATION_TTL, Read};
+use super::{Backend, Bytes, GENERATION_TTL, L1Read, Read};
 use crate::codec::{Observed, Shared};
 use crate::key::{EntryKey, is_function_generation};
 use crate::{Clock, Error};
@@ -121,7 +121,7 @@ fn decode_generation(bytes: &[u8]) -> Option<u64> {
 }
 
 impl Backend for MemoryStore {
-    fn read_blocking(&self, key: &EntryKey, _: bool) -> Result<Read, Error> {
+    fn read_blocking(&self, key: &EntryKey, _: L1Read) -> Result<Read, Error> {
         let entry = self.get(key.entry());
         Ok(Read {
             decoded: entry.as_ref().and_then(|slot| slot.decoded.clone()),

@@ -48,6 +48,25 @@ impl Read {
     }
 }
 
+/// What the values a function keeps in the in-process tier depend on, so
+/// what a read must leave tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum L1Read {
+    /// The function keeps no values in this process.
+    Off,
+    /// The entry's generations: a per-user entry's value changes only with them.
+    Generations,
+    /// The entry too: a global entry (whose value changes when it is
+    /// rewritten), or one of a function whose entries are dropped one by one.
+    Entry,
+}
+
+/// What the in-process tier checks a value against for an entry read at
+/// `user` (0 for global entries) whose tracked read left `stamp`.
+pub(crate) fn with_entry(user: u64, stamp: u64) -> u64 {
+    user ^ stamp.rotate_left(32)
+}
+
 /// An entry's bytes as the store hands them over: received from Redis, or
 /// shared with the embedded store without a copy.
 #[derive(Debug)]
@@ -75,7 +94,7 @@ pub(crate) trait Backend: Send + Sync {
     /// Reads the entry and, if the key has one, the user's generation;
     /// with `l1`, for a function with the in-process tier, also asks to be
     /// told when what its values depend on changes.
-    fn read_blocking(&self, key: &EntryKey, l1: bool) -> Result<Read, Error>;
+    fn read_blocking(&self, key: &EntryKey, l1: L1Read) -> Result<Read, Error>;
     /// Stores `bytes` under `key`, expiring after `ttl`, in one command,
     /// unless `expected` is given and the key no longer holds what was
     /// observed there: whether it stored them. A store in this process may
@@ -115,7 +134,7 @@ pub(crate) trait Backend: Send + Sync {
         Ok(())
     }
 
-    fn read(&self, key: &EntryKey, l1: bool) -> impl Future<Output = Result<Read, Error>> + Send {
+    fn read(&self, key: &EntryKey, l1: L1Read) -> impl Future<Output = Result<Read, Error>> + Send {
         std::future::ready(self.read_blocking(key, l1))
     }
     fn write(
@@ -188,10 +207,10 @@ impl Store {
     /// What a value kept in the in-process tier for `key` must have been
     /// computed at to be current: the tracked generations (or the stamp of
     /// a global entry's tracked read); always `None` on the embedded store.
-    pub(crate) fn current(&self, key: &EntryKey) -> Option<(u64, u64)> {
+    pub(crate) fn current(&self, key: &EntryKey, l1: L1Read) -> Option<(u64, u64)> {
         match self {
             Store::Memory(_) => None,
-            Store::Redis(store) => store.current(key),
+            Store::Redis(store) => store.current(key, l1),
         }
     }
 
@@ -215,7 +234,7 @@ macro_rules! dispatch {
 }
 
 impl Backend for Store {
-    fn read_blocking(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {
+    fn read_blocking(&self, key: &EntryKey, l1: L1Read) -> Result<Read, Error> {
         dispatch!(self, s => s.read_blocking(key, l1))
     }
     fn write_blocking(
@@ -234,7 +253,7 @@ impl Backend for Store {
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
         dispatch!(self, s => s.set_generation_blocking(key, generation))
     }
-    async fn read(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {
+    async fn read(&self, key: &EntryKey, l1: L1Read) -> Result<Read, Error> {
         dispatch!(self, s => s.read(key, l1).await)
     }
     async fn write(

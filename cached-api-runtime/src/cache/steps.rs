@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
-use crate::backend::Read;
+use crate::backend::{L1Read, Read, with_entry};
 use crate::codec::{Generations, Header, Observed, Shared, TypedCodec};
 use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
@@ -110,10 +110,21 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         if !self.spec.has_l1() {
             return None;
         }
-        let current = self.inner.store.current(&self.key)?;
+        let current = self.inner.store.current(&self.key, self.l1_read())?;
         let shared = self.inner.l1.get(self.key.entry(), current)?;
         // `&*`: a `&Arc<_>` would itself coerce to `&dyn Any`, and never downcast.
         self.codec.copy(&*shared).map(P::restore)
+    }
+
+    /// What this call's values in the in-process tier depend on.
+    fn l1_read(&self) -> L1Read {
+        if !self.spec.has_l1() {
+            L1Read::Off
+        } else if self.key.generation().is_none() || self.spec.drops_entries() {
+            L1Read::Entry
+        } else {
+            L1Read::Generations
+        }
     }
 
     /// Keeps a copy of the value, current while the tracked key holds
@@ -328,10 +339,10 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
         &self.call.key
     }
 
-    /// Whether the function keeps values in the in-process tier, so that
-    /// the read should leave what they depend on tracked.
-    pub(super) fn l1(&self) -> bool {
-        self.call.spec.has_l1()
+    /// What the function's values in the in-process tier depend on, so
+    /// what the read should leave tracked.
+    pub(super) fn l1(&self) -> L1Read {
+        self.call.l1_read()
     }
 
     /// Judges what the store returned.
@@ -372,9 +383,10 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 }
                 Freshness::Expired => return call.join(expected, seen),
             }
-            let current_at = match call.key.generation() {
-                Some(_) => Some(user),
-                None => read.stamp,
+            let current_at = match call.l1_read() {
+                L1Read::Off => None,
+                L1Read::Generations => Some(user),
+                L1Read::Entry => read.stamp.map(|stamp| with_entry(user, stamp)),
             };
             if let Some(current_at) = current_at {
                 let copy = || call.codec.share(&stored);
@@ -734,7 +746,9 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                 let decoded = P::keep(&value)
                     .filter(|_| wanted)
                     .and_then(|(stored, _)| call.codec.share(stored));
-                if call.key.generation().is_some() {
+                // Values that depend on the entry are kept from a read of
+                // it, which tracks it.
+                if call.l1_read() == L1Read::Generations {
                     let copy = || decoded.clone();
                     let (user, function) = (generations.user, generations.function);
                     call.keep_in_l1(copy, user, function, || 0, bytes.len());

@@ -32,7 +32,7 @@ fn parse(id: &str) -> Result<u64> {
 
 /// Doc comments and other attributes survive.
 #[must_use]
-#[cached_api(key = "profile:{id}", user = user_id, ttl = "15m", l1 = true, stale = "1m", lock = true)]
+#[cached_api(key = "profile:{id}", user = user_id, ttl = "15m", l1 = true, stale = "1m", lock = true, invalidate = forget_profile)]
 async fn get_profile(user_id: u64, id: ::std::string::String) -> Result<Profile> {
     let number = parse(&id)?;
     if number == 0 {
@@ -79,4 +79,5 @@ fn main() {
     let _ = repo.total();
     let _: ::core::result::Result<(), cached_api::Error> = forget_find("u", 1);
     let _ = assert_send(Repo::forget_load(2));
+    let _ = assert_send(forget_profile(1, "7".into()));
 }

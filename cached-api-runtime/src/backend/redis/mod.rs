@@ -23,7 +23,7 @@ use self::command::{
 };
 use self::link::{Link, Request, Tracked};
 use self::tracking::{Mark, stamp};
-use super::{Backend, Bytes, Read};
+use super::{Backend, Bytes, L1Read, Read, with_entry};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
 use crate::codec::{Observed, Shared};
@@ -210,12 +210,20 @@ impl RedisStore {
     }
 
     /// What the in-process tier checks a value of `key` against: the
-    /// tracked user generation (or, for a global entry, the stamp of its
-    /// tracked read) and function generation, while both are tracked.
-    pub(crate) fn current(&self, key: &EntryKey) -> Option<(u64, u64)> {
+    /// tracked user generation, or with [`L1Read::Entry`] that and the
+    /// stamp of the entry's tracked read, and the function's generation,
+    /// while all are tracked.
+    pub(crate) fn current(&self, key: &EntryKey, l1: L1Read) -> Option<(u64, u64)> {
         let tracked = self.link.tracked()?;
         let keys = tracked.keys();
-        let primary = keys.known(key.generation().unwrap_or(key.entry()))?;
+        let user = match key.generation() {
+            Some(user_key) => keys.known(user_key)?,
+            None => 0,
+        };
+        let primary = match l1 {
+            L1Read::Entry => with_entry(user, keys.known(key.entry())?),
+            L1Read::Generations | L1Read::Off => user,
+        };
         let function = keys.known(&self.function_key(key))?;
         Some((primary, function))
     }
@@ -368,7 +376,7 @@ fn classify(error: &RedisError) -> StoreFailure {
 impl Backend for RedisStore {
     /// Sync callers read as before: their pooled connections are not
     /// tracked (see the README's tiers).
-    fn read_blocking(&self, key: &EntryKey, _: bool) -> Result<Read, Error> {
+    fn read_blocking(&self, key: &EntryKey, _: L1Read) -> Result<Read, Error> {
         self.read_untracked_blocking(key)
     }
 
@@ -448,11 +456,11 @@ impl Backend for RedisStore {
 
     /// Read on the tracked connection while the server allows it; as
     /// before, with every generation beside the entry, once it refused.
-    async fn read(&self, key: &EntryKey, l1: bool) -> Result<Read, Error> {
+    async fn read(&self, key: &EntryKey, l1: L1Read) -> Result<Read, Error> {
         if let Some(tracked) = self.link.tracked()
-            && (tracked.ordered() || l1)
+            && (tracked.ordered() || l1 != L1Read::Off)
         {
-            let track_entry = l1 && key.generation().is_none();
+            let track_entry = l1 == L1Read::Entry;
             let read = self.read_tracked(tracked, key, track_entry).await;
             if tracked.is_available() {
                 return read;

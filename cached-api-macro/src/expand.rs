@@ -110,8 +110,13 @@ pub fn expand(model: &Model) -> TokenStream {
         #with_l1
     };
     let call = if model.func.is_async() {
+        let call = if model.detached {
+            quote!(call_detached::<#krate::__private::#policy, _, _, _>)
+        } else {
+            quote!(call::<#krate::__private::#policy, _, _>)
+        };
         quote_spanned! {ret_span=>
-            #krate::__private::call::<#krate::__private::#policy, _, _>(
+            #krate::__private::#call(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
                 __cached_api_codec,

@@ -31,6 +31,9 @@ pub struct Model {
     pub lock_secs: Option<u64>,
     /// `invalidate = name`: the companion that drops one call's entry.
     pub companion: Option<Companion>,
+    /// Whether stale and due entries are recomputed in a task of their own:
+    /// an async function with `stale` or `refresh` that borrows nothing.
+    pub detached: bool,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -248,6 +251,9 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         Some(secs)
     });
 
+    let detached = func.is_async()
+        && (stale_secs.is_some() || refresh_beta.is_some())
+        && borrows_nothing(&func);
     match errors.0 {
         Some(errors) => Err(errors),
         None => Ok(Model {
@@ -262,6 +268,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             stale_secs,
             lock_secs,
             companion,
+            detached,
             key,
             reserved,
             user,
@@ -427,6 +434,26 @@ fn seconds(arg: &Arg<DurationArg>, what: &str, errors: &mut Errors) -> Option<u6
             None
         }
     }
+}
+
+/// Whether the function's future can own everything it uses: no `self`,
+/// and no parameter type with a reference or a lifetime in it. (A lifetime
+/// elided inside a path, `Ref<T>` for `Ref<'_, T>`, cannot be seen here:
+/// such a function fails to compile with `stale` or `refresh` unless it
+/// writes the lifetime.)
+fn borrows_nothing(func: &Function) -> bool {
+    fn owned(tokens: TokenStream) -> bool {
+        tokens.into_iter().all(|tree| match tree {
+            TokenTree::Punct(punct) => punct.as_char() != '&' && punct.as_char() != '\'',
+            TokenTree::Group(group) => owned(group.stream()),
+            TokenTree::Ident(ident) => ident != "impl" && ident != "dyn",
+            TokenTree::Literal(_) => true,
+        })
+    }
+    func.item.sig.inputs.iter().all(|input| match input {
+        FnArg::Receiver(_) => false,
+        FnArg::Typed(typed) => owned(typed.ty.to_token_stream()),
+    })
 }
 
 fn mentions_any(tokens: TokenStream, bindings: &[Ident]) -> bool {

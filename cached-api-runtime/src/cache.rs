@@ -10,7 +10,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 
-use self::steps::{Finish, Step};
+use self::steps::{Finish, Resume, Step};
 use crate::Error;
 use crate::backend::{Backend, MemoryStore, RedisStore, Store};
 use crate::codec::{TypedCodec, tombstone};
@@ -281,16 +281,41 @@ impl Cache {
     }
 
     /// Serves a call of an async function from the cache, or computes and
-    /// stores it: every step that waits is awaited.
-    pub(crate) async fn call<P: Policy<R>, R>(
+    /// stores it: every step that waits is awaited. With `detach`, an
+    /// entry that answers the call but is stale or due for refresh is
+    /// recomputed by a task of its own, which `detach` spawns.
+    pub(crate) async fn call<P: Policy<R>, R, F: Future<Output = R>>(
         &self,
         spec: &'static FnSpec,
         codec: TypedCodec<P::Stored>,
         key: EntryKey,
-        compute: impl Future<Output = R>,
+        compute: F,
+        detach: Option<Detacher<P::Stored, F>>,
+    ) -> R {
+        let step = steps::start::<P, R>(&self.inner, spec, codec, key, detach.is_some());
+        self.drive(step, compute, detach).await
+    }
+
+    /// Recomputes an entry that answered its caller already, in a task of
+    /// its own.
+    async fn recompute<P: Policy<R>, R, F: Future<Output = R>>(
+        self,
+        resume: Resume<P::Stored>,
+        compute: F,
+    ) {
+        if let Some(step) = steps::resume::<P, R>(&self.inner, resume) {
+            self.drive(step, compute, None).await;
+        }
+    }
+
+    /// Walks a call from `step` to its answer.
+    async fn drive<P: Policy<R>, R, F: Future<Output = R>>(
+        &self,
+        mut step: Step<'_, P, R>,
+        compute: F,
+        detach: Option<Detacher<P::Stored, F>>,
     ) -> R {
         let store = &self.inner.store;
-        let mut step = steps::start::<P, R>(&self.inner, spec, codec, key);
         let mut compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
@@ -323,6 +348,16 @@ impl Cache {
                     lease_released(store.release_lease(&held.key, held.token).await);
                     return release.released();
                 }
+                Step::Detach(recompute) => match detach {
+                    Some(detach) if tokio::runtime::Handle::try_current().is_ok() => {
+                        let (value, resume) = recompute.split();
+                        if let Some(resume) = resume {
+                            detach(self, resume, compute);
+                        }
+                        return value;
+                    }
+                    _ => recompute.inline(),
+                },
                 Step::Compute(compute_step) => break compute_step,
                 Step::Done(value) => return value,
             }
@@ -356,7 +391,7 @@ impl Cache {
         compute: impl FnOnce() -> R,
     ) -> R {
         let store = &self.inner.store;
-        let mut step = steps::start::<P, R>(&self.inner, spec, codec, key);
+        let mut step = steps::start::<P, R>(&self.inner, spec, codec, key, false);
         let mut compute_step = loop {
             step = match step {
                 Step::Lookup(lookup) => {
@@ -382,6 +417,7 @@ impl Cache {
                     lease_released(store.release_lease_blocking(&held.key, held.token));
                     return release.released();
                 }
+                Step::Detach(recompute) => recompute.inline(),
                 Step::Compute(compute_step) => break compute_step,
                 Step::Done(value) => return value,
             }
@@ -456,6 +492,24 @@ impl CacheBuilder {
     pub fn build(self) -> Result<Cache, Error> {
         self.config.validate()?;
         Cache::new(self.config)
+    }
+}
+
+/// Spawns the task that recomputes an entry, with the call's computation:
+/// given by callers whose computation can move to a task (`Send + 'static`).
+pub(crate) type Detacher<S, F> = fn(&Cache, Resume<S>, F);
+
+/// The [`Detacher`] of a call of `P`, `R` whose computation is `F`.
+pub(crate) fn detacher<P, R, F>() -> Detacher<P::Stored, F>
+where
+    P: Policy<R> + 'static,
+    P::Stored: 'static,
+    R: Send + 'static,
+    F: Future<Output = R> + Send + 'static,
+{
+    |cache, resume, compute| {
+        let cache = cache.clone();
+        tokio::spawn(cache.recompute::<P, R, F>(resume, compute));
     }
 }
 

@@ -123,6 +123,18 @@ impl Flights {
         }
     }
 
+    /// Whether `entry` is being computed at `generations`, from what a read
+    /// observed.
+    pub(crate) fn in_flight(
+        &self,
+        entry: &str,
+        generations: Generations,
+        observed: Observed,
+    ) -> bool {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.contains_key(&(entry.to_owned(), generations, observed))
+    }
+
     /// Joins the computation of `entry` at `generation`; `LookAgain` if
     /// there is none but something landed since `seen` (`None`: never).
     pub(crate) fn join(

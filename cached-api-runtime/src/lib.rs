@@ -84,7 +84,7 @@ pub mod __private {
         compute: impl Future<Output = R>,
     ) -> R {
         match key {
-            Some(key) => cache.call::<P, R>(spec, codec, key, compute).await,
+            Some(key) => cache.call::<P, R, _>(spec, codec, key, compute, None).await,
             None => compute.await,
         }
     }
@@ -124,6 +124,44 @@ pub mod __private {
         match key {
             Some(key) => cache.invalidate_entry_blocking(spec, &key),
             None => Ok(()),
+        }
+    }
+
+    /// The future of an async function with `stale` or `refresh` whose
+    /// arguments are all owned: the attribute has its stale and due
+    /// entries recomputed in a task of their own, which needs it `Send`.
+    #[diagnostic::on_unimplemented(
+        message = "with `stale` or `refresh`, this async function's entries are recomputed in a background task, so the future of its body must be `Send + 'static`",
+        label = "not `Send + 'static`",
+        note = "a value that is not `Send` (an `Rc`, a `RefCell` borrow, a `std::sync::MutexGuard`) must not be held across an `.await` in the body"
+    )]
+    pub trait Detachable<R>: Future<Output = R> + Send + 'static {}
+
+    impl<F: Future<Output = R> + Send + 'static, R> Detachable<R> for F {}
+
+    /// [`call`] for async functions whose stale or due entries are
+    /// recomputed in a task of their own: the caller gets the entry at once.
+    pub async fn call_detached<P, R, S, F>(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        codec: TypedCodec<S>,
+        key: Option<EntryKey>,
+        compute: F,
+    ) -> R
+    where
+        P: Policy<R, Stored = S> + 'static,
+        S: 'static,
+        R: Send + 'static,
+        F: Detachable<R>,
+    {
+        match key {
+            Some(key) => {
+                let detach = Some(crate::cache::detacher::<P, R, F>());
+                cache
+                    .call::<P, R, F>(spec, codec, key, compute, detach)
+                    .await
+            }
+            None => compute.await,
         }
     }
 

@@ -230,8 +230,9 @@ pub struct Counts {
     /// Hits served by the in-process tier without a Redis round trip;
     /// they are in `hits` too, so `hits - l1_hits` were served by the store.
     pub l1_hits: u64,
-    /// Entries recomputed ahead of their expiry (`refresh`): counted
-    /// neither as hits nor as misses.
+    /// Entries recomputed while they still answered: ahead of their expiry
+    /// (`refresh`), or past it by a task of their own (`stale`, async
+    /// functions that borrow nothing). Counted neither as hits nor as misses.
     pub refreshes: u64,
     /// Answers from entries past their TTL, within their `stale` window:
     /// while another caller recomputed them, or because the function

@@ -346,6 +346,10 @@ impl Gate {
         }
     }
 
+    pub fn has_started(&self) -> bool {
+        *self.started.lock().unwrap() >= self.expected
+    }
+
     pub fn wait_all_started_blocking(&self) {
         let started = self.started.lock().unwrap();
         drop(
@@ -540,8 +544,21 @@ pub fn stale_sync(tag: &str) -> Result<String, String> {
     }
 }
 
+/// [`stale_async`] for sync functions: the caller that finds the entry
+/// stale recomputes it.
+#[cached_api(name = "behaviour::stale_held", key = "{tag}", ttl = 1, stale = 60)]
+pub fn stale_held(tag: &str) -> String {
+    ran(tag);
+    if let Some(gate) = gate_if_set(tag) {
+        gate.start();
+        gate.wait_released();
+    }
+    source(tag)
+}
+
 /// Entries live 1 s and answer stale a minute more; held at the tag's
-/// gate, if the test set one, until it is released.
+/// gate, if the test set one, until it is released. It borrows nothing,
+/// so stale entries are recomputed by a task of their own.
 #[cached_api(name = "behaviour::stale_async", key = "{tag}", ttl = 1, stale = 60)]
 pub async fn stale_async(tag: String) -> String {
     ran(&tag);
@@ -976,33 +993,31 @@ pub fn a_stale_entry_answers_failures_within_its_window_then_the_error_does<S: S
 pub fn a_stale_entry_answers_while_one_caller_recomputes_it<S: StoreUnderTest>() {
     S::install();
     run(async {
-        let tag = unique("stale-async");
+        let tag = unique("stale-sync");
+        let call = |tag: &str| {
+            let tag = tag.to_owned();
+            tokio::task::spawn_blocking(move || stale_held(&tag))
+        };
         set_source(&tag, "v1");
-        assert_eq!(stale_async(tag.clone()).await, "v1");
+        assert_eq!(call(&tag).await.unwrap(), "v1");
         set_source(&tag, "v2");
         let gate = set_gate(&tag, 1, false);
         // Hits until the TTL ends; then the first caller recomputes, held.
         let leader = loop {
-            let mut call = tokio::spawn(stale_async(tag.clone()));
+            let mut caller = call(&tag);
             tokio::select! {
-                answer = &mut call => assert_eq!(answer.unwrap(), "v1"),
-                () = gate.wait_all_started() => break call,
+                answer = &mut caller => assert_eq!(answer.unwrap(), "v1"),
+                () = gate.wait_all_started() => break caller,
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        let before = cached_api::stats().function("behaviour::stale_async");
-        let callers: Vec<_> = (0..8)
-            .map(|_| tokio::spawn(stale_async(tag.clone())))
-            .collect();
-        for caller in callers {
+        let before = cached_api::stats().function("behaviour::stale_held");
+        for caller in (0..8).map(|_| call(&tag)).collect::<Vec<_>>() {
             // A caller that waited for the held leader would hang the test.
-            assert_eq!(
-                caller.await.unwrap(),
-                "v1",
-                "callers do not wait for the leader"
-            );
+            let answer = caller.await.unwrap();
+            assert_eq!(answer, "v1", "callers do not wait for the leader");
         }
-        let counts = cached_api::stats().function("behaviour::stale_async");
+        let counts = cached_api::stats().function("behaviour::stale_held");
         assert_eq!(
             counts.stale - before.stale,
             8,
@@ -1010,8 +1025,53 @@ pub fn a_stale_entry_answers_while_one_caller_recomputes_it<S: StoreUnderTest>()
         );
         assert_eq!(counts.hits, before.hits);
         gate.release();
-        assert_eq!(leader.await.unwrap(), "v2");
-        assert_eq!(stale_async(tag.clone()).await, "v2", "cached again");
+        assert_eq!(leader.await.unwrap(), "v2", "the sync caller waited for it");
+        assert_eq!(call(&tag).await.unwrap(), "v2", "cached again");
+        assert_eq!(runs(&tag), 2);
+    });
+}
+
+pub fn an_async_stale_entry_answers_at_once_while_a_task_recomputes_it<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("stale-async");
+        set_source(&tag, "v1");
+        assert_eq!(stale_async(tag.clone()).await, "v1");
+        set_source(&tag, "v2");
+        let gate = set_gate(&tag, 1, false);
+        // Hits until the TTL ends; then stale answers, while a task of its
+        // own recomputes the entry, held at the gate.
+        keep_calling_until(
+            || gate.has_started(),
+            || async { assert_eq!(stale_async(tag.clone()).await, "v1") },
+        )
+        .await;
+        let before = cached_api::stats().function("behaviour::stale_async");
+        for caller in (0..8)
+            .map(|_| tokio::spawn(stale_async(tag.clone())))
+            .collect::<Vec<_>>()
+        {
+            assert_eq!(caller.await.unwrap(), "v1", "nobody waits for the task");
+        }
+        let counts = cached_api::stats().function("behaviour::stale_async");
+        assert_eq!(
+            counts.stale - before.stale,
+            8,
+            "stale answers counted apart"
+        );
+        assert_eq!(runs(&tag), 2, "one task recomputes, not one per caller");
+        gate.release();
+        keep_calling_until(
+            || {
+                cached_api::stats()
+                    .function("behaviour::stale_async")
+                    .refreshes
+                    > before.refreshes
+            },
+            || async {},
+        )
+        .await;
+        assert_eq!(stale_async(tag.clone()).await, "v2", "the task stored it");
         assert_eq!(runs(&tag), 2);
     });
 }
@@ -1179,6 +1239,7 @@ macro_rules! behaviour_tests {
             a_value_computed_before_an_entry_invalidation_is_never_served_after_it,
             a_stale_entry_answers_failures_within_its_window_then_the_error_does,
             a_stale_entry_answers_while_one_caller_recomputes_it,
+            an_async_stale_entry_answers_at_once_while_a_task_recomputes_it,
             stats_count_each_function,
             values_over_the_size_limit_are_returned_but_not_stored,
             template_values_containing_the_separator_do_not_collide,

@@ -19,10 +19,14 @@ use crate::backend::{L1Read, Read, with_entry};
 use crate::codec::{Generations, Header, Observed, Shared, TypedCodec};
 use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
-use crate::key::{self, EntryKey};
+use crate::key::EntryKey;
 use crate::policy::{Lifetime, Policy};
 use crate::spec::{FnSpec, Freshness};
 use crate::stats::Event;
+
+mod lease;
+
+pub(super) use self::lease::{HeldLease, Lease, Release};
 
 /// What one call must do next.
 pub(super) enum Step<'c, P: Policy<R>, R> {
@@ -39,6 +43,10 @@ pub(super) enum Step<'c, P: Policy<R>, R> {
     Lease(Lease<'c, P, R>),
     /// Release the lease, then answer with [`Release::released`].
     Release(Release<R>),
+    /// The entry answers this call, and may be recomputed by a task of its
+    /// own: spawn one with what [`Detach::split`] leaves, or recompute in
+    /// this call with [`Detach::inline`].
+    Detach(Detach<'c, P, R>),
     /// Run the function, then [`Compute::computed`].
     Compute(Compute<'c, P, R>),
     /// The call's answer, from the cache or from a concurrent call.
@@ -63,6 +71,7 @@ pub(super) fn start<'c, P: Policy<R>, R>(
     spec: &'static FnSpec,
     codec: TypedCodec<P::Stored>,
     key: EntryKey,
+    detachable: bool,
 ) -> Step<'c, P, R> {
     Call {
         inner,
@@ -70,10 +79,32 @@ pub(super) fn start<'c, P: Policy<R>, R>(
         codec,
         key,
         observed: Observed::default(),
+        detachable,
         looks_again: MAX_LOOKS_AGAIN,
         returns: PhantomData,
     }
     .lookup()
+}
+
+/// The first step of a task that recomputes an entry which answered its
+/// caller already; `None` if the entry's bytes no longer open.
+pub(super) fn resume<'c, P: Policy<R>, R>(
+    inner: &'c Inner,
+    resume: Resume<P::Stored>,
+) -> Option<Step<'c, P, R>> {
+    let call = Call {
+        inner,
+        spec: resume.spec,
+        codec: resume.codec,
+        key: resume.key,
+        observed: resume.observed,
+        detachable: false,
+        looks_again: MAX_LOOKS_AGAIN,
+        returns: PhantomData,
+    };
+    let (stored, _) = call.unseal(&resume.bytes, None, Some(resume.generations))?;
+    let value = P::restore(stored);
+    Some(call.recompute_while_current(resume.generations, Ahead::Detached(value)))
 }
 
 /// How often one call may look up again because a result in its shard
@@ -90,6 +121,9 @@ struct Call<'c, P: Policy<R>, R> {
     /// What the entry's key held at the last read: a value computed now is
     /// stored only if it still does.
     observed: Observed,
+    /// Whether a task of its own may recompute an entry that answers this
+    /// call (`stale`, `refresh`): the call's computation can move to one.
+    detachable: bool,
     looks_again: u32,
     returns: PhantomData<fn() -> R>,
 }
@@ -181,16 +215,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         reason: Reason<R>,
     ) -> Step<'c, P, R> {
         if self.spec.lease().is_some() {
-            return Step::Lease(Lease {
-                key: key::lease_key(self.key.entry()),
-                token: fresh_generation(),
-                call: self,
-                leader,
-                generations,
-                reason,
-                deadline: None,
-                refusals: 0,
-            });
+            return Step::Lease(Lease::new(self, leader, generations, reason));
         }
         Step::Compute(Compute {
             call: self,
@@ -203,35 +228,61 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
 
     /// Recomputes an entry that still answers with `value` if no call in
     /// this process does already; else answers with `value`.
-    fn recompute_while_current(
+    fn recompute_while_current(self, generations: Generations, ahead: Ahead<R>) -> Step<'c, P, R> {
+        let flights = &self.inner.flights;
+        match flights.join(self.key.entry(), generations, self.observed, None) {
+            Role::Leader(leader) => self.lead(leader, generations, Reason::Ahead(ahead)),
+            Role::Follower(_) | Role::LookAgain => self.answer_current(ahead),
+        }
+    }
+
+    /// Answers with the value of an entry that another call or process
+    /// recomputes.
+    fn answer_current(&self, ahead: Ahead<R>) -> Step<'c, P, R> {
+        let value = match ahead {
+            Ahead::Stale(value) => {
+                self.record(Event::Stale);
+                tracing::debug!(
+                    function = self.spec.id(),
+                    "stale entry answered while another call recomputes it"
+                );
+                value
+            }
+            Ahead::Refresh(value) => {
+                self.record(Event::Hit);
+                value
+            }
+            // Nobody's answer: the task's caller was answered already.
+            Ahead::Detached(value) => value,
+        };
+        Step::Done(value)
+    }
+
+    /// Recomputes an entry that still answers with `value` (past its TTL
+    /// if `stale`): in a task of its own if this call allows it, else in
+    /// this call, unless another call does already.
+    fn recompute_ahead(
         self,
         generations: Generations,
         value: R,
         stale: bool,
+        bytes: &[u8],
     ) -> Step<'c, P, R> {
-        let flights = &self.inner.flights;
-        match flights.join(self.key.entry(), generations, self.observed, None) {
-            Role::Leader(leader) => {
-                let reason = if stale {
-                    Reason::Stale(value)
-                } else {
-                    Reason::Refresh(value)
-                };
-                self.lead(leader, generations, reason)
-            }
-            Role::Follower(_) | Role::LookAgain => {
-                if stale {
-                    self.record(Event::Stale);
-                    tracing::debug!(
-                        function = self.spec.id(),
-                        "stale entry answered while another call recomputes it"
-                    );
-                } else {
-                    self.record(Event::Hit);
-                }
-                Step::Done(value)
-            }
+        if self.detachable {
+            return Step::Detach(Detach {
+                call: self,
+                generations,
+                value,
+                stale,
+                bytes: Arc::from(bytes),
+            });
         }
+        let ahead = if stale {
+            Ahead::Stale(value)
+        } else {
+            Ahead::Refresh(value)
+        };
+        self.recompute_while_current(generations, ahead)
     }
 
     /// Runs the function without storing what it returns.
@@ -379,7 +430,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 Freshness::Fresh => {}
                 Freshness::Stale => {
                     let value = P::restore(stored);
-                    return call.recompute_while_current(expected, value, true);
+                    return call.recompute_ahead(expected, value, true, &bytes);
                 }
                 Freshness::Expired => return call.join(expected, seen),
             }
@@ -400,7 +451,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 header.compute_ms,
                 unit_random,
             ) {
-                return call.recompute_while_current(expected, value, false);
+                return call.recompute_ahead(expected, value, false, &bytes);
             }
             call.record(Event::Hit);
             tracing::debug!(
@@ -503,175 +554,6 @@ impl<'c, P: Policy<R>, R> Follow<'c, P, R> {
     }
 }
 
-/// The entry's lease must be taken before the entry is computed.
-pub(super) struct Lease<'c, P: Policy<R>, R> {
-    call: Call<'c, P, R>,
-    leader: Leader<'c>,
-    generations: Generations,
-    reason: Reason<R>,
-    key: String,
-    token: u64,
-    /// When waiting for another holder gives up: set at the first refusal.
-    deadline: Option<Instant>,
-    /// Attempts refused so far.
-    refusals: u32,
-}
-
-impl<'c, P: Policy<R>, R> Lease<'c, P, R> {
-    pub(super) fn key(&self) -> &str {
-        &self.key
-    }
-
-    /// What marks this call's lease, so that only it releases it.
-    pub(super) fn token(&self) -> u64 {
-        self.token
-    }
-
-    /// How long the lease lasts if its holder never releases it.
-    pub(super) fn ttl(&self) -> Duration {
-        self.call
-            .spec
-            .lease()
-            .expect("only functions with `lock` take leases")
-    }
-
-    /// The entry, read with each attempt: the value another holder stored
-    /// ends the wait.
-    pub(super) fn entry(&self) -> &EntryKey {
-        &self.call.key
-    }
-
-    /// How long to wait before this attempt: none for the first; then
-    /// 5 ms, half as long again each time up to 100 ms, each drawn within
-    /// ±25 % so that waiters spread out.
-    pub(super) fn delay(&self) -> Duration {
-        if self.refusals == 0 {
-            return Duration::ZERO;
-        }
-        let exponent = i32::try_from(self.refusals.min(16)).unwrap_or(16) - 1;
-        let ms = (5.0 * 1.5_f64.powi(exponent)).min(100.0);
-        Duration::from_secs_f64(ms * (0.75 + 0.5 * unit_random()) / 1000.0)
-    }
-
-    /// Answers with the value a holder stored, if the read found one;
-    /// else computes under the lease if it was taken. If another process
-    /// holds it, answers with the entry that still answers, or waits for
-    /// the holder's value, at most one lease long, then computes anyway.
-    pub(super) fn taken(mut self, taken: Result<(bool, Read), Error>) -> Step<'c, P, R> {
-        let (held, read) = match taken {
-            Ok(taken) => taken,
-            Err(error) => {
-                self.call
-                    .record_error(&error, "lease unavailable; computing without it");
-                return self.compute(false);
-            }
-        };
-        if held && !matches!(self.reason, Reason::Miss) {
-            return self.compute(true);
-        }
-        match self.reason {
-            Reason::Miss => {}
-            // Another process recomputes the entry, which answers meanwhile.
-            Reason::Stale(value) => {
-                self.call.record(Event::Stale);
-                return Step::Done(value);
-            }
-            Reason::Refresh(value) => {
-                self.call.record(Event::Hit);
-                return Step::Done(value);
-            }
-        }
-        let observed = Observed::of(read.value.as_deref());
-        if let Some((value, bytes)) = self.stored_value(read) {
-            let Lease {
-                leader, key, token, ..
-            } = self;
-            leader.land(Outcome::Value(bytes));
-            return match held {
-                // Stored just before this call took the lease.
-                true => Step::Release(Release {
-                    lease: HeldLease { key, token },
-                    value,
-                }),
-                false => Step::Done(value),
-            };
-        }
-        self.call.observed = observed;
-        if held {
-            return self.compute(true);
-        }
-        let now = Instant::now();
-        let deadline = *self.deadline.get_or_insert(now + self.ttl());
-        if now >= deadline {
-            tracing::debug!(
-                function = self.call.spec.id(),
-                "another process held the lease too long; computing without it"
-            );
-            return self.compute(false);
-        }
-        self.refusals += 1;
-        Step::Lease(self)
-    }
-
-    /// The current, fresh value in `read`, and its bytes for this
-    /// process's followers.
-    fn stored_value(&self, read: Read) -> Option<(R, Arc<[u8]>)> {
-        let user = match self.call.key.generation() {
-            None => 0,
-            Some(_) => read.generation?,
-        };
-        let current = Generations {
-            user,
-            function: read.function_generation,
-        };
-        let bytes = read.value?;
-        let (stored, header) = self.call.unseal(&bytes, None, Some(current))?;
-        let now_ms = || self.call.now_ms();
-        if self.call.spec.freshness(now_ms, header.expires_at_ms) != Freshness::Fresh {
-            return None;
-        }
-        self.call.record(Event::Hit);
-        if self.refusals > 0 {
-            self.call.record(Event::LeaseWait);
-            tracing::debug!(
-                function = self.call.spec.id(),
-                "took the value another process computed under its lease"
-            );
-        }
-        Some((P::restore(stored), Arc::from(&*bytes)))
-    }
-
-    fn compute(self, held: bool) -> Step<'c, P, R> {
-        let lease = held.then_some(HeldLease {
-            key: self.key,
-            token: self.token,
-        });
-        Step::Compute(Compute {
-            call: self.call,
-            lead: Some((self.leader, self.generations)),
-            reason: self.reason,
-            lease,
-            started: Instant::now(),
-        })
-    }
-}
-
-/// A lease taken after all, to release before answering.
-pub(super) struct Release<R> {
-    lease: HeldLease,
-    value: R,
-}
-
-impl<R> Release<R> {
-    pub(super) fn lease(&self) -> &HeldLease {
-        &self.lease
-    }
-
-    pub(super) fn released(self) -> R {
-        self.value
-    }
-}
-
 /// The function must run; as the entry's leader, if the call is one.
 pub(super) struct Compute<'c, P: Policy<R>, R> {
     call: Call<'c, P, R>,
@@ -682,21 +564,87 @@ pub(super) struct Compute<'c, P: Policy<R>, R> {
     started: Instant,
 }
 
-/// A lease this call holds, to release once its value is stored.
-pub(super) struct HeldLease {
-    pub(super) key: String,
-    pub(super) token: u64,
-}
-
 /// Why a call runs the function.
 enum Reason<R> {
     /// No current entry answers it.
     Miss,
-    /// Its entry, which answers with this value, nears its expiry (`refresh`).
+    /// Its entry still answers, with the value inside.
+    Ahead(Ahead<R>),
+}
+
+/// Why an entry that still answers is recomputed.
+enum Ahead<R> {
+    /// It nears its expiry (`refresh`).
     Refresh(R),
-    /// Its entry is past its TTL, within its `stale` window: this value
-    /// answers if the function fails.
+    /// It is past its TTL, within its `stale` window: this value answers
+    /// if the function fails.
     Stale(R),
+    /// A task of its own recomputes it, after it answered its caller
+    /// (stale or due for refresh); the value is nobody's answer.
+    Detached(R),
+}
+
+/// An entry that answers its call now, and should be recomputed.
+pub(super) struct Detach<'c, P: Policy<R>, R> {
+    call: Call<'c, P, R>,
+    generations: Generations,
+    value: R,
+    /// Past its TTL, rather than due for refresh.
+    stale: bool,
+    /// The entry as read, from which the task decodes its own copy.
+    bytes: Arc<[u8]>,
+}
+
+impl<'c, P: Policy<R>, R> Detach<'c, P, R> {
+    /// Recomputes in this call instead (no task can be spawned).
+    pub(super) fn inline(self) -> Step<'c, P, R> {
+        let ahead = if self.stale {
+            Ahead::Stale(self.value)
+        } else {
+            Ahead::Refresh(self.value)
+        };
+        self.call.recompute_while_current(self.generations, ahead)
+    }
+
+    /// The call's answer, and what a task needs to recompute the entry;
+    /// `None` if a computation of it is under way in this process already.
+    pub(super) fn split(self) -> (R, Option<Resume<P::Stored>>) {
+        let Detach {
+            call,
+            generations,
+            value,
+            stale,
+            bytes,
+        } = self;
+        call.record(if stale { Event::Stale } else { Event::Hit });
+        let key = call.key.entry();
+        if call
+            .inner
+            .flights
+            .in_flight(key, generations, call.observed)
+        {
+            return (value, None);
+        }
+        let resume = Resume {
+            spec: call.spec,
+            codec: call.codec,
+            key: call.key,
+            generations,
+            observed: call.observed,
+            bytes,
+        };
+        (value, Some(resume))
+    }
+}
+
+/// What a task needs to recompute an entry: owned, so that it can move.
+pub(crate) struct Resume<S> {
+    spec: &'static FnSpec,
+    codec: TypedCodec<S>,
+    key: EntryKey,
+    generations: Generations,
+    observed: Observed,
+    bytes: Arc<[u8]>,
 }
 
 impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
@@ -716,7 +664,7 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
             ..
         } = self;
         match reason {
-            Reason::Stale(stale) if P::failed(&value) => {
+            Reason::Ahead(Ahead::Stale(stale)) if P::failed(&value) => {
                 // Nothing is stored: the stale entry keeps answering, and
                 // the next caller tries the function again. Dropping the
                 // lead sends any follower back to the store.
@@ -727,11 +675,11 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                 );
                 return Finish::Done(stale);
             }
-            Reason::Refresh(_) => {
+            Reason::Ahead(Ahead::Refresh(_) | Ahead::Detached(_)) => {
                 call.record(Event::Refresh);
                 tracing::debug!(function = call.spec.id(), "recomputed ahead of expiry");
             }
-            Reason::Miss | Reason::Stale(_) => {
+            Reason::Miss | Reason::Ahead(Ahead::Stale(_)) => {
                 call.record(Event::Miss);
                 tracing::debug!(function = call.spec.id(), "cache miss");
             }

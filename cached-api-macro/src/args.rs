@@ -35,7 +35,6 @@ pub enum KeyArg {
 }
 
 /// `ttl = 90` or `ttl = "15m"`.
-#[derive(Clone)]
 pub enum DurationArg {
     Secs(LitInt),
     Text(LitStr),

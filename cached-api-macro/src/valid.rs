@@ -97,11 +97,11 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
     let ttl_secs = args
         .ttl
         .as_ref()
-        .and_then(|ttl| seconds(ttl, "ttl", &mut errors));
+        .and_then(|ttl| seconds(&ttl.value, "ttl", &mut errors));
     let error_ttl_secs = args
         .error_ttl
         .as_ref()
-        .and_then(|ttl| seconds(ttl, "error_ttl", &mut errors));
+        .and_then(|ttl| seconds(&ttl.value, "error_ttl", &mut errors));
     let jitter_percent = args.jitter.as_ref().and_then(|jitter| {
         percent(&jitter.value)
             .map_err(|message| errors.push(jitter.value.span(), message))
@@ -111,14 +111,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         let secs = match &l1.value {
             SwitchOrDuration::Switch(on) if !on.value => return None,
             SwitchOrDuration::Switch(_) => None,
-            SwitchOrDuration::Duration(cap) => Some(seconds(
-                &Arg {
-                    span: l1.span,
-                    value: cap.clone(),
-                },
-                "l1",
-                &mut errors,
-            )?),
+            SwitchOrDuration::Duration(cap) => Some(seconds(cap, "l1", &mut errors)?),
         };
         if !func.is_async() {
             errors.push(
@@ -142,7 +135,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         },
     });
     let stale_secs = args.stale.as_ref().and_then(|stale| {
-        let secs = seconds(stale, "stale", &mut errors)?;
+        let secs = seconds(&stale.value, "stale", &mut errors)?;
         if args.ttl.is_none() {
             errors.push(
                 stale.span,
@@ -233,14 +226,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
     let lock_secs = args.lock.as_ref().and_then(|lock| {
         let secs = match &lock.value {
             SwitchOrDuration::Switch(on) => on.value.then_some(DEFAULT_LEASE_SECS)?,
-            SwitchOrDuration::Duration(lease) => seconds(
-                &Arg {
-                    span: lock.span,
-                    value: lease.clone(),
-                },
-                "lock",
-                &mut errors,
-            )?,
+            SwitchOrDuration::Duration(lease) => seconds(lease, "lock", &mut errors)?,
         };
         if matches!(&stored, Type::Tuple(unit) if unit.elems.is_empty()) {
             errors.push(
@@ -422,8 +408,8 @@ fn percent(lit: &LitStr) -> Result<u8, String> {
 }
 
 /// The duration in whole seconds, checked by the grammar the runtime shares.
-fn seconds(arg: &Arg<DurationArg>, what: &str, errors: &mut Errors) -> Option<u64> {
-    let (span, text) = match &arg.value {
+fn seconds(duration: &DurationArg, what: &str, errors: &mut Errors) -> Option<u64> {
+    let (span, text) = match duration {
         DurationArg::Secs(lit) => (lit.span(), lit.base10_digits().to_owned()),
         DurationArg::Text(lit) => (lit.span(), lit.value()),
     };

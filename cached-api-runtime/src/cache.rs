@@ -128,13 +128,13 @@ impl Cache {
     /// cached entry of `user` (other processes may, until it lands).
     pub async fn invalidate_user<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let key = key::generation_key(&self.inner.config.prefix, &user);
-        self.replace_generation(&key).await
+        self.invalidate(&key, Target::Generation).await
     }
 
     /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
     pub fn invalidate_user_blocking<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let key = key::generation_key(&self.inner.config.prefix, &user);
-        self.replace_generation_blocking(&key)
+        self.invalidate_blocking(&key, Target::Generation)
     }
 
     /// Makes every entry of the cached function `id` unreachable, in every
@@ -155,32 +155,13 @@ impl Cache {
     /// ```
     pub async fn invalidate_function(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        self.replace_generation(&key).await
+        self.invalidate(&key, Target::Generation).await
     }
 
     /// [`invalidate_function`](Self::invalidate_function) for code outside an async runtime.
     pub fn invalidate_function_blocking(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        self.replace_generation_blocking(&key)
-    }
-
-    /// Writes a fresh generation at `key`, a user's or a function's: every
-    /// entry computed at the old one becomes unreachable.
-    async fn replace_generation(&self, key: &str) -> Result<(), Error> {
-        let result = self
-            .inner
-            .store
-            .set_generation(key, fresh_generation())
-            .await;
-        self.record_invalidation(key, Target::Generation, result)
-    }
-
-    fn replace_generation_blocking(&self, key: &str) -> Result<(), Error> {
-        let result = self
-            .inner
-            .store
-            .set_generation_blocking(key, fresh_generation());
-        self.record_invalidation(key, Target::Generation, result)
+        self.invalidate_blocking(&key, Target::Generation)
     }
 
     /// Makes one entry of `spec` unreachable: a tombstone with a fresh mark
@@ -193,11 +174,8 @@ impl Cache {
         spec: &'static FnSpec,
         key: &EntryKey,
     ) -> Result<(), Error> {
-        let ttl = self.tombstone_ttl(spec);
-        let bytes = tombstone(fresh_generation());
-        let store = &self.inner.store;
-        let result = store.write(key.entry(), &bytes, None, ttl, None).await;
-        self.entry_invalidated(key.entry(), ttl, result)
+        let target = Target::Entry(self.tombstone_ttl(spec));
+        self.invalidate(key.entry(), target).await
     }
 
     pub(crate) fn invalidate_entry_blocking(
@@ -205,11 +183,8 @@ impl Cache {
         spec: &'static FnSpec,
         key: &EntryKey,
     ) -> Result<(), Error> {
-        let ttl = self.tombstone_ttl(spec);
-        let bytes = tombstone(fresh_generation());
-        let store = &self.inner.store;
-        let result = store.write_blocking(key.entry(), &bytes, None, ttl, None);
-        self.entry_invalidated(key.entry(), ttl, result)
+        let target = Target::Entry(self.tombstone_ttl(spec));
+        self.invalidate_blocking(key.entry(), target)
     }
 
     fn tombstone_ttl(&self, spec: &FnSpec) -> std::time::Duration {
@@ -218,14 +193,30 @@ impl Cache {
         spec.kept_for(ttl).max(error_ttl).max(TOMBSTONE_MIN)
     }
 
-    fn entry_invalidated(
+    /// Writes what invalidating `target` at `key` writes (a fresh
+    /// generation: every entry computed at the old one becomes
+    /// unreachable; or a tombstone), and keeps it to be retried if that
+    /// failed; a dropped entry also leaves this process's in-process tier.
+    async fn invalidate(&self, key: &str, target: Target) -> Result<(), Error> {
+        let result = self.inner.write_invalidation(key, target).await;
+        self.invalidated(key, target, result)
+    }
+
+    fn invalidate_blocking(&self, key: &str, target: Target) -> Result<(), Error> {
+        let result = self.inner.write_invalidation_blocking(key, target);
+        self.invalidated(key, target, result)
+    }
+
+    fn invalidated(
         &self,
         key: &str,
-        ttl: std::time::Duration,
-        result: Result<bool, Error>,
+        target: Target,
+        result: Result<(), Error>,
     ) -> Result<(), Error> {
-        self.inner.l1.remove(key);
-        self.record_invalidation(key, Target::Entry(ttl), result.map(|_| ()))
+        if let Target::Entry(_) = target {
+            self.inner.l1.remove(key);
+        }
+        self.record_invalidation(key, target, result)
     }
 
     /// The key of one call of `spec`; `None` when the cache is disabled,
@@ -466,23 +457,39 @@ impl Cache {
                     retry_in_background(
                         Arc::downgrade(inner),
                         |inner| &inner.pending,
-                        |inner, key, target| match target {
-                            Target::Generation => {
-                                let generation = fresh_generation();
-                                inner.store.set_generation_blocking(key, generation).is_ok()
-                            }
-                            Target::Entry(ttl) => {
-                                let bytes = tombstone(fresh_generation());
-                                let store = &inner.store;
-                                store.write_blocking(key, &bytes, None, ttl, None).is_ok()
-                            }
-                        },
+                        |inner, key, target| inner.write_invalidation_blocking(key, target).is_ok(),
                         inner.config.breaker_cooldown.clamp(RETRY_MIN, RETRY_MAX),
                     );
                 }
             }
         }
         result
+    }
+}
+
+impl Inner {
+    /// What invalidating `target` at `key` writes: a fresh generation, or a
+    /// tombstone with a fresh mark in place of an entry.
+    async fn write_invalidation(&self, key: &str, target: Target) -> Result<(), Error> {
+        match target {
+            Target::Generation => self.store.set_generation(key, fresh_generation()).await,
+            Target::Entry(ttl) => {
+                let bytes = tombstone(fresh_generation());
+                let written = self.store.write(key, &bytes, None, ttl, None).await;
+                written.map(drop)
+            }
+        }
+    }
+
+    fn write_invalidation_blocking(&self, key: &str, target: Target) -> Result<(), Error> {
+        match target {
+            Target::Generation => self.store.set_generation_blocking(key, fresh_generation()),
+            Target::Entry(ttl) => {
+                let bytes = tombstone(fresh_generation());
+                let written = self.store.write_blocking(key, &bytes, None, ttl, None);
+                written.map(drop)
+            }
+        }
     }
 }
 

@@ -236,15 +236,21 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         }
     }
 
-    /// Answers with the value of an entry that another call or process
-    /// recomputes.
+    /// Answers with the value of an entry that another call, process or
+    /// task recomputes.
     fn answer_current(&self, ahead: Ahead<R>) -> Step<'c, P, R> {
-        let value = match ahead {
+        Step::Done(self.answered(ahead))
+    }
+
+    /// The value of an entry that still answers, counted as this call's
+    /// answer.
+    fn answered(&self, ahead: Ahead<R>) -> R {
+        match ahead {
             Ahead::Stale(value) => {
                 self.record(Event::Stale);
                 tracing::debug!(
                     function = self.spec.id(),
-                    "stale entry answered while another call recomputes it"
+                    "stale entry answered while it is recomputed"
                 );
                 value
             }
@@ -254,34 +260,26 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             }
             // Nobody's answer: the task's caller was answered already.
             Ahead::Detached(value) => value,
-        };
-        Step::Done(value)
+        }
     }
 
-    /// Recomputes an entry that still answers with `value` (past its TTL
-    /// if `stale`): in a task of its own if this call allows it, else in
-    /// this call, unless another call does already.
+    /// Recomputes an entry that still answers (`ahead`, read as `bytes`):
+    /// in a task of its own if this call allows it, else in this call,
+    /// unless another call does already.
     fn recompute_ahead(
         self,
         generations: Generations,
-        value: R,
-        stale: bool,
+        ahead: Ahead<R>,
         bytes: &[u8],
     ) -> Step<'c, P, R> {
         if self.detachable {
             return Step::Detach(Detach {
                 call: self,
                 generations,
-                value,
-                stale,
+                ahead,
                 bytes: Arc::from(bytes),
             });
         }
-        let ahead = if stale {
-            Ahead::Stale(value)
-        } else {
-            Ahead::Refresh(value)
-        };
         self.recompute_while_current(generations, ahead)
     }
 
@@ -430,7 +428,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 Freshness::Fresh => {}
                 Freshness::Stale => {
                     let value = P::restore(stored);
-                    return call.recompute_ahead(expected, value, true, &bytes);
+                    return call.recompute_ahead(expected, Ahead::Stale(value), &bytes);
                 }
                 Freshness::Expired => return call.join(expected, seen),
             }
@@ -451,7 +449,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
                 header.compute_ms,
                 unit_random,
             ) {
-                return call.recompute_ahead(expected, value, false, &bytes);
+                return call.recompute_ahead(expected, Ahead::Refresh(value), &bytes);
             }
             call.record(Event::Hit);
             tracing::debug!(
@@ -588,9 +586,8 @@ enum Ahead<R> {
 pub(super) struct Detach<'c, P: Policy<R>, R> {
     call: Call<'c, P, R>,
     generations: Generations,
-    value: R,
-    /// Past its TTL, rather than due for refresh.
-    stale: bool,
+    /// Why, with the call's answer: stale, or due for refresh.
+    ahead: Ahead<R>,
     /// The entry as read, from which the task decodes its own copy.
     bytes: Arc<[u8]>,
 }
@@ -598,12 +595,8 @@ pub(super) struct Detach<'c, P: Policy<R>, R> {
 impl<'c, P: Policy<R>, R> Detach<'c, P, R> {
     /// Recomputes in this call instead (no task can be spawned).
     pub(super) fn inline(self) -> Step<'c, P, R> {
-        let ahead = if self.stale {
-            Ahead::Stale(self.value)
-        } else {
-            Ahead::Refresh(self.value)
-        };
-        self.call.recompute_while_current(self.generations, ahead)
+        self.call
+            .recompute_while_current(self.generations, self.ahead)
     }
 
     /// The call's answer, and what a task needs to recompute the entry;
@@ -612,11 +605,10 @@ impl<'c, P: Policy<R>, R> Detach<'c, P, R> {
         let Detach {
             call,
             generations,
-            value,
-            stale,
+            ahead,
             bytes,
         } = self;
-        call.record(if stale { Event::Stale } else { Event::Hit });
+        let value = call.answered(ahead);
         let key = call.key.entry();
         if call
             .inner

@@ -13,12 +13,17 @@ use crate::key::EntryKey;
 /// cluster, the copy in the entry's slot).
 pub(super) fn read_cmd(key: &EntryKey, function_key: &str) -> Cmd {
     let mut cmd = redis::cmd("MGET");
-    cmd.arg(key.entry());
-    if let Some(generation) = key.generation() {
-        cmd.arg(generation);
+    for read in read_keys(key, function_key) {
+        cmd.arg(read);
     }
-    cmd.arg(function_key);
     cmd
+}
+
+/// The keys a lookup reads, in the order [`read_reply`] takes them.
+fn read_keys<'k>(key: &'k EntryKey, function_key: &'k str) -> impl Iterator<Item = &'k str> {
+    [Some(key.entry()), key.generation(), Some(function_key)]
+        .into_iter()
+        .flatten()
 }
 
 /// The reply of [`read_cmd`], in its order.
@@ -163,13 +168,12 @@ pub(super) fn take_lease_cmd(
         return read";
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(TAKE)
-        .arg(if key.generation().is_some() { 4 } else { 3 })
-        .arg(lease)
-        .arg(key.entry());
-    if let Some(generation) = key.generation() {
-        cmd.arg(generation);
+        .arg(1 + read_keys(key, function_key).count())
+        .arg(lease);
+    for read in read_keys(key, function_key) {
+        cmd.arg(read);
     }
-    cmd.arg(function_key).arg(token).arg(millis(ttl));
+    cmd.arg(token).arg(millis(ttl));
     cmd
 }
 

@@ -12,6 +12,7 @@ mod support;
 
 use std::future::Future;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,12 @@ static HOT_EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 async fn hot_profile(user: u64) -> Profile {
     HOT_EXECUTIONS.fetch_add(1, Ordering::SeqCst);
     sample_profile(user)
+}
+
+/// The same, returning `Arc<Profile>`: an L1 hit clones a reference, not the struct.
+#[cached_api(key = "profile", user = user, ttl = "1h", l1 = true, name = "bench::hot_shared")]
+async fn shared_profile(user: u64) -> Arc<Profile> {
+    Arc::new(sample_profile(user))
 }
 
 /// Row 8's two functions: 10 ms to compute, 1 s to live; one refreshed ahead.
@@ -391,15 +398,13 @@ where
 /// Rows 1 and 2 for `store`: hit throughput and latency of `contenders`,
 /// interleaved round by round, each against the first (the baseline).
 async fn compare_hits(store: &str, contenders: Vec<Contender>) {
-    let contenders: Vec<(&str, std::sync::Arc<Contender>)> = contenders
-        .into_iter()
-        .map(|c| (c.0, std::sync::Arc::new(c)))
-        .collect();
+    let contenders: Vec<(&str, Arc<Contender>)> =
+        contenders.into_iter().map(|c| (c.0, Arc::new(c))).collect();
     let mut samples: Vec<[Sample; 2]> = contenders.iter().map(|_| Default::default()).collect();
     for _ in 0..ROUNDS {
         for (i, (_, contender)) in contenders.iter().enumerate() {
             for (c, &tasks) in CONCURRENCY.iter().enumerate() {
-                let contender = std::sync::Arc::clone(contender);
+                let contender = Arc::clone(contender);
                 measure(tasks, move || (contender.1)(), &mut samples[i][c]).await;
             }
         }
@@ -525,6 +530,10 @@ async fn redis_section(url: String) {
         assert_eq!(hot_profile(USER).await, profile);
     }
     assert_eq!(cached_api::stats().function("bench::hot").l1_hits, 2);
+    for _ in 0..3 {
+        assert_eq!(*shared_profile(USER).await, profile);
+    }
+    assert_eq!(cached_api::stats().function("bench::hot_shared").l1_hits, 2);
 
     // 1 and 2: hit throughput and latency, contenders interleaved round by round.
     let contenders: Vec<Contender> = vec![
@@ -566,6 +575,12 @@ async fn redis_section(url: String) {
         contender("cached-api, per-user entry, `l1` hit", || async {
             black_box(hot_profile(USER).await);
         }),
+        contender(
+            "cached-api, per-user entry, `l1` hit, `Arc<Profile>` returned",
+            || async {
+                black_box(shared_profile(USER).await);
+            },
+        ),
         contender("`cached` crate, AsyncRedisCache", {
             let store = cached_store.clone();
             move || {
@@ -631,10 +646,10 @@ async fn redis_section(url: String) {
         call.await.unwrap();
     }
     let ours = EXECUTIONS.load(Ordering::SeqCst) - before;
-    let theirs = std::sync::Arc::new(AtomicU64::new(0));
+    let theirs = Arc::new(AtomicU64::new(0));
     let calls: Vec<_> = (0..64)
         .map(|_| {
-            let (store, theirs) = (cached_store.clone(), std::sync::Arc::clone(&theirs));
+            let (store, theirs) = (cached_store.clone(), Arc::clone(&theirs));
             tokio::spawn(async move {
                 // What #[io_cached] expands to: get, and on a miss compute and set.
                 let key = "stampede".to_owned();

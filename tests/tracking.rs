@@ -41,6 +41,12 @@ async fn motd() -> String {
     format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
 }
 
+/// A function that returns `Arc<T>`, in the in-process tier.
+#[cached_api::cached_api(key = "shared:{user}", user = user, ttl = "1h", l1 = true, name = "tracking::shared")]
+async fn shared(user: String) -> std::sync::Arc<String> {
+    std::sync::Arc::new(format!("{user}-{}", RUNS.fetch_add(1, Relaxed) + 1))
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -269,6 +275,30 @@ fn hot_hits_come_from_the_in_process_tier_until_the_push_arrives() {
     assert_eq!(peer.ask("wait_below 2"), "1", "the push arrived");
     assert_eq!(peer.ask("hot ada"), "peer-2", "recomputed");
     assert_eq!(peer.ask("l1_hits"), (warm + 10).to_string());
+}
+
+#[test]
+fn an_arc_from_the_in_process_tier_is_the_kept_one_not_a_copy() {
+    if !support::in_child("an_arc_from_the_in_process_tier_is_the_kept_one_not_a_copy") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server.url());
+    let rt = rt();
+    warm(
+        || rt.block_on(shared("ada".to_owned())).to_string(),
+        || l1_hits() > 0,
+    );
+    let before = l1_hits();
+    let (a, b) = rt.block_on(async {
+        (
+            shared("ada".to_owned()).await,
+            shared("ada".to_owned()).await,
+        )
+    });
+    assert_eq!(l1_hits(), before + 2, "both from the in-process tier");
+    assert!(std::sync::Arc::ptr_eq(&a, &b), "one kept value, shared");
+    assert_eq!(*a, "ada-1");
 }
 
 #[test]

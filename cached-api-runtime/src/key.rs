@@ -240,10 +240,17 @@ pub(crate) fn lease_key(entry: &str) -> String {
 pub(crate) const SLOTS: usize = 16_384;
 
 /// Whether `key` is a function's generation (not one of its per-slot
-/// copies): ids and user parts are escaped, so only that key has this
-/// segment (unless a prefix does), and only copies end in a hash tag.
+/// copies): ids are escaped, so a generation key ends in `:fgen:<id>` only
+/// if it is a function's (a user's ends in its hash tag, as copies do). An
+/// entry whose key template ends in `fgen:{arg}` passes too: the tracked
+/// table then keeps it among the hot keys, which costs time, not truth.
+/// Asked on every tracked lookup, hence a search from the end for one byte
+/// rather than for a substring.
 pub(crate) fn is_function_generation(key: &str) -> bool {
-    key.contains(":fgen:") && !key.ends_with('}')
+    !key.ends_with('}')
+        && key
+            .rsplit_once(':')
+            .is_some_and(|(head, _)| head.ends_with(":fgen"))
 }
 
 /// Escapes `text` into the form used for function ids.
@@ -264,11 +271,17 @@ struct Escaper<'a> {
 
 impl Write for Escaper<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let special = |c: char| ALWAYS_ESCAPED.contains(c) || self.reserved.contains(c);
-        if !text.contains(special) {
+        // A byte-wise screen first, since nearly every value needs no
+        // escaping: a reserved character's bytes are in the text if the
+        // character is, so a text that passes has none.
+        let reserved = self.reserved.as_bytes();
+        let screened =
+            |byte: &u8| ALWAYS_ESCAPED.as_bytes().contains(byte) || reserved.contains(byte);
+        if !text.as_bytes().iter().any(screened) {
             self.out.push_str(text);
             return Ok(());
         }
+        let special = |c: char| ALWAYS_ESCAPED.contains(c) || self.reserved.contains(c);
         for c in text.chars() {
             if special(c) {
                 for byte in c.encode_utf8(&mut [0; 4]).bytes() {
@@ -537,6 +550,21 @@ mod tests {
             }
         }
         assert!(seen.len() > 10_000, "{} distinct inputs", seen.len());
+    }
+
+    #[test]
+    fn only_a_function_generation_is_one() {
+        let k = key(Some("fgen"), &["x"]);
+        assert!(is_function_generation(k.function_generation()));
+        assert!(!is_function_generation(k.entry()));
+        assert!(!is_function_generation(k.generation().unwrap()));
+        let named_fgen = KeyWriter::new("p", "fgen:v1:", None, "", None).finish();
+        assert!(!is_function_generation(named_fgen.entry()));
+        assert!(is_function_generation(named_fgen.function_generation()));
+        let key = function_generation_key("a:b", "svc::f");
+        assert!(is_function_generation(&key), "{key}");
+        assert!(!is_function_generation(&in_slot(&key, 7)));
+        assert!(!is_function_generation(&lease_key(k.entry())));
     }
 
     #[test]

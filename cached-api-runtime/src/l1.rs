@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::fast::RandomState;
 use moka::sync::Cache as Moka;
 
 use crate::codec::Shared;
@@ -23,7 +24,8 @@ struct Kept {
 }
 
 pub(crate) struct L1 {
-    entries: Moka<String, Kept>,
+    /// foldhash rather than SipHash: this lookup is most of a hit.
+    entries: Moka<String, Kept, RandomState>,
 }
 
 /// What an entry costs beyond its key and value, roughly.
@@ -38,7 +40,7 @@ impl L1 {
                 .weigher(|key: &String, kept: &Kept| {
                     u32::try_from(key.len() + kept.size + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                 })
-                .build(),
+                .build_with_hasher(RandomState::default()),
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use foldhash::fast::RandomState;
 use moka::Expiry;
 use moka::ops::compute::Op;
 use moka::sync::Cache as Moka;
@@ -47,12 +48,13 @@ impl Expiry<String, Slot> for SlotTtl {
 
 /// Entries and generations of this process only; used when no Redis URL is set.
 pub(crate) struct MemoryStore {
-    slots: Moka<String, Slot>,
+    /// foldhash rather than SipHash: this lookup is most of a hit.
+    slots: Moka<String, Slot, RandomState>,
     /// Functions' generations: one per function ever invalidated, read by
     /// every lookup, so kept apart from the entries and read without a lock
     /// (nor a hash, while no function was ever invalidated). They never
     /// expire, as they never need to: there are as many as functions.
-    functions: ArcSwap<HashMap<String, u64>>,
+    functions: ArcSwap<HashMap<String, u64, RandomState>>,
     clock: Clock,
 }
 
@@ -76,7 +78,7 @@ impl MemoryStore {
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, slot: &Slot| weight(key, slot))
                 .expire_after(SlotTtl)
-                .build(),
+                .build_with_hasher(RandomState::default()),
             functions: ArcSwap::default(),
             clock,
         }

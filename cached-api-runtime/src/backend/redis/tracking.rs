@@ -10,12 +10,13 @@
 //! reply is kept only if its own marker is still there.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
+use foldhash::fast::RandomState;
 
 /// What this process knows of one tracked key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,10 @@ enum Slot {
     Known(u64),
 }
 
-type Slots = HashMap<Box<str>, Slot>;
+/// Keyed with foldhash: a hit looks up two or three keys here, and SipHash
+/// was a fifth of an in-process hit; the keys hold user ids and arguments,
+/// so the hash stays seeded per process.
+type Slots = HashMap<Box<str>, Slot, RandomState>;
 
 /// Some of the keys, and how often one of them was forgotten: a reader
 /// that saw the count before its round trip and sees it unchanged after
@@ -122,7 +126,7 @@ impl TrackedKeys {
         shards.push(Shard::swapped());
         TrackedKeys {
             shards: shards.into(),
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             is_hot,
             tickets: AtomicU64::new(0),
             races: AtomicU64::new(0),

@@ -13,6 +13,7 @@ pub(crate) use self::redis::RedisStore;
 use crate::Error;
 use crate::codec::{Observed, Shared};
 use crate::key::EntryKey;
+use crate::l1::Seen;
 use crate::stats::{BreakerStats, TrackingStats};
 
 /// How long a user's generation outlives its last change. Entries are
@@ -207,10 +208,19 @@ impl Store {
     /// What a value kept in the in-process tier for `key` must have been
     /// computed at to be current: the tracked generations (or the stamp of
     /// a global entry's tracked read); always `None` on the embedded store.
-    pub(crate) fn current(&self, key: &EntryKey, l1: L1Read) -> Option<(u64, u64)> {
+    pub(crate) fn current(&self, key: &EntryKey, l1: L1Read) -> Option<((u64, u64), Seen)> {
         match self {
             Store::Memory(_) => None,
             Store::Redis(store) => store.current(key, l1),
+        }
+    }
+
+    /// Whether what [`current`](Self::current) saw as `seen` holds still,
+    /// known without looking the keys up again.
+    pub(crate) fn unchanged(&self, seen: &Seen) -> bool {
+        match self {
+            Store::Memory(_) => false,
+            Store::Redis(store) => store.unchanged(seen),
         }
     }
 

@@ -144,10 +144,14 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         if !self.spec.has_l1() {
             return None;
         }
-        let current = self.inner.store.current(&self.key, self.l1_read())?;
-        let shared = self.inner.l1.get(self.key.entry(), current)?;
-        // `&*`: a `&Arc<_>` would itself coerce to `&dyn Any`, and never downcast.
-        self.codec.copy(&*shared).map(P::restore)
+        let store = &self.inner.store;
+        let value = self.inner.l1.get(
+            self.key.entry(),
+            |seen| store.unchanged(seen),
+            || store.current(&self.key, self.l1_read()),
+            |shared| self.codec.copy(shared),
+        )?;
+        Some(P::restore(value))
     }
 
     /// What this call's values in the in-process tier depend on.

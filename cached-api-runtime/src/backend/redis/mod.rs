@@ -30,6 +30,7 @@ use crate::codec::{Observed, Shared};
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
 use crate::key::{EntryKey, SLOTS, cluster_slot, in_slot, is_function_generation};
+use crate::l1::Seen;
 use crate::stats::{BreakerStats, TrackingStats};
 
 pub(crate) struct RedisStore {
@@ -212,20 +213,37 @@ impl RedisStore {
     /// What the in-process tier checks a value of `key` against: the
     /// tracked user generation, or with [`L1Read::Entry`] that and the
     /// stamp of the entry's tracked read, and the function's generation,
-    /// while all are tracked.
-    pub(crate) fn current(&self, key: &EntryKey, l1: L1Read) -> Option<(u64, u64)> {
+    /// while all are tracked; and where the table held each of them.
+    pub(crate) fn current(&self, key: &EntryKey, l1: L1Read) -> Option<((u64, u64), Seen)> {
         let tracked = self.link.tracked()?;
         let keys = tracked.keys();
+        let mut seen = [0; 3];
+        let mut known = |at: usize, key: &str| {
+            let (value, mark) = keys.known_marked(key)?;
+            seen[at] = mark.word();
+            Some(value)
+        };
         let user = match key.generation() {
-            Some(user_key) => keys.known(user_key)?,
+            Some(user_key) => known(0, user_key)?,
             None => 0,
         };
         let primary = match l1 {
-            L1Read::Entry => with_entry(user, keys.known(key.entry())?),
+            L1Read::Entry => with_entry(user, known(1, key.entry())?),
             L1Read::Generations | L1Read::Off => user,
         };
-        let function = keys.known(&self.function_key(key))?;
-        Some((primary, function))
+        let function = known(2, &self.function_key(key))?;
+        Some(((primary, function), seen))
+    }
+
+    /// Whether no tracked key was forgotten where [`current`](Self::current)
+    /// saw them, so that what they held then they hold still (a change
+    /// would have been pushed and forgotten there).
+    pub(crate) fn unchanged(&self, seen: &Seen) -> bool {
+        self.link.tracked().is_some_and(|tracked| {
+            let keys = tracked.keys();
+            seen.iter()
+                .all(|&word| word == 0 || keys.unchanged_word(word))
+        })
     }
 
     /// This process changed the generation at `key`: it forgets what it

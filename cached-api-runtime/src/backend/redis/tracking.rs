@@ -94,6 +94,17 @@ pub(crate) struct Mark {
     forgotten: u64,
 }
 
+/// A [`Mark`] in one word: the shard plus one in the top bits (so that no
+/// mark is 0), the forget count in the rest, which it never outgrows.
+const SHARD_SHIFT: u32 = 58;
+
+impl Mark {
+    /// The mark as one word, for [`TrackedKeys::unchanged_word`].
+    pub(crate) fn word(self) -> u64 {
+        ((self.shard as u64 + 1) << SHARD_SHIFT) | (self.forgotten & ((1 << SHARD_SHIFT) - 1))
+    }
+}
+
 /// A read in progress, to hand back with what it read.
 #[derive(Debug)]
 #[must_use = "a read that is not finished leaves its marker until the key changes"]
@@ -173,6 +184,19 @@ impl TrackedKeys {
     /// then a value known at the mark is known still.
     pub(crate) fn unchanged(&self, mark: Mark) -> bool {
         self.shards[mark.shard].forgotten.load(SeqCst) == mark.forgotten
+    }
+
+    /// [`unchanged`](Self::unchanged) for a [`Mark::word`]; any other word
+    /// is not.
+    pub(crate) fn unchanged_word(&self, word: u64) -> bool {
+        let forgotten = word & ((1 << SHARD_SHIFT) - 1);
+        let shard = (word >> SHARD_SHIFT) as usize;
+        shard
+            .checked_sub(1)
+            .and_then(|at| self.shards.get(at))
+            .is_some_and(|shard| {
+                shard.forgotten.load(SeqCst) & ((1 << SHARD_SHIFT) - 1) == forgotten
+            })
     }
 
     /// Marks a read of `key` as under way; `None` if the table is full.
@@ -296,6 +320,21 @@ mod tests {
             !keys.unchanged(mark),
             "the push for the key came in between"
         );
+    }
+
+    #[test]
+    fn a_mark_in_one_word_says_the_same() {
+        let keys = TrackedKeys::new(|key| key.starts_with("hot"));
+        for key in ["g", "hot:f"] {
+            let ticket = keys.begin(key).unwrap();
+            keys.finish(key, ticket, 7);
+            let (_, mark) = keys.known_marked(key).unwrap();
+            assert!(keys.unchanged_word(mark.word()), "{key}");
+            keys.forget(key);
+            assert!(!keys.unchanged_word(mark.word()), "{key} forgotten");
+        }
+        assert!(!keys.unchanged_word(0), "no mark");
+        assert!(!keys.unchanged_word(u64::MAX), "no shard");
     }
 
     #[test]

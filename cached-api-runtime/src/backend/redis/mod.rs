@@ -135,8 +135,15 @@ impl RedisStore {
                 });
             }
         }
-        let function_ticket = keys.begin(function_key);
-        let user_ticket = key.generation().map(|user_key| keys.begin(user_key));
+        // Only what is not known is read into the table anew: while a key
+        // is known, a change is pushed and forgets it, and beginning it again
+        // would leave it unknown for a round trip to every other call (for
+        // a function's generation, every call of the function).
+        let function_ticket = known_function.is_none().then(|| keys.begin(function_key));
+        let user_ticket = key
+            .generation()
+            .filter(|_| known_user.is_none())
+            .map(|user_key| keys.begin(user_key));
         let entry_ticket = track_entry.then(|| keys.begin(key.entry())).flatten();
         let pipeline = tracked_read_pipeline(key, function_key, track_entry);
         let slot = cluster_slot(key.entry());
@@ -147,7 +154,7 @@ impl RedisStore {
         // A function never invalidated has no generation key: 0, tracked
         // like any value, since Redis tracks the missing key too.
         let function_generation = function_generation(next().as_deref());
-        if let Some(ticket) = function_ticket {
+        if let Some(Some(ticket)) = function_ticket {
             keys.finish(function_key, ticket, function_generation);
         }
         let generation = key

@@ -202,11 +202,17 @@ impl TrackedKeys {
     /// Marks a read of `key` as under way; `None` if the table is full.
     pub(crate) fn begin(&self, key: &str) -> Option<Ticket> {
         let ticket = self.tickets.fetch_add(1, Relaxed);
-        self.shard(key).write(|slots| {
+        let shard = self.shard(key);
+        shard.write(|slots| {
             if slots.len() >= MAX_PER_SHARD && !slots.contains_key(key) {
                 return None;
             }
-            slots.insert(key.into(), Slot::Reading(ticket));
+            // A known value stops being known here, as when it is forgotten:
+            // a mark taken while it was known must not vouch for what the
+            // read brings (on a cluster, its push may come after its reply).
+            if let Some(Slot::Known(_)) = slots.insert(key.into(), Slot::Reading(ticket)) {
+                shard.forgotten.fetch_add(1, SeqCst);
+            }
             Some(Ticket(ticket))
         })
     }
@@ -320,6 +326,18 @@ mod tests {
             !keys.unchanged(mark),
             "the push for the key came in between"
         );
+    }
+
+    #[test]
+    fn a_new_read_of_a_known_key_voids_its_marks() {
+        let keys = TrackedKeys::new(|_| false);
+        let ticket = keys.begin("g").unwrap();
+        keys.finish("g", ticket, 7);
+        let (_, mark) = keys.known_marked("g").unwrap();
+        let ticket = keys.begin("g").unwrap();
+        assert!(!keys.unchanged(mark), "no longer known");
+        keys.finish("g", ticket, 8);
+        assert!(!keys.unchanged(mark), "known again, maybe as another value");
     }
 
     #[test]

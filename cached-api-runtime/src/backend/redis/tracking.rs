@@ -97,11 +97,21 @@ pub(crate) struct Mark {
 /// A [`Mark`] in one word: the shard plus one in the top bits (so that no
 /// mark is 0), the forget count in the rest, which it never outgrows.
 const SHARD_SHIFT: u32 = 58;
+const FORGOTTEN_BITS: u64 = (1 << SHARD_SHIFT) - 1;
 
 impl Mark {
     /// The mark as one word, for [`TrackedKeys::unchanged_word`].
     pub(crate) fn word(self) -> u64 {
-        ((self.shard as u64 + 1) << SHARD_SHIFT) | (self.forgotten & ((1 << SHARD_SHIFT) - 1))
+        ((self.shard as u64 + 1) << SHARD_SHIFT) | (self.forgotten & FORGOTTEN_BITS)
+    }
+
+    /// The mark a [`word`](Self::word) holds; `None` for a word that is none.
+    fn of_word(word: u64) -> Option<Mark> {
+        let shard = ((word >> SHARD_SHIFT) as usize).checked_sub(1)?;
+        Some(Mark {
+            shard,
+            forgotten: word & FORGOTTEN_BITS,
+        })
     }
 }
 
@@ -183,20 +193,15 @@ impl TrackedKeys {
     /// Whether no key of the marked shard was forgotten since the mark:
     /// then a value known at the mark is known still.
     pub(crate) fn unchanged(&self, mark: Mark) -> bool {
-        self.shards[mark.shard].forgotten.load(SeqCst) == mark.forgotten
+        let forgotten = self.shards[mark.shard].forgotten.load(SeqCst);
+        forgotten & FORGOTTEN_BITS == mark.forgotten & FORGOTTEN_BITS
     }
 
     /// [`unchanged`](Self::unchanged) for a [`Mark::word`]; any other word
     /// is not.
     pub(crate) fn unchanged_word(&self, word: u64) -> bool {
-        let forgotten = word & ((1 << SHARD_SHIFT) - 1);
-        let shard = (word >> SHARD_SHIFT) as usize;
-        shard
-            .checked_sub(1)
-            .and_then(|at| self.shards.get(at))
-            .is_some_and(|shard| {
-                shard.forgotten.load(SeqCst) & ((1 << SHARD_SHIFT) - 1) == forgotten
-            })
+        Mark::of_word(word)
+            .is_some_and(|mark| mark.shard < self.shards.len() && self.unchanged(mark))
     }
 
     /// Marks a read of `key` as under way; `None` if the table is full.

@@ -283,8 +283,11 @@ impl Cache {
         compute: F,
         detach: Option<Detacher<P::Stored, F>>,
     ) -> R {
-        let step = steps::start::<P, R>(&self.inner, spec, codec, key, detach.is_some());
-        self.drive(step, compute, detach).await
+        match steps::start::<P, R>(&self.inner, spec, codec, key, detach.is_some()) {
+            // An in-process hit: not even the driver's future is made.
+            Step::Done(value) => value,
+            step => self.drive(step, compute, detach).await,
+        }
     }
 
     /// Recomputes an entry that answered its caller already, in a task of

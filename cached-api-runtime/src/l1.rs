@@ -3,8 +3,10 @@
 //! tracked read of its entry) and served only while Redis's tracking says
 //! that is still so, and never past its cap or its entry's TTL.
 
+mod front;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
@@ -35,9 +37,18 @@ struct Kept {
 }
 
 pub(crate) struct L1 {
-    /// foldhash rather than SipHash: this lookup is most of a hit.
+    /// foldhash rather than SipHash: this lookup is much of a hit.
     entries: Moka<String, Arc<Kept>, RandomState>,
+    /// This tier among the others of the process, for the [`front`].
+    id: u64,
+    /// How many values were dropped from this tier: a thread's [`front`]
+    /// serves only what it found since the last, since what it holds may
+    /// be a value moka replaced and still keeps alive, not the one dropped.
+    removals: AtomicU64,
 }
+
+/// Ids of tiers, from 1: a thread's empty [`front`] slot names tier 0.
+static TIERS: AtomicU64 = AtomicU64::new(1);
 
 /// What an entry costs beyond its key and value, roughly.
 const ENTRY_OVERHEAD: usize = 128;
@@ -52,6 +63,8 @@ impl L1 {
                     u32::try_from(key.len() + kept.size + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                 })
                 .build_with_hasher(RandomState::default()),
+            id: TIERS.fetch_add(1, Relaxed),
+            removals: AtomicU64::new(0),
         }
     }
 
@@ -63,29 +76,32 @@ impl L1 {
     pub(crate) fn get<T>(
         &self,
         key: &str,
-        unchanged: impl FnOnce(&Seen) -> bool,
-        current: impl FnOnce() -> Option<((u64, u64), Seen)>,
+        unchanged: impl Fn(&Seen) -> bool,
+        current: impl Fn() -> Option<((u64, u64), Seen)>,
         copy: impl FnOnce(&Shared) -> Option<T>,
     ) -> Option<T> {
-        let kept = self.entries.get(key)?;
-        if Instant::now() >= kept.until {
-            return None;
-        }
-        if !unchanged(&kept.seen.each_ref().map(|word| word.load(Relaxed))) {
-            let (current_at, seen) = current()?;
-            if current_at != kept.current_at {
-                return None;
+        let removals = self.removals.load(Acquire);
+        let recent = front::recent(self.id, removals, key);
+        let kept = match recent {
+            Some(kept) if kept.serves(&unchanged, &current) => kept,
+            recent => {
+                let kept = self.entries.get(key)?;
+                front::remember(self.id, removals, key, &kept);
+                // What the front found was moka's, and is not current.
+                let checked = recent.is_some_and(|recent| Arc::ptr_eq(&recent, &kept));
+                if checked || !kept.serves(&unchanged, &current) {
+                    return None;
+                }
+                kept
             }
-            for (word, seen) in kept.seen.iter().zip(seen) {
-                word.store(seen, Relaxed);
-            }
-        }
+        };
         copy(&*kept.value)
     }
 
     /// Drops the value kept at `key`.
     pub(crate) fn remove(&self, key: &str) {
         self.entries.invalidate(key);
+        self.removals.fetch_add(1, Release);
     }
 
     /// Keeps `value` for at most `lifetime`.
@@ -108,6 +124,33 @@ impl L1 {
             size,
         };
         self.entries.insert(key.into(), Arc::new(kept));
+    }
+}
+
+impl Kept {
+    /// Whether this value may answer a call: in its time, and current (see
+    /// [`L1::get`]).
+    fn serves(
+        &self,
+        unchanged: impl Fn(&Seen) -> bool,
+        current: impl Fn() -> Option<((u64, u64), Seen)>,
+    ) -> bool {
+        if Instant::now() >= self.until {
+            return false;
+        }
+        if unchanged(&self.seen.each_ref().map(|word| word.load(Relaxed))) {
+            return true;
+        }
+        let Some((current_at, seen)) = current() else {
+            return false;
+        };
+        if current_at != self.current_at {
+            return false;
+        }
+        for (word, seen) in self.seen.iter().zip(seen) {
+            word.store(seen, Relaxed);
+        }
+        true
     }
 }
 
@@ -156,5 +199,40 @@ mod tests {
         assert_eq!(lookups.get(), 1, "served on where it was seen");
         assert_eq!(get([1, 2, 4], ((4, 0), [1, 2, 4])), None);
         assert_eq!(lookups.get(), 2, "seen changed: looked up, and stale");
+    }
+
+    #[test]
+    fn a_removed_value_is_not_served_by_a_thread_that_found_it_before() {
+        let l1 = L1::new(1 << 20);
+        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7));
+        l1.remove("k");
+        assert_eq!(checked_at(&l1, "k", (3, 0)), None);
+        // The value found may be one moka replaced since and still keeps.
+        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7));
+        l1.insert("k", Arc::new(8u32), (3, 0), Duration::from_secs(60), 4);
+        l1.remove("k");
+        assert_eq!(checked_at(&l1, "k", (3, 0)), None);
+    }
+
+    #[test]
+    fn a_value_replaced_at_a_newer_generation_is_found_anew() {
+        let l1 = L1::new(1 << 20);
+        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7));
+        l1.insert("k", Arc::new(8u32), (4, 0), Duration::from_secs(60), 4);
+        assert_eq!(checked_at(&l1, "k", (4, 0)), Some(8));
+    }
+
+    #[test]
+    fn tiers_do_not_share_what_a_thread_found() {
+        let (a, b) = (L1::new(1 << 20), L1::new(1 << 20));
+        a.insert("k", Arc::new(1u32), (3, 0), Duration::from_secs(60), 4);
+        b.insert("k", Arc::new(2u32), (3, 0), Duration::from_secs(60), 4);
+        for _ in 0..3 {
+            assert_eq!(checked_at(&a, "k", (3, 0)), Some(1));
+            assert_eq!(checked_at(&b, "k", (3, 0)), Some(2));
+        }
     }
 }

@@ -112,7 +112,10 @@ impl Stripe {
             Event::Error => &self.errors,
             Event::Oversized => &self.oversized,
             Event::Coalesced => &self.coalesced,
-            Event::L1Hit => &self.l1_hits,
+            Event::L1Hit => {
+                self.hits.fetch_add(1, Relaxed);
+                &self.l1_hits
+            }
             Event::Refresh => &self.refreshes,
             Event::Stale => &self.stale,
             Event::LeaseWait => &self.lease_waits,
@@ -241,6 +244,9 @@ fn emit(function: Option<&'static str>, event: Event) {
     match function {
         Some(function) => metrics::counter!(name, "function" => function).increment(1),
         None => metrics::counter!(name).increment(1),
+    }
+    if let Event::L1Hit = event {
+        emit(function, Event::Hit);
     }
 }
 

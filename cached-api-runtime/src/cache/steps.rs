@@ -131,7 +131,6 @@ struct Call<'c, P: Policy<R>, R> {
 impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     fn lookup(self) -> Step<'c, P, R> {
         if let Some(value) = self.l1_value() {
-            self.record(Event::Hit);
             self.record(Event::L1Hit);
             return Step::Done(value);
         }

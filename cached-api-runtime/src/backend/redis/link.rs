@@ -250,7 +250,9 @@ impl Tracked<'_> {
                 })
                 .await
             }
-            Tracked::Cluster(cluster) => cluster.query(request).await,
+            // Boxed: the cluster client's future is large, and would
+            // otherwise be part of every cached call's future on one node.
+            Tracked::Cluster(cluster) => Box::pin(cluster.query(request)).await,
         }
     }
 }
@@ -401,7 +403,9 @@ impl TrackedConnection {
     {
         let (connection, id) = match self.current() {
             Some(current) => current,
-            None => self.connect().await?,
+            // Boxed: connecting is rare, and its future would otherwise
+            // be part of every cached call's (5.5 KB instead of 3.5 KB).
+            None => Box::pin(self.connect()).await?,
         };
         let result = request(connection).await;
         if let Err(error) = &result

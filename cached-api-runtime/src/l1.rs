@@ -72,7 +72,8 @@ impl L1 {
     /// past its time: current while `unchanged` holds for where its
     /// tracked values were last seen, or else if `current` (the tracked
     /// values now, and where they were seen) matches it, which is then
-    /// where they were last seen.
+    /// where they were last seen. Looked for in this thread's [`front`]
+    /// first, then in moka.
     pub(crate) fn get<T>(
         &self,
         key: &str,

@@ -387,15 +387,13 @@ where
             tokio::spawn(async move {
                 let (mut calls, mut latencies) = (0, Vec::with_capacity(8_192));
                 loop {
-                    if calls % TIMED_EVERY == 0 {
-                        let began = Instant::now();
-                        if began >= deadline {
-                            break;
-                        }
-                        op().await;
+                    let timed = (calls % TIMED_EVERY == 0).then(Instant::now);
+                    if timed.is_some_and(|began| began >= deadline) {
+                        break;
+                    }
+                    op().await;
+                    if let Some(began) = timed {
                         latencies.push(began.elapsed().as_nanos() as u64);
-                    } else {
-                        op().await;
                     }
                     calls += 1;
                 }

@@ -283,11 +283,22 @@ impl Cache {
         compute: F,
         detach: Option<Detacher<P::Stored, F>>,
     ) -> R {
-        match steps::start::<P, R>(&self.inner, spec, codec, key, detach.is_some()) {
-            // An in-process hit: not even the driver's future is made.
-            Step::Done(value) => value,
-            step => self.drive(step, compute, detach).await,
-        }
+        let step = match steps::start::<P, R>(&self.inner, spec, codec, key, detach.is_some()) {
+            // An in-process hit: no future is made.
+            Step::Done(value) => return value,
+            // A hit in the store is one read. The driver every other call
+            // needs is boxed: its future is kilobytes, and would otherwise
+            // be part of this one, copied at each level that makes it.
+            Step::Lookup(lookup) => {
+                let read = self.inner.store.read(lookup.key(), lookup.l1()).await;
+                match lookup.read(read) {
+                    Step::Done(value) => return value,
+                    step => step,
+                }
+            }
+            step => step,
+        };
+        Box::pin(self.drive(step, compute, detach)).await
     }
 
     /// Recomputes an entry that answered its caller already, in a task of

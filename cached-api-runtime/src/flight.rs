@@ -7,10 +7,12 @@
 
 use crate::codec::{Generations, Observed};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use foldhash::fast::FixedState;
 use tokio::sync::Notify;
 
 /// What the leader left for its followers.
@@ -100,17 +102,10 @@ pub(crate) struct Epoch {
     landings: u64,
 }
 
-/// A cheap multiplicative hash of the entry key's tail, where keys differ
-/// (user tag and key part): shards need spread, not secrecy, and two keys
-/// that share a shard cost at most a second lookup.
+/// A fixed-seed hash of the entry key: shards need spread, not secrecy,
+/// and two keys that share a shard cost at most a second lookup.
 fn shard(entry: &str) -> usize {
-    let tail = &entry.as_bytes()[entry.len().saturating_sub(32)..];
-    let hash = tail.chunks(8).fold(entry.len() as u64, |hash, chunk| {
-        let mut word = [0; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95)
-    });
-    (hash >> 56) as usize % SHARDS
+    FixedState::default().hash_one(entry) as usize % SHARDS
 }
 
 impl Flights {

@@ -247,10 +247,12 @@ pub(crate) const SLOTS: usize = 16_384;
 /// Asked on every tracked lookup, hence a search from the end for one byte
 /// rather than for a substring.
 pub(crate) fn is_function_generation(key: &str) -> bool {
-    !key.ends_with('}')
+    let key = key.as_bytes();
+    key.last() != Some(&b'}')
         && key
-            .rsplit_once(':')
-            .is_some_and(|(head, _)| head.ends_with(":fgen"))
+            .iter()
+            .rposition(|&byte| byte == b':')
+            .is_some_and(|colon| key[..colon].ends_with(b":fgen"))
 }
 
 /// Escapes `text` into the form used for function ids.

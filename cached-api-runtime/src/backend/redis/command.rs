@@ -12,7 +12,9 @@ use crate::key::EntryKey;
 /// and so its cluster slot) and its function's, at `function_key` (on a
 /// cluster, the copy in the entry's slot).
 pub(super) fn read_cmd(key: &EntryKey, function_key: &str) -> Cmd {
-    let mut cmd = redis::cmd("MGET");
+    let size = read_keys(key, function_key).map(str::len).sum::<usize>();
+    let mut cmd = Cmd::with_capacity(4, "MGET".len() + size);
+    cmd.arg("MGET");
     for read in read_keys(key, function_key) {
         cmd.arg(read);
     }
@@ -50,8 +52,9 @@ pub(super) fn function_generation(bytes: Option<&[u8]>) -> u64 {
 /// `GET` of one key: an entry whose generations are tracked already, or a
 /// function's generation.
 pub(super) fn get_cmd(key: &str) -> Cmd {
-    let mut cmd = redis::cmd("GET");
-    cmd.arg(key);
+    // Sized up front: `redis::cmd` grows its buffer for the key, on every hit.
+    let mut cmd = Cmd::with_capacity(2, "GET".len() + key.len());
+    cmd.arg("GET").arg(key);
     cmd
 }
 

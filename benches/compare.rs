@@ -355,9 +355,10 @@ impl Sample {
     }
 
     /// The median over rounds of this contender's throughput relative to
-    /// the baseline's in the same round: drift between rounds cancels out.
-    fn median_ratio(&self, baseline: &Sample) -> f64 {
-        let ratios = self.ops_per_sec.iter().zip(&baseline.ops_per_sec);
+    /// the baseline window measured just before each of its windows: drift
+    /// between windows cancels out.
+    fn median_ratio(&self, baseline_ops: &[f64]) -> f64 {
+        let ratios = self.ops_per_sec.iter().zip(baseline_ops);
         median(ratios.map(|(ours, base)| ours / base).collect())
     }
 
@@ -417,6 +418,23 @@ type Contender = (
     Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>,
 );
 
+/// A raw `GET` of the entry's bytes and their decoding: what a handler
+/// does by hand, the baseline of the Redis rows.
+fn raw_get(name: &'static str, raw: &ConnectionManager) -> Contender {
+    let raw = raw.clone();
+    contender(name, move || {
+        let mut raw = raw.clone();
+        async move {
+            let bytes: Vec<u8> = redis::cmd("GET")
+                .arg("raw:profile")
+                .query_async(&mut raw)
+                .await
+                .unwrap();
+            black_box(decode(&bytes));
+        }
+    })
+}
+
 fn contender<F, Fut>(name: &'static str, op: F) -> Contender
 where
     F: Fn() -> Fut + Send + Sync + 'static,
@@ -426,14 +444,21 @@ where
 }
 
 /// Rows 1 and 2 for `store`: hit throughput and latency of `contenders`,
-/// interleaved round by round, each against the first (the baseline).
+/// each window of one paired with a window of the first (the baseline)
+/// just before it, round by round.
 async fn compare_hits(store: &str, contenders: Vec<Contender>) {
     let contenders: Vec<(&str, Arc<Contender>)> =
         contenders.into_iter().map(|c| (c.0, Arc::new(c))).collect();
     let mut samples: Vec<[Sample; 2]> = contenders.iter().map(|_| Default::default()).collect();
+    // The baseline's throughput in the window before each of contender i's.
+    let mut paired: Vec<[Vec<f64>; 2]> = contenders.iter().map(|_| Default::default()).collect();
+    let baseline = Arc::clone(&contenders[0].1);
     for _ in 0..ROUNDS {
-        for (i, (_, contender)) in contenders.iter().enumerate() {
+        for (i, (_, contender)) in contenders.iter().enumerate().skip(1) {
             for (c, &tasks) in CONCURRENCY.iter().enumerate() {
+                let base = Arc::clone(&baseline);
+                measure(tasks, move || (base.1)(), &mut samples[0][c]).await;
+                paired[i][c].push(*samples[0][c].ops_per_sec.last().unwrap());
                 let contender = Arc::clone(contender);
                 measure(tasks, move || (contender.1)(), &mut samples[i][c]).await;
             }
@@ -443,7 +468,10 @@ async fn compare_hits(store: &str, contenders: Vec<Contender>) {
     for (c, &tasks) in CONCURRENCY.iter().enumerate() {
         for (i, (name, _)) in contenders.iter().enumerate() {
             let ops = samples[i][c].median_ops();
-            let ratio = samples[i][c].median_ratio(&samples[0][c]);
+            let ratio = match i {
+                0 => 1.0,
+                _ => samples[i][c].median_ratio(&paired[i][c]),
+            };
             row(
                 &format!("1. {store} hit throughput, {}", tasks_label(tasks)),
                 name,
@@ -567,20 +595,7 @@ async fn redis_section(url: String) {
 
     // 1 and 2: hit throughput and latency, contenders interleaved round by round.
     let contenders: Vec<Contender> = vec![
-        contender("raw GET + decode (baseline)", {
-            let raw = raw.clone();
-            move || {
-                let mut raw = raw.clone();
-                async move {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg("raw:profile")
-                        .query_async(&mut raw)
-                        .await
-                        .unwrap();
-                    black_box(decode(&bytes));
-                }
-            }
-        }),
+        raw_get("raw GET + decode (baseline)", &raw),
         contender("raw MGET of entry + generation + decode", {
             let raw = raw.clone();
             move || {
@@ -626,6 +641,7 @@ async fn redis_section(url: String) {
                 }
             }
         }),
+        raw_get("raw GET + decode again (the noise of this run)", &raw),
     ];
     compare_hits("Redis", contenders).await;
 
@@ -1040,7 +1056,7 @@ fn main() {
     let wants = |part: &str| only.is_empty() || only.iter().any(|arg| arg == part);
     println!("Machine: {}", machine());
     println!(
-        "Throughput: {ROUNDS} rounds of {WINDOW:?} windows, contenders interleaved; the ratio is the median of each round's ratio to the baseline measured just before it. Latency: every {TIMED_EVERY}th call of those windows is timed.\n"
+        "Throughput: {ROUNDS} rounds of {WINDOW:?} windows; each window of a contender follows one of its baseline, and the ratio is the median of those pairs' ratios. The baseline measured again as a contender shows the noise of the run. Latency: every {TIMED_EVERY}th call of those windows is timed.\n"
     );
     println!("| measure | contender | figure | ratio to baseline |");
     println!("|---|---|---|---|");

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use cached_api::__private::{FnOptions, FnSpec, KeyWriter, global, key};
+use cached_api::__private::{FnOptions, FnSpec, KeyWriter, UserId, global, key};
 use cached_api::{Bincode, Codec};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -42,7 +42,7 @@ fn keys(c: &mut Criterion) {
                 cache,
                 &SPEC,
                 None,
-                Some(black_box(&"user-1234")),
+                Some(UserId::Display(black_box(&"user-1234"))),
                 write,
             ))
         })
@@ -56,7 +56,7 @@ fn keys(c: &mut Criterion) {
                 cache,
                 &SPEC,
                 None,
-                Some(black_box(&"tenant:{7}:user")),
+                Some(UserId::Display(black_box(&"tenant:{7}:user"))),
                 write,
             ))
         })

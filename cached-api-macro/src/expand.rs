@@ -61,11 +61,26 @@ pub fn expand(model: &Model) -> TokenStream {
     } else {
         quote!(::core::option::Option::None)
     };
-    let user = match &model.user {
-        Some(user) => quote_spanned! {user.span()=>
-            ::core::option::Option::Some(&(#user) as &dyn ::core::fmt::Display)
-        },
-        None => quote!(::core::option::Option::None),
+    // Bound once, before the key: the user's expression may borrow
+    // arguments that the body moves afterwards.
+    let (bind_user, user) = match &model.user {
+        Some(user) => (
+            quote_spanned! {user.span()=>
+                let __cached_api_user = &(#user);
+            },
+            quote_spanned! {user.span()=>
+                {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{ViaDisplayUser as _, ViaIntegerUser as _};
+                    ::core::option::Option::Some(
+                        (&#krate::__private::probe_of(__cached_api_user))
+                            .user_kind()
+                            .user(&__cached_api_user),
+                    )
+                }
+            },
+        ),
+        None => (quote!(), quote!(::core::option::Option::None)),
     };
     let writes = model
         .key
@@ -174,6 +189,7 @@ pub fn expand(model: &Model) -> TokenStream {
             {
                 #spec
                 let __cached_api_cache = #krate::__private::global();
+                #bind_user
                 let __cached_api_key = #krate::__private::entry_key(
                     __cached_api_cache,
                     &__CACHED_API_SPEC,
@@ -193,6 +209,7 @@ pub fn expand(model: &Model) -> TokenStream {
             #spec
             #codec
             let __cached_api_cache = #krate::__private::global();
+            #bind_user
             let __cached_api_key = #krate::__private::key(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,

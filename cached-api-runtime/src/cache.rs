@@ -17,7 +17,7 @@ use crate::codec::{TypedCodec, tombstone};
 use crate::config::{CacheBuilder, Config};
 use crate::flight::Flights;
 use crate::invalidation::{Kept, MAX_PENDING, PendingInvalidations, Target, retry_in_background};
-use crate::key::{self, EntryKey, KeyWriter};
+use crate::key::{self, EntryKey, KeyWriter, UserId};
 use crate::l1::L1;
 use crate::policy::Policy;
 use crate::spec::FnSpec;
@@ -226,7 +226,7 @@ impl Cache {
         &self,
         spec: &'static FnSpec,
         owner: Option<&str>,
-        user: Option<&dyn Display>,
+        user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
         if self.inner.config.disabled {
@@ -254,7 +254,7 @@ impl Cache {
         &self,
         spec: &'static FnSpec,
         owner: Option<&str>,
-        user: Option<&dyn Display>,
+        user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
         let mut writer = KeyWriter::new(

@@ -60,6 +60,50 @@ impl EntryKey {
     }
 }
 
+/// The owner of an entry, as the generated code hands it over: an integer
+/// id is written as its digits directly, a sixth of an in-process hit
+/// through `fmt`; anything else by its `Display` form. Both give the same
+/// key for the same id.
+#[derive(Clone, Copy)]
+pub enum UserId<'a> {
+    /// An unsigned integer id.
+    Unsigned(u64),
+    /// A signed integer id.
+    Signed(i64),
+    /// Any other id, by its `Display` form.
+    Display(&'a dyn Display),
+}
+
+impl UserId<'_> {
+    fn write_to(self, out: &mut String) {
+        match self {
+            UserId::Unsigned(id) => push_decimal(out, id),
+            UserId::Signed(id) => {
+                if id < 0 {
+                    out.push('-');
+                }
+                push_decimal(out, id.unsigned_abs());
+            }
+            UserId::Display(id) => escape_display(out, id, ""),
+        }
+    }
+}
+
+/// `n` in decimal, as its `Display` form writes it.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+}
+
 /// Builds an [`EntryKey`] from the parts the generated code hands over.
 ///
 /// The macro writes the template's literal text with [`literal`](Self::literal)
@@ -87,7 +131,7 @@ impl KeyWriter {
         id_segment: &str,
         owner: Option<&str>,
         reserved: &'static str,
-        user: Option<&dyn Display>,
+        user: Option<UserId<'_>>,
     ) -> KeyWriter {
         let mut buf = String::with_capacity(2 * (prefix.len() + id_segment.len()) + 64);
         buf.push_str(prefix);
@@ -104,7 +148,7 @@ impl KeyWriter {
         let tag = user.map(|user| {
             let start = buf.len();
             buf.push_str("{u:");
-            escape_display(&mut buf, user, "");
+            user.write_to(&mut buf);
             if buf.len() - (start + 3) > MAX_USER_LEN {
                 let digest = hex_sha256(&buf[start + 3..]);
                 buf.truncate(start);
@@ -192,7 +236,7 @@ impl KeyWriter {
 
 /// The generation key of `user`, as [`KeyWriter`] derives it for entries.
 pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
-    let key = KeyWriter::new(prefix, "", None, "", Some(user)).finish();
+    let key = KeyWriter::new(prefix, "", None, "", Some(UserId::Display(user))).finish();
     let generation = key
         .generation()
         .expect("a user always has a generation key");
@@ -369,7 +413,7 @@ mod tests {
     }
 
     fn method_key(owner: Option<&str>, user: Option<&str>, parts: &[&str]) -> EntryKey {
-        let user = user.as_ref().map(|u| u as &dyn Display);
+        let user = user.as_ref().map(|u| UserId::Display(u));
         let mut writer = KeyWriter::new("p", "app%3A%3Af:v1:", owner, ":", user);
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -395,6 +439,26 @@ mod tests {
             assert!(lease.starts_with(&format!("{}:lease:{{s", entry.entry())));
             assert_eq!(cluster_slot(&lease), cluster_slot(entry.entry()));
         }
+    }
+
+    #[test]
+    fn an_integer_user_has_the_key_its_display_form_gives() {
+        let keys = |integer: UserId, display: &dyn Display| {
+            let at = |user| KeyWriter::new("p", "f:v1:", None, ":", Some(user)).finish();
+            (at(integer), at(UserId::Display(display)))
+        };
+        for id in [0, 7, 42, 1_000_000, u64::MAX] {
+            let (integer, display) = keys(UserId::Unsigned(id), &id);
+            assert_eq!(integer, display);
+        }
+        for id in [0, -1, 42, i64::MIN, i64::MAX] {
+            let (integer, display) = keys(UserId::Signed(id), &id);
+            assert_eq!(integer, display);
+        }
+        assert_eq!(
+            generation_key("p", &-42),
+            keys(UserId::Signed(-42), &0).0.generation().unwrap()
+        );
     }
 
     #[test]

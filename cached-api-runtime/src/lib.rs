@@ -41,17 +41,17 @@ pub use crate::stats::{BreakerStats, Counts, Stats, TrackingStats};
 /// whenever the macro does.
 #[doc(hidden)]
 pub mod __private {
-    use std::fmt::Display;
     use std::future::Future;
 
     pub use crate::Error;
     use crate::codec::L1Value;
     pub use crate::global::global;
-    pub use crate::key::KeyWriter;
+    pub use crate::key::{KeyWriter, UserId};
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
     pub use crate::probe::{
-        CloneCopies, DigestKey, DisplayKey, KeyValue, NoCopies, Probe, ResponseCodec, SerdeCodec,
-        ViaBytes, ViaClone, ViaDigest, ViaDisplay, ViaResponse, ViaSerde, probe_of,
+        CloneCopies, DigestKey, DisplayKey, DisplayUser, IntegerUser, KeyValue, NoCopies, Probe,
+        ResponseCodec, SerdeCodec, UserDisplay, UserInteger, ViaBytes, ViaClone, ViaDigest,
+        ViaDisplay, ViaDisplayUser, ViaIntegerUser, ViaResponse, ViaSerde, probe_of,
     };
     pub use crate::spec::{FnOptions, FnSpec};
     use crate::{Cache, EntryKey, TypedCodec};
@@ -69,7 +69,7 @@ pub mod __private {
         cache: &Cache,
         spec: &'static FnSpec,
         owner: Option<&str>,
-        user: Option<&dyn Display>,
+        user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
         cache.key(spec, owner, user, write_key)
@@ -96,7 +96,7 @@ pub mod __private {
         cache: &Cache,
         spec: &'static FnSpec,
         owner: Option<&str>,
-        user: Option<&dyn Display>,
+        user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
         cache.entry_key(spec, owner, user, write_key)

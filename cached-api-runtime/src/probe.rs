@@ -1,6 +1,6 @@
 //! Choices the generated code makes by type, where the attribute sees only
 //! tokens: which codec a stored type takes, whether its decoded values can
-//! be kept, and how an argument enters a key.
+//! be kept, how an argument enters a key, and how the user does.
 //!
 //! Each choice is autoref dispatch: `(&Probe::<T>::new()).codec_kind()`
 //! finds the method of the first trait that applies, trying the one
@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 use crate::codec::{L1Value, TypedCodec};
-use crate::key::KeyWriter;
+use crate::key::{KeyWriter, UserId};
 use crate::policy::CacheValue;
 use crate::response::CachedResponse;
 
@@ -145,8 +145,93 @@ impl DigestKey {
     }
 }
 
+/// An integer user id is written as its digits, without `fmt`.
+pub struct IntegerUser;
+/// Any other user id is written by its `Display` form.
+pub struct DisplayUser;
+
+pub trait ViaIntegerUser {
+    fn user_kind(&self) -> IntegerUser {
+        IntegerUser
+    }
+}
+
+impl<T: UserInteger> ViaIntegerUser for Probe<T> {}
+
+pub trait ViaDisplayUser {
+    fn user_kind(&self) -> DisplayUser {
+        DisplayUser
+    }
+}
+
+impl<T: ?Sized> ViaDisplayUser for &Probe<T> {}
+
+/// The primitive integers of 64 bits or fewer, which [`IntegerUser`] writes.
+pub trait UserInteger: Copy {
+    fn user_id(self) -> UserId<'static>;
+}
+
+macro_rules! user_integers {
+    ($variant:ident: $wide:ty => $($int:ty),*) => {$(
+        impl UserInteger for $int {
+            fn user_id(self) -> UserId<'static> {
+                UserId::$variant(<$wide>::try_from(self).expect("64 bits or fewer"))
+            }
+        }
+    )*};
+}
+
+user_integers!(Unsigned: u64 => u8, u16, u32, u64, usize);
+user_integers!(Signed: i64 => i8, i16, i32, i64, isize);
+
+/// A value that can say whose an entry is.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the `user` of a cached function: it must implement `Display`",
+    label = "the user of each call",
+    note = "the user's `Display` form goes into the keys of the user's entries and of their generation, which `invalidate_user` replaces"
+)]
+pub trait UserDisplay: Display {}
+
+impl<T: Display + ?Sized> UserDisplay for T {}
+
+// Both take the user by a reference to a reference, which is `Display`
+// even when the user's type is unsized.
+impl IntegerUser {
+    pub fn user<T: UserInteger>(self, value: &&T) -> UserId<'static> {
+        value.user_id()
+    }
+}
+
+impl DisplayUser {
+    pub fn user<'a, T: UserDisplay + ?Sized>(self, value: &'a &'a T) -> UserId<'a> {
+        UserId::Display(value)
+    }
+}
+
 /// The [`Probe`] of the type behind a reference, so that generated code can
 /// name it without writing the type: `probe_of(&value)`.
 pub fn probe_of<T: ?Sized>(_: &T) -> Probe<T> {
     Probe::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_integer_user_is_written_as_an_integer_and_anything_else_by_display() {
+        let (unsigned, signed, name) = (42_u64, -7_i32, "ann");
+        assert!(matches!(
+            (&probe_of(&unsigned)).user_kind().user(&&unsigned),
+            UserId::Unsigned(42)
+        ));
+        assert!(matches!(
+            (&probe_of(&signed)).user_kind().user(&&signed),
+            UserId::Signed(-7)
+        ));
+        assert!(matches!(
+            (&probe_of(&name)).user_kind().user(&&name),
+            UserId::Display(_)
+        ));
+    }
 }

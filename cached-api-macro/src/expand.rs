@@ -90,9 +90,9 @@ pub fn expand(model: &Model) -> TokenStream {
             KeyPart::Value(value) => quote_spanned! {value.span()=>
                 {
                     #[allow(unused_imports)]
-                    use #krate::__private::{ViaDigest as _, ViaDisplay as _};
+                    use #krate::__private::{ViaDigest as _, ViaDisplay as _, ViaIntegerKey as _};
                     let __cached_api_part = #value;
-                    (&#krate::__private::probe_of(__cached_api_part))
+                    (&&&#krate::__private::probe_of(__cached_api_part))
                         .key_kind()
                         .write(__cached_api_key, __cached_api_part);
                 }

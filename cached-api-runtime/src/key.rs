@@ -60,16 +60,60 @@ impl EntryKey {
     }
 }
 
-/// The owner of an entry, as the generated code hands it over: an integer
-/// id is written as its digits directly, a sixth of an in-process hit
-/// through `fmt`; anything else by its `Display` form. Both give the same
-/// key for the same id.
+/// A primitive integer of 64 bits or fewer, as a key part or a user id:
+/// written as its digits directly, the text its `Display` form gives, where
+/// `fmt` was a sixth of an in-process hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integer {
+    /// An unsigned integer.
+    Unsigned(u64),
+    /// A signed integer.
+    Signed(i64),
+}
+
+impl Integer {
+    /// Writes the integer, escaping what `reserved` holds as values are.
+    fn write_to(self, out: &mut String, reserved: &str) {
+        let (negative, mut magnitude) = match self {
+            Integer::Unsigned(n) => (false, n),
+            Integer::Signed(n) => (n < 0, n.unsigned_abs()),
+        };
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        let digits = &digits[start..];
+        // A template may reserve digits or `-` (`"v2-{id}"`); users and
+        // most templates do not, and then there is nothing to screen.
+        if reserved
+            .bytes()
+            .any(|byte| byte.is_ascii_digit() || byte == b'-')
+        {
+            let mut escaper = Escaper { out, reserved };
+            if negative {
+                let _ = escaper.write_str("-");
+            }
+            let _ = escaper.write_str(std::str::from_utf8(digits).expect("ASCII digits"));
+        } else {
+            if negative {
+                out.push('-');
+            }
+            out.extend(digits.iter().map(|&digit| char::from(digit)));
+        }
+    }
+}
+
+/// The owner of an entry, as the generated code hands it over.
 #[derive(Clone, Copy)]
 pub enum UserId<'a> {
-    /// An unsigned integer id.
-    Unsigned(u64),
-    /// A signed integer id.
-    Signed(i64),
+    /// An integer id.
+    Integer(Integer),
     /// Any other id, by its `Display` form.
     Display(&'a dyn Display),
 }
@@ -77,31 +121,10 @@ pub enum UserId<'a> {
 impl UserId<'_> {
     fn write_to(self, out: &mut String) {
         match self {
-            UserId::Unsigned(id) => push_decimal(out, id),
-            UserId::Signed(id) => {
-                if id < 0 {
-                    out.push('-');
-                }
-                push_decimal(out, id.unsigned_abs());
-            }
+            UserId::Integer(id) => id.write_to(out, ""),
             UserId::Display(id) => escape_display(out, id, ""),
         }
     }
-}
-
-/// `n` in decimal, as its `Display` form writes it.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[start..].iter().map(|&digit| char::from(digit)));
 }
 
 /// Builds an [`EntryKey`] from the parts the generated code hands over.
@@ -183,6 +206,13 @@ impl KeyWriter {
     /// Appends an argument, escaped.
     pub fn value(&mut self, value: &dyn Display) -> &mut Self {
         escape_display(&mut self.buf, value, self.reserved);
+        self
+    }
+
+    /// Appends an integer argument, escaped: the same text as
+    /// [`value`](Self::value) gives it.
+    pub fn integer(&mut self, value: Integer) -> &mut Self {
+        value.write_to(&mut self.buf, self.reserved);
         self
     }
 
@@ -320,10 +350,8 @@ impl Write for Escaper<'_> {
         // A byte-wise screen first, since nearly every value needs no
         // escaping: a reserved character's bytes are in the text if the
         // character is, so a text that passes has none.
-        let reserved = self.reserved.as_bytes();
-        let screened =
-            |byte: &u8| ALWAYS_ESCAPED.as_bytes().contains(byte) || reserved.contains(byte);
-        if !text.as_bytes().iter().any(screened) {
+        let screen = Screen::of(self.reserved);
+        if !text.bytes().any(|byte| screen.holds(byte)) {
             self.out.push_str(text);
             return Ok(());
         }
@@ -338,6 +366,25 @@ impl Write for Escaper<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The bytes of the characters a value escapes, as a set: one lookup per
+/// byte of a value, where a search of both strings per byte was most of
+/// writing a short one.
+struct Screen([u64; 4]);
+
+impl Screen {
+    fn of(reserved: &str) -> Screen {
+        let mut set = [0; 4];
+        for byte in ALWAYS_ESCAPED.bytes().chain(reserved.bytes()) {
+            set[usize::from(byte >> 6)] |= 1 << (byte & 63);
+        }
+        Screen(set)
+    }
+
+    fn holds(&self, byte: u8) -> bool {
+        self.0[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
     }
 }
 
@@ -443,21 +490,59 @@ mod tests {
 
     #[test]
     fn an_integer_user_has_the_key_its_display_form_gives() {
-        let keys = |integer: UserId, display: &dyn Display| {
+        let keys = |integer: Integer, display: &dyn Display| {
             let at = |user| KeyWriter::new("p", "f:v1:", None, ":", Some(user)).finish();
-            (at(integer), at(UserId::Display(display)))
+            (at(UserId::Integer(integer)), at(UserId::Display(display)))
         };
         for id in [0, 7, 42, 1_000_000, u64::MAX] {
-            let (integer, display) = keys(UserId::Unsigned(id), &id);
+            let (integer, display) = keys(Integer::Unsigned(id), &id);
             assert_eq!(integer, display);
         }
         for id in [0, -1, 42, i64::MIN, i64::MAX] {
-            let (integer, display) = keys(UserId::Signed(id), &id);
+            let (integer, display) = keys(Integer::Signed(id), &id);
             assert_eq!(integer, display);
         }
         assert_eq!(
             generation_key("p", &-42),
-            keys(UserId::Signed(-42), &0).0.generation().unwrap()
+            keys(Integer::Signed(-42), &0).0.generation().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_integer_argument_is_written_and_escaped_as_its_display_form() {
+        // A template's literal characters are escaped in values: here digits
+        // and the minus sign, as in `"v2-{id}"`.
+        let key = |write: &dyn Fn(&mut KeyWriter)| {
+            let mut writer = KeyWriter::new("p", "f:v1:", None, "v2-", None);
+            write(&mut writer);
+            writer.finish()
+        };
+        for id in [0, 2, 42, 1_234_567_890, i64::MIN, -2, i64::MAX] {
+            let integer = key(&|writer| {
+                writer.integer(Integer::Signed(id));
+            });
+            assert_eq!(
+                integer,
+                key(&|writer| {
+                    writer.value(&id);
+                })
+            );
+        }
+        let max = key(&|writer| {
+            writer.integer(Integer::Unsigned(u64::MAX));
+        });
+        assert_eq!(
+            max,
+            key(&|writer| {
+                writer.value(&u64::MAX);
+            })
+        );
+        assert!(
+            key(&|writer| {
+                writer.integer(Integer::Signed(-2));
+            })
+            .entry()
+            .ends_with(":%2D%32")
         );
     }
 

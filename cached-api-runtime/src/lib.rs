@@ -46,12 +46,13 @@ pub mod __private {
     pub use crate::Error;
     use crate::codec::L1Value;
     pub use crate::global::global;
-    pub use crate::key::{KeyWriter, UserId};
+    pub use crate::key::{Integer, KeyWriter, UserId};
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
     pub use crate::probe::{
-        CloneCopies, DigestKey, DisplayKey, DisplayUser, IntegerUser, KeyValue, NoCopies, Probe,
-        ResponseCodec, SerdeCodec, UserDisplay, UserInteger, ViaBytes, ViaClone, ViaDigest,
-        ViaDisplay, ViaDisplayUser, ViaIntegerUser, ViaResponse, ViaSerde, probe_of,
+        CloneCopies, DigestKey, DisplayKey, DisplayUser, IntegerKey, IntegerUser, KeyInteger,
+        KeyValue, NoCopies, Probe, ResponseCodec, SerdeCodec, UserDisplay, ViaBytes, ViaClone,
+        ViaDigest, ViaDisplay, ViaDisplayUser, ViaIntegerKey, ViaIntegerUser, ViaResponse,
+        ViaSerde, probe_of,
     };
     pub use crate::spec::{FnOptions, FnSpec};
     use crate::{Cache, EntryKey, TypedCodec};

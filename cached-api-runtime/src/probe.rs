@@ -4,9 +4,11 @@
 //!
 //! Each choice is autoref dispatch: `(&Probe::<T>::new()).codec_kind()`
 //! finds the method of the first trait that applies, trying the one
-//! implemented for `Probe<T>` before the one for `&Probe<T>`. The chosen
-//! tag's method then states the bound it needs, so an unfit type is one
-//! error naming it, not "no method found".
+//! implemented for `Probe<T>` before the one for `&Probe<T>`. The key's
+//! choice has three ways: `(&&&probe).key_kind()` tries the trait
+//! implemented for `&&Probe<T>`, then `&Probe<T>`, then `Probe<T>`. The
+//! chosen tag's method then states the bound it needs, so an unfit type is
+//! one error naming it, not "no method found".
 
 use std::fmt::Display;
 use std::marker::PhantomData;
@@ -14,7 +16,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 
 use crate::codec::{L1Value, TypedCodec};
-use crate::key::{KeyWriter, UserId};
+use crate::key::{Integer, KeyWriter, UserId};
 use crate::policy::CacheValue;
 use crate::response::CachedResponse;
 
@@ -102,10 +104,20 @@ impl NoCopies {
     }
 }
 
-/// A key argument enters the key by its `Display` form.
+/// An integer key argument enters the key as its digits, without `fmt`.
+pub struct IntegerKey;
+/// Any other key argument enters the key by its `Display` form.
 pub struct DisplayKey;
 /// A key argument without `Display` enters it as a digest of its serialized form.
 pub struct DigestKey;
+
+pub trait ViaIntegerKey {
+    fn key_kind(&self) -> IntegerKey {
+        IntegerKey
+    }
+}
+
+impl<T: KeyInteger> ViaIntegerKey for &&Probe<T> {}
 
 pub trait ViaDisplay {
     fn key_kind(&self) -> DisplayKey {
@@ -113,7 +125,7 @@ pub trait ViaDisplay {
     }
 }
 
-impl<T: Display + ?Sized> ViaDisplay for Probe<T> {}
+impl<T: Display + ?Sized> ViaDisplay for &Probe<T> {}
 
 pub trait ViaDigest {
     fn key_kind(&self) -> DigestKey {
@@ -121,7 +133,7 @@ pub trait ViaDigest {
     }
 }
 
-impl<T: ?Sized> ViaDigest for &Probe<T> {}
+impl<T: ?Sized> ViaDigest for Probe<T> {}
 
 /// A value that can be part of a key when it has no `Display` form.
 #[diagnostic::on_unimplemented(
@@ -132,6 +144,12 @@ impl<T: ?Sized> ViaDigest for &Probe<T> {}
 pub trait KeyValue: Serialize {}
 
 impl<T: Serialize + ?Sized> KeyValue for T {}
+
+impl IntegerKey {
+    pub fn write<T: KeyInteger>(self, key: &mut KeyWriter, value: &T) {
+        key.integer(value.integer());
+    }
+}
 
 impl DisplayKey {
     pub fn write<T: Display + ?Sized>(self, key: &mut KeyWriter, value: &T) {
@@ -156,7 +174,7 @@ pub trait ViaIntegerUser {
     }
 }
 
-impl<T: UserInteger> ViaIntegerUser for Probe<T> {}
+impl<T: KeyInteger> ViaIntegerUser for Probe<T> {}
 
 pub trait ViaDisplayUser {
     fn user_kind(&self) -> DisplayUser {
@@ -166,23 +184,24 @@ pub trait ViaDisplayUser {
 
 impl<T: ?Sized> ViaDisplayUser for &Probe<T> {}
 
-/// The primitive integers of 64 bits or fewer, which [`IntegerUser`] writes.
-pub trait UserInteger: Copy {
-    fn user_id(self) -> UserId<'static>;
+/// The primitive integers of 64 bits or fewer, which [`IntegerKey`] and
+/// [`IntegerUser`] write.
+pub trait KeyInteger: Copy {
+    fn integer(self) -> Integer;
 }
 
-macro_rules! user_integers {
+macro_rules! key_integers {
     ($variant:ident: $wide:ty => $($int:ty),*) => {$(
-        impl UserInteger for $int {
-            fn user_id(self) -> UserId<'static> {
-                UserId::$variant(<$wide>::try_from(self).expect("64 bits or fewer"))
+        impl KeyInteger for $int {
+            fn integer(self) -> Integer {
+                Integer::$variant(<$wide>::try_from(self).expect("64 bits or fewer"))
             }
         }
     )*};
 }
 
-user_integers!(Unsigned: u64 => u8, u16, u32, u64, usize);
-user_integers!(Signed: i64 => i8, i16, i32, i64, isize);
+key_integers!(Unsigned: u64 => u8, u16, u32, u64, usize);
+key_integers!(Signed: i64 => i8, i16, i32, i64, isize);
 
 /// A value that can say whose an entry is.
 #[diagnostic::on_unimplemented(
@@ -197,8 +216,8 @@ impl<T: Display + ?Sized> UserDisplay for T {}
 // Both take the user by a reference to a reference, which is `Display`
 // even when the user's type is unsized.
 impl IntegerUser {
-    pub fn user<T: UserInteger>(self, value: &&T) -> UserId<'static> {
-        value.user_id()
+    pub fn user<T: KeyInteger>(self, value: &&T) -> UserId<'static> {
+        UserId::Integer(value.integer())
     }
 }
 
@@ -225,15 +244,28 @@ mod tests {
         let (unsigned, signed, name) = (42_u64, -7_i32, "ann");
         assert!(matches!(
             (&probe_of(&unsigned)).user_kind().user(&&unsigned),
-            UserId::Unsigned(42)
+            UserId::Integer(Integer::Unsigned(42))
         ));
         assert!(matches!(
             (&probe_of(&signed)).user_kind().user(&&signed),
-            UserId::Signed(-7)
+            UserId::Integer(Integer::Signed(-7))
         ));
         assert!(matches!(
             (&probe_of(&name)).user_kind().user(&&name),
             UserId::Display(_)
         ));
+    }
+
+    #[test]
+    fn a_key_argument_is_written_as_an_integer_by_display_or_as_a_digest() {
+        #[derive(serde::Serialize)]
+        struct Query {
+            page: u32,
+        }
+        let _: IntegerKey = (&&&probe_of(&7_u32)).key_kind();
+        let _: IntegerKey = (&&&probe_of(&-7_i64)).key_kind();
+        let _: DisplayKey = (&&&probe_of(&"seven")).key_kind();
+        let _: DisplayKey = (&&&probe_of(&7_u128)).key_kind();
+        let _: DigestKey = (&&&probe_of(&Query { page: 7 })).key_kind();
     }
 }

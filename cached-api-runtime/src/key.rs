@@ -95,7 +95,7 @@ impl Integer {
             .bytes()
             .any(|byte| byte.is_ascii_digit() || byte == b'-')
         {
-            let mut escaper = Escaper { out, reserved };
+            let mut escaper = Escaper::new(out, reserved);
             if negative {
                 let _ = escaper.write_str("-");
             }
@@ -331,18 +331,30 @@ pub(crate) fn is_function_generation(key: &str) -> bool {
 
 /// Escapes `text` into the form used for function ids.
 pub(crate) fn escape_str(out: &mut String, text: &str) {
-    let _ = Escaper { out, reserved: "" }.write_str(text);
+    let _ = Escaper::new(out, "").write_str(text);
 }
 
 fn escape_display(out: &mut String, value: &dyn Display, reserved: &str) {
     // Writing into a String cannot fail; a Display impl that reports an error
     // still leaves what it wrote, which stays injective for that input.
-    let _ = write!(Escaper { out, reserved }, "{value}");
+    let _ = write!(Escaper::new(out, reserved), "{value}");
 }
 
 struct Escaper<'a> {
     out: &'a mut String,
     reserved: &'a str,
+    /// Made once per value: `fmt` may hand a value over in several pieces.
+    screen: Screen,
+}
+
+impl<'a> Escaper<'a> {
+    fn new(out: &'a mut String, reserved: &'a str) -> Escaper<'a> {
+        Escaper {
+            out,
+            reserved,
+            screen: Screen::of(reserved),
+        }
+    }
 }
 
 impl Write for Escaper<'_> {
@@ -350,8 +362,7 @@ impl Write for Escaper<'_> {
         // A byte-wise screen first, since nearly every value needs no
         // escaping: a reserved character's bytes are in the text if the
         // character is, so a text that passes has none.
-        let screen = Screen::of(self.reserved);
-        if !text.bytes().any(|byte| screen.holds(byte)) {
+        if !text.bytes().any(|byte| self.screen.holds(byte)) {
             self.out.push_str(text);
             return Ok(());
         }

@@ -36,6 +36,12 @@ type Slots = HashMap<Box<str>, Slot, RandomState>;
 /// Some of the keys, and how often one of them was forgotten: a reader
 /// that saw the count before its round trip and sees it unchanged after
 /// knows, without taking the lock again, that its key was not forgotten.
+///
+/// The count goes up after the change it counts is made, and a reader
+/// takes it before it reads the slots: a reader that sees a count has seen
+/// every change counted in it. (Counting first would let a reader of the
+/// swapped map, which takes no lock, pair the new count with the old map:
+/// a mark that vouches for a value already forgotten.)
 #[derive(Default)]
 struct Shard {
     slots: ShardSlots,
@@ -69,6 +75,12 @@ impl Shard {
             ShardSlots::Locked(slots) => read(&slots.read().unwrap_or_else(|p| p.into_inner())),
             ShardSlots::Swapped(slots, _) => read(&slots.load()),
         }
+    }
+
+    /// Counts a change that made a known key unknown, once the change can
+    /// be seen (see [`Shard`]).
+    fn count_forgotten(&self) {
+        self.forgotten.fetch_add(1, SeqCst);
     }
 
     fn write<R>(&self, write: impl FnOnce(&mut Slots) -> R) -> R {
@@ -175,18 +187,16 @@ impl TrackedKeys {
     pub(crate) fn known_marked(&self, key: &str) -> Option<(u64, Mark)> {
         let at = self.shard_index(key);
         let shard = &self.shards[at];
-        shard.read(|slots| {
-            let forgotten = shard.forgotten.load(SeqCst);
-            match slots.get(key) {
-                Some(Slot::Known(value)) => Some((
-                    *value,
-                    Mark {
-                        shard: at,
-                        forgotten,
-                    },
-                )),
-                _ => None,
-            }
+        let forgotten = shard.forgotten.load(SeqCst);
+        shard.read(|slots| match slots.get(key) {
+            Some(Slot::Known(value)) => Some((
+                *value,
+                Mark {
+                    shard: at,
+                    forgotten,
+                },
+            )),
+            _ => None,
         })
     }
 
@@ -208,18 +218,20 @@ impl TrackedKeys {
     pub(crate) fn begin(&self, key: &str) -> Option<Ticket> {
         let ticket = self.tickets.fetch_add(1, Relaxed);
         let shard = self.shard(key);
-        shard.write(|slots| {
+        let was_known = shard.write(|slots| {
             if slots.len() >= MAX_PER_SHARD && !slots.contains_key(key) {
                 return None;
             }
-            // A known value stops being known here, as when it is forgotten:
-            // a mark taken while it was known must not vouch for what the
-            // read brings (on a cluster, its push may come after its reply).
-            if let Some(Slot::Known(_)) = slots.insert(key.into(), Slot::Reading(ticket)) {
-                shard.forgotten.fetch_add(1, SeqCst);
-            }
-            Some(Ticket(ticket))
-        })
+            let previous = slots.insert(key.into(), Slot::Reading(ticket));
+            Some(matches!(previous, Some(Slot::Known(_))))
+        })?;
+        // A known value stops being known here, as when it is forgotten:
+        // a mark taken while it was known must not vouch for what the read
+        // brings (on a cluster, its push may come after its reply).
+        if was_known {
+            shard.count_forgotten();
+        }
+        Some(Ticket(ticket))
     }
 
     /// Keeps `value` as what `key` holds, unless the key changed (or
@@ -241,20 +253,16 @@ impl TrackedKeys {
     /// Forgets `key`: it changed, or this process changed it.
     pub(crate) fn forget(&self, key: &str) {
         let shard = self.shard(key);
-        shard.write(|slots| {
-            slots.remove(key);
-            shard.forgotten.fetch_add(1, SeqCst);
-        });
+        shard.write(|slots| slots.remove(key));
+        shard.count_forgotten();
     }
 
     /// Forgets every key: the connection that read them is gone, or the
     /// server was flushed.
     pub(crate) fn forget_all(&self) {
         for shard in &self.shards {
-            shard.write(|slots| {
-                slots.clear();
-                shard.forgotten.fetch_add(1, SeqCst);
-            });
+            shard.write(|slots| slots.clear());
+            shard.count_forgotten();
         }
     }
 

@@ -234,9 +234,10 @@ impl Cache {
         }
         let key = self.entry_key(spec, owner, user, write_key)?;
         let pending = &self.inner.pending;
-        if key.generation().is_some_and(|key| pending.contains(key))
-            || pending.contains(key.function_generation())
-            || pending.contains(key.entry())
+        if !pending.is_empty()
+            && (key.generation().is_some_and(|key| pending.contains(key))
+                || pending.contains(key.function_generation())
+                || pending.contains(key.entry()))
         {
             self.inner.stats.record(spec, Event::Miss);
             tracing::debug!(

@@ -48,9 +48,15 @@ impl PendingInvalidations {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether no invalidation is pending: what nearly every call finds,
+    /// without a lock.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Acquire) == 0
+    }
+
     /// Whether the user of `generation_key` has an invalidation pending.
     pub(crate) fn contains(&self, generation_key: &str) -> bool {
-        self.count.load(Ordering::Acquire) > 0 && self.keys().contains_key(generation_key)
+        !self.is_empty() && self.keys().contains_key(generation_key)
     }
 
     /// Keeps a failed invalidation of `generation_key` for retrying.

@@ -4,7 +4,6 @@
 //! runtime; sync callers take one from a small pool. On one node, a second
 //! connection, in RESP3, reads what Redis then tracks for this process.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -239,17 +238,7 @@ impl Tracked<'_> {
     /// (idempotent), since the client opens node connections itself.
     pub(super) async fn query<T: FromRedisValue>(&self, request: &Request<'_>) -> RedisResult<T> {
         match self {
-            Tracked::Node(node) => {
-                node.query(|mut connection| async move {
-                    match request {
-                        Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
-                        Request::Pipeline(pipeline, _) => {
-                            pipeline.query_async(&mut connection).await
-                        }
-                    }
-                })
-                .await
-            }
+            Tracked::Node(node) => node.query(request).await,
             // Boxed: the cluster client's future is large, and would
             // otherwise be part of every cached call's future on one node.
             Tracked::Cluster(cluster) => Box::pin(cluster.query(request)).await,
@@ -396,18 +385,17 @@ impl TrackedConnection {
 
     /// Runs `request` on the connection, opening one first if there is none;
     /// a connection that failed is replaced by the next request.
-    async fn query<T, F, Fut>(&self, request: F) -> RedisResult<T>
-    where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let (connection, id) = match self.current() {
+    async fn query<T: FromRedisValue>(&self, request: &Request<'_>) -> RedisResult<T> {
+        let (mut connection, id) = match self.current() {
             Some(current) => current,
             // Boxed: connecting is rare, and its future would otherwise
             // be part of every cached call's (5.5 KB instead of 3.5 KB).
             None => Box::pin(self.connect()).await?,
         };
-        let result = request(connection).await;
+        let result = match request {
+            Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
+            Request::Pipeline(pipeline, _) => pipeline.query_async(&mut connection).await,
+        };
         if let Err(error) = &result
             && (error.is_unrecoverable_error() || error.is_timeout())
         {

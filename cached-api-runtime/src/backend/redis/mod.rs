@@ -22,7 +22,7 @@ use self::command::{
     store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
 };
 use self::link::{Link, Request, Tracked};
-use self::tracking::{Mark, stamp};
+use self::tracking::{Mark, TrackedKeys, stamp};
 use super::{Backend, Bytes, L1Read, Read, with_entry};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
@@ -86,25 +86,11 @@ impl RedisStore {
         tracked: Tracked<'_>,
         key: &EntryKey,
         track_entry: bool,
-    ) -> Result<Read, Error> {
-        let breaker = self.breakers.for_key(key.entry());
-        let permit = breaker.admit()?;
-        let result = self.read_tracked_once(tracked, key, track_entry).await;
-        let result = result.map_err(|error| self.store_error(error));
-        breaker.record(permit, &result);
-        result
-    }
-
-    async fn read_tracked_once(
-        &self,
-        tracked: Tracked<'_>,
-        key: &EntryKey,
-        track_entry: bool,
     ) -> Result<Read, RedisError> {
         let keys = tracked.keys();
         let function_key = self.function_key(key);
         let function_key = &*function_key;
-        let known_function = keys.known_marked(function_key);
+        let known_function = self.known_function(keys, function_key);
         let known_user = match key.generation() {
             Some(user_key) => keys
                 .known_marked(user_key)
@@ -207,6 +193,17 @@ impl RedisStore {
         }
     }
 
+    /// What `keys` knows of a function generation at `function_key`, as
+    /// [`function_key`](Self::function_key) gives it: on one node a hot key,
+    /// on a cluster a copy, which is not.
+    fn known_function(&self, keys: &TrackedKeys, function_key: &str) -> Option<(u64, Mark)> {
+        if self.link.is_cluster() {
+            keys.known_marked(function_key)
+        } else {
+            keys.known_marked_hot(function_key)
+        }
+    }
+
     /// The keys a function's generation is written to: the key on one
     /// node, a copy in each slot on a cluster; any other key, itself.
     fn generation_copies(&self, key: &str) -> Vec<String> {
@@ -238,7 +235,8 @@ impl RedisStore {
             L1Read::Entry => with_entry(user, known(1, key.entry())?),
             L1Read::Generations | L1Read::Off => user,
         };
-        let function = known(2, &self.function_key(key))?;
+        let (function, mark) = self.known_function(keys, &self.function_key(key))?;
+        seen[2] = mark.word();
         Some(((primary, function), seen))
     }
 
@@ -485,8 +483,13 @@ impl Backend for RedisStore {
         if let Some(tracked) = self.link.tracked()
             && (tracked.ordered() || l1 != L1Read::Off)
         {
-            let track_entry = l1 == L1Read::Entry;
-            let read = self.read_tracked(tracked, key, track_entry).await;
+            // The breaker and the read in one function: a hit runs this, and
+            // each async layer was a copy of the read and a state to poll.
+            let breaker = self.breakers.for_key(key.entry());
+            let permit = breaker.admit()?;
+            let read = self.read_tracked(tracked, key, l1 == L1Read::Entry).await;
+            let read = read.map_err(|error| self.store_error(error));
+            breaker.record(permit, &read);
             if tracked.is_available() {
                 return read;
             }

@@ -354,12 +354,14 @@ impl Sample {
         median(self.ops_per_sec.clone())
     }
 
-    /// The median over rounds of this contender's throughput relative to
-    /// the baseline window measured just before each of its windows: drift
-    /// between windows cancels out.
-    fn median_ratio(&self, baseline_ops: &[f64]) -> f64 {
+    /// This contender's throughput relative to the baseline window measured
+    /// just before each of its windows, one per round, sorted: drift
+    /// between windows cancels out, and what is left shows in their spread.
+    fn paired_ratios(&self, baseline_ops: &[f64]) -> Vec<f64> {
         let ratios = self.ops_per_sec.iter().zip(baseline_ops);
-        median(ratios.map(|(ours, base)| ours / base).collect())
+        let mut ratios: Vec<f64> = ratios.map(|(ours, base)| ours / base).collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios
     }
 
     fn percentile_us(&mut self, p: f64) -> f64 {
@@ -468,14 +470,19 @@ async fn compare_hits(store: &str, contenders: Vec<Contender>) {
     for (c, &tasks) in CONCURRENCY.iter().enumerate() {
         for (i, (name, _)) in contenders.iter().enumerate() {
             let ops = samples[i][c].median_ops();
-            let ratio = match i {
-                0 => 1.0,
-                _ => samples[i][c].median_ratio(&paired[i][c]),
+            let (figure, ratio) = match i {
+                0 => (format!("{ops:.0} ops/s"), 1.0),
+                _ => {
+                    let ratios = samples[i][c].paired_ratios(&paired[i][c]);
+                    let (lowest, highest) = (ratios[0], ratios[ratios.len() - 1]);
+                    let figure = format!("{ops:.0} ops/s; pairs {lowest:.2}–{highest:.2}×");
+                    (figure, median(ratios))
+                }
             };
             row(
                 &format!("1. {store} hit throughput, {}", tasks_label(tasks)),
                 name,
-                format!("{ops:.0} ops/s"),
+                figure,
                 Some(ratio),
             );
         }
@@ -1056,7 +1063,7 @@ fn main() {
     let wants = |part: &str| only.is_empty() || only.iter().any(|arg| arg == part);
     println!("Machine: {}", machine());
     println!(
-        "Throughput: {ROUNDS} rounds of {WINDOW:?} windows; each window of a contender follows one of its baseline, and the ratio is the median of those pairs' ratios. The baseline measured again as a contender shows the noise of the run. Latency: every {TIMED_EVERY}th call of those windows is timed.\n"
+        "Throughput: {ROUNDS} rounds of {WINDOW:?} windows; each window of a contender follows one of its baseline, and the ratio is the median of those pairs' ratios (their lowest and highest beside the figure). The baseline measured again as a contender shows the noise of the run. Latency: every {TIMED_EVERY}th call of those windows is timed.\n"
     );
     println!("| measure | contender | figure | ratio to baseline |");
     println!("|---|---|---|---|");

@@ -233,12 +233,7 @@ impl Cache {
             return None;
         }
         let key = self.entry_key(spec, owner, user, write_key)?;
-        let pending = &self.inner.pending;
-        if !pending.is_empty()
-            && (key.generation().is_some_and(|key| pending.contains(key))
-                || pending.contains(key.function_generation())
-                || pending.contains(key.entry()))
-        {
+        if self.inner.pending.affect(&key) {
             self.inner.stats.record(spec, Event::Miss);
             tracing::debug!(
                 function = spec.id(),

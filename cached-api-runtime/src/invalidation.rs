@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use crate::key::EntryKey;
+
 /// Most failed invalidations kept at once. One more is still returned as
 /// an `Err` and counted as dropped, and logged: never silent.
 pub(crate) const MAX_PENDING: usize = 100_000;
@@ -48,15 +50,18 @@ impl PendingInvalidations {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether no invalidation is pending: what nearly every call finds,
-    /// without a lock.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.count.load(Ordering::Acquire) == 0
-    }
-
-    /// Whether the user of `generation_key` has an invalidation pending.
-    pub(crate) fn contains(&self, generation_key: &str) -> bool {
-        !self.is_empty() && self.keys().contains_key(generation_key)
+    /// Whether an invalidation of `key`'s user, function or entry is
+    /// pending. Nearly every call finds none pending, and learns it without
+    /// the lock.
+    pub(crate) fn affect(&self, key: &EntryKey) -> bool {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let pending = self.keys();
+        key.generation()
+            .into_iter()
+            .chain([key.function_generation(), key.entry()])
+            .any(|key| pending.contains_key(key))
     }
 
     /// Keeps a failed invalidation of `generation_key` for retrying.

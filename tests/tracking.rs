@@ -196,6 +196,49 @@ fn a_per_user_hit_reads_only_its_entry() {
 }
 
 #[test]
+fn many_hits_at_once_share_their_round_trips() {
+    if !support::in_child("many_hits_at_once_share_their_round_trips") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server.url());
+    let rt = rt();
+    let value = warm(|| rt.block_on(profile("ada".to_owned())), || tracked() >= 2);
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut server.connection())
+        .unwrap();
+    let hits = cached_api::stats().total.hits;
+    // On one thread, every call starts its read before any reply is read:
+    // the first few go alone, the rest are gathered.
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answers = one_thread.block_on(async {
+        let calls: Vec<_> = (0..64)
+            .map(|_| tokio::spawn(profile("ada".to_owned())))
+            .collect();
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        answers
+    });
+    assert!(answers.iter().all(|answer| *answer == value), "{answers:?}");
+    assert_eq!(cached_api::stats().total.hits, hits + 64);
+    let (gets, mgets) = (
+        calls(&mut server.connection(), "get"),
+        calls(&mut server.connection(), "mget"),
+    );
+    assert!(mgets >= 1, "reads were gathered ({gets} GETs)");
+    assert!(
+        gets + mgets < 64,
+        "64 hits took {gets} GETs and {mgets} MGETs"
+    );
+}
+
+#[test]
 fn a_dropped_entry_leaves_the_other_process_in_process_tier_once_the_push_arrives() {
     if !support::in_child(
         "a_dropped_entry_leaves_the_other_process_in_process_tier_once_the_push_arrives",

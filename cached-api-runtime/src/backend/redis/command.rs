@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use redis::{Cmd, Pipeline, Value};
 
+use super::gather::KEYS_PER_MGET;
 use crate::backend::{Bytes, GENERATION_TTL, Read};
 use crate::codec::Observed;
 use crate::key::EntryKey;
@@ -56,6 +57,20 @@ pub(super) fn get_cmd(key: &str) -> Cmd {
     let mut cmd = Cmd::with_capacity(2, "GET".len() + key.len());
     cmd.arg("GET").arg(key);
     cmd
+}
+
+/// `MGET`s of gathered reads' entries, [`KEYS_PER_MGET`] keys each, in one
+/// pipeline: its reply is one list of values per `MGET`.
+pub(super) fn gathered_read<'k>(keys: impl ExactSizeIterator<Item = &'k str>) -> Pipeline {
+    let mut pipeline = Pipeline::with_capacity(keys.len().div_ceil(KEYS_PER_MGET));
+    let mut keys = keys.peekable();
+    while keys.peek().is_some() {
+        let cmd = pipeline.cmd("MGET");
+        for key in keys.by_ref().take(KEYS_PER_MGET) {
+            cmd.arg(key);
+        }
+    }
+    pipeline
 }
 
 /// A read that also makes Redis track, for the connection in OPTIN mode,

@@ -18,6 +18,8 @@ use redis::{
     ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
 };
 
+use super::command::get_cmd;
+use super::gather::Gathering;
 use super::tracking::TrackedKeys;
 use crate::Error;
 use crate::config::{Config, RedisTarget, redact, scrub};
@@ -233,6 +235,15 @@ impl Tracked<'_> {
         matches!(self, Tracked::Node(_))
     }
 
+    /// Reads the entry at `key`, on one node gathered with reads that start
+    /// meanwhile when many are out (see [`gather`](super::gather)).
+    pub(super) async fn get(&self, key: &str) -> RedisResult<Option<Vec<u8>>> {
+        match self {
+            Tracked::Node(node) => node.get(key).await,
+            Tracked::Cluster(_) => self.query(&Request::Cmd(&get_cmd(key))).await,
+        }
+    }
+
     /// Runs `request`, a command or a pipeline. On a cluster, tracking is
     /// switched on first on whichever node connection the request takes
     /// (idempotent), since the client opens node connections itself.
@@ -353,6 +364,7 @@ pub(super) struct TrackedConnection {
     op_timeout: Duration,
     /// Cleared for good when the server refuses RESP3 or tracking.
     available: AtomicBool,
+    gathering: Arc<Gathering>,
 }
 
 /// An open tracked connection, and whether it still is: its reader clears
@@ -376,6 +388,7 @@ impl TrackedConnection {
             connecting: tokio::sync::Mutex::new(()),
             op_timeout,
             available: AtomicBool::new(true),
+            gathering: Arc::default(),
         })
     }
 
@@ -402,6 +415,25 @@ impl TrackedConnection {
             self.failed(id);
         }
         result
+    }
+
+    /// Reads the entry at `key`: alone while few reads are out, else with
+    /// the others that are ready, all in one round trip.
+    async fn get(&self, key: &str) -> RedisResult<Option<Vec<u8>>> {
+        let out = self.gathering.start();
+        if out.crowded()
+            && let Some((connection, id)) = self.current()
+            && let Some(answer) = self.gathering.join(key, &connection)
+            && let Ok(reply) = answer.await
+        {
+            if let Err(error) = &reply
+                && (error.is_unrecoverable_error() || error.is_timeout())
+            {
+                self.failed(id);
+            }
+            return reply;
+        }
+        self.query(&Request::Cmd(&get_cmd(key))).await
     }
 
     /// The live connection, and its identity, without a lock or a shared

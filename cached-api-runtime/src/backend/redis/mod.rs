@@ -3,6 +3,7 @@
 //! to, and failures classified once so that nothing above needs redis-rs.
 
 mod command;
+mod gather;
 mod link;
 mod tracking;
 
@@ -17,9 +18,9 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
-    function_generation, get_cmd, init_generation_cmd, init_generation_reply, parse_generation,
-    read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd, store_cmd,
-    store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
+    function_generation, init_generation_cmd, init_generation_reply, parse_generation, read_cmd,
+    read_reply, release_lease_cmd, server_version, set_generation_cmd, store_cmd, store_reply,
+    take_lease_cmd, take_lease_reply, tracked_read_pipeline,
 };
 use self::link::{Link, Request, Tracked};
 use self::tracking::{Mark, TrackedKeys, stamp};
@@ -101,8 +102,7 @@ impl RedisStore {
             && !track_entry
             && let (Some(function), Some(user)) = (known_function, known_user)
         {
-            let cmd = get_cmd(key.entry());
-            let value: Option<Vec<u8>> = tracked.query(&Request::Cmd(&cmd)).await?;
+            let value = tracked.get(key.entry()).await?;
             // A change Redis made before answering was pushed ahead of the
             // reply and has been applied: a generation is still current if
             // it is still known.

@@ -211,20 +211,7 @@ fn many_hits_at_once_share_their_round_trips() {
     let hits = cached_api::stats().total.hits;
     // On one thread, every call starts its read before any reply is read:
     // the first few go alone, the rest are gathered.
-    let one_thread = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let answers = one_thread.block_on(async {
-        let calls: Vec<_> = (0..64)
-            .map(|_| tokio::spawn(profile("ada".to_owned())))
-            .collect();
-        let mut answers = Vec::new();
-        for call in calls {
-            answers.push(call.await.unwrap());
-        }
-        answers
-    });
+    let answers = many_hits_at_once();
     assert!(answers.iter().all(|answer| *answer == value), "{answers:?}");
     assert_eq!(cached_api::stats().total.hits, hits + 64);
     let (gets, mgets) = (
@@ -236,6 +223,55 @@ fn many_hits_at_once_share_their_round_trips() {
         gets + mgets < 64,
         "64 hits took {gets} GETs and {mgets} MGETs"
     );
+}
+
+/// 64 hits at once on a new single-threaded runtime, all their answers.
+fn many_hits_at_once() -> Vec<String> {
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    one_thread.block_on(async {
+        let calls: Vec<_> = (0..64)
+            .map(|_| tokio::spawn(profile("ada".to_owned())))
+            .collect();
+        let all = async {
+            let mut answers = Vec::new();
+            for call in calls {
+                answers.push(call.await.unwrap());
+            }
+            answers
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("every hit is answered")
+    })
+}
+
+#[test]
+fn a_runtime_dropped_with_reads_gathered_holds_no_later_read_up() {
+    if !support::in_child("a_runtime_dropped_with_reads_gathered_holds_no_later_read_up") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server.url());
+    let rt = rt();
+    let value = warm(|| rt.block_on(profile("ada".to_owned())), || tracked() >= 2);
+    // A runtime (a test's, say) ends while its calls are gathered and the
+    // task that would send them has not run: it is dropped with them.
+    let short_lived = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    short_lived.block_on(async {
+        for _ in 0..64 {
+            tokio::spawn(profile("ada".to_owned()));
+        }
+        tokio::task::yield_now().await;
+    });
+    drop(short_lived);
+    let answers = many_hits_at_once();
+    assert!(answers.iter().all(|answer| *answer == value), "{answers:?}");
 }
 
 #[test]

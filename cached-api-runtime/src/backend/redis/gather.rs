@@ -10,7 +10,8 @@
 //!
 //! The sending task belongs to no call, so a call that is dropped, or kept
 //! and never polled again, holds no other call up. If the task itself is
-//! dropped (its runtime shuts down), the reads it gathered go alone.
+//! dropped before it sends (its runtime shuts down, while calls on another
+//! runtime share the cache), the reads it gathered go alone.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -68,25 +69,48 @@ impl Gathering {
         connection: &MultiplexedConnection,
     ) -> Option<oneshot::Receiver<Reply>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (first, answer) = self.wait(key);
-        if first {
-            runtime.spawn(Arc::clone(self).send(connection.clone()));
+        let (lead, answer) = self.wait(key);
+        if let Some(lead) = lead {
+            runtime.spawn(lead.send(connection.clone()));
         }
         Some(answer)
     }
 
-    /// Adds a read of `key`; whether it is the first of its gathering.
-    fn wait(&self, key: &str) -> (bool, oneshot::Receiver<Reply>) {
+    /// Adds a read of `key`; the duty to send its gathering if it is the
+    /// first.
+    fn wait(self: &Arc<Self>, key: &str) -> (Option<Lead>, oneshot::Receiver<Reply>) {
         let (reply, answer) = oneshot::channel();
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         waiting.push(Waiter {
             key: key.into(),
             reply,
         });
-        (waiting.len() == 1, answer)
+        let lead = (waiting.len() == 1).then(|| Lead {
+            gathering: Arc::clone(self),
+            sent: false,
+        });
+        (lead, answer)
     }
 
-    async fn send(self: Arc<Self>, mut connection: MultiplexedConnection) {
+    /// The reads gathered until now; later ones start the next gathering.
+    fn take(&self) -> Batch {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        Batch {
+            waiters: std::mem::take(&mut *waiting),
+        }
+    }
+}
+
+/// The duty to send one gathering. Dropped before it took the gathering
+/// (its task dropped unpolled), it lets the gathered reads go alone, so
+/// that none waits for a task that will not run.
+struct Lead {
+    gathering: Arc<Gathering>,
+    sent: bool,
+}
+
+impl Lead {
+    async fn send(mut self, mut connection: MultiplexedConnection) {
         // The calls that are ready run first, and their reads join.
         tokio::task::yield_now().await;
         let batch = self.take();
@@ -97,10 +121,16 @@ impl Gathering {
     }
 
     /// The reads gathered until now; later ones start the next gathering.
-    fn take(&self) -> Batch {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        Batch {
-            waiters: std::mem::take(&mut *waiting),
+    fn take(&mut self) -> Batch {
+        self.sent = true;
+        self.gathering.take()
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if !self.sent {
+            drop(self.gathering.take());
         }
     }
 }
@@ -170,13 +200,14 @@ mod tests {
 
     #[test]
     fn each_gathered_read_gets_its_own_value() {
-        let gathering = Gathering::default();
-        let (first, mut a) = gathering.wait("a");
-        let (second, mut b) = gathering.wait("b");
-        assert!(first && !second, "one task per gathering");
-        let batch = gathering.take();
+        let gathering = Arc::new(Gathering::default());
+        let (lead, mut a) = gathering.wait("a");
+        let (none, mut b) = gathering.wait("b");
+        assert!(none.is_none(), "one lead per gathering");
+        let batch = lead.unwrap().take();
         assert_eq!(batch.keys().collect::<Vec<_>>(), ["a", "b"]);
-        assert!(gathering.wait("c").0, "a read after the take starts anew");
+        let (next, _) = gathering.wait("c");
+        assert!(next.is_some(), "a read after the take starts anew");
         batch.answer(Ok(vec![Some(b"1".to_vec()), None]));
         assert_eq!(a.try_recv().unwrap().unwrap(), Some(b"1".to_vec()));
         assert_eq!(b.try_recv().unwrap().unwrap(), None);
@@ -184,23 +215,47 @@ mod tests {
 
     #[test]
     fn a_failed_gathering_fails_every_read() {
-        let gathering = Gathering::default();
-        let (_, mut a) = gathering.wait("a");
+        let gathering = Arc::new(Gathering::default());
+        let (lead, mut a) = gathering.wait("a");
         let (_, mut b) = gathering.wait("b");
         let error = RedisError::from((redis::ErrorKind::Io, "gone"));
-        gathering.take().answer(Err(error));
+        lead.unwrap().take().answer(Err(error));
         assert!(a.try_recv().unwrap().is_err());
         assert!(b.try_recv().unwrap().is_err());
     }
 
     #[test]
-    fn reads_of_a_gathering_that_was_dropped_are_let_go() {
-        let gathering = Gathering::default();
-        let (_, mut a) = gathering.wait("a");
-        drop(gathering.take());
+    fn reads_whose_task_never_ran_are_let_go() {
+        let gathering = Arc::new(Gathering::default());
+        let (lead, mut a) = gathering.wait("a");
+        let (_, mut b) = gathering.wait("b");
+        drop(lead);
+        for answer in [&mut a, &mut b] {
+            assert!(
+                matches!(answer.try_recv(), Err(TryRecvError::Closed)),
+                "the read goes alone rather than wait"
+            );
+        }
+        let (lead, _) = gathering.wait("c");
         assert!(
-            matches!(a.try_recv(), Err(TryRecvError::Closed)),
-            "the read goes alone rather than wait"
+            lead.is_some(),
+            "the next read starts a gathering of its own"
         );
+    }
+
+    #[test]
+    fn a_lead_that_sent_leaves_the_next_gathering_alone() {
+        let gathering = Arc::new(Gathering::default());
+        let (lead, _) = gathering.wait("a");
+        let mut lead = lead.unwrap();
+        let batch = lead.take();
+        let (next, mut b) = gathering.wait("b");
+        drop(lead);
+        assert!(
+            matches!(b.try_recv(), Err(TryRecvError::Empty)),
+            "the read of the next gathering still waits for its own task"
+        );
+        assert_eq!(next.unwrap().take().keys().collect::<Vec<_>>(), ["b"]);
+        drop(batch);
     }
 }

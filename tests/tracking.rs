@@ -201,9 +201,7 @@ fn many_hits_at_once_share_their_round_trips() {
         return;
     }
     let server = RedisServer::start();
-    install(&server.url());
-    let rt = rt();
-    let value = warm(|| rt.block_on(profile("ada".to_owned())), || tracked() >= 2);
+    let (_rt, value) = warm_profile(&server);
     redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .exec(&mut server.connection())
@@ -223,6 +221,16 @@ fn many_hits_at_once_share_their_round_trips() {
         gets + mgets < 64,
         "64 hits took {gets} GETs and {mgets} MGETs"
     );
+}
+
+/// This process's cache on `server`, with a user's profile computed and its
+/// generations tracked, so that the next hits read only the entry; the
+/// runtime that holds the connection, and the value.
+fn warm_profile(server: &RedisServer) -> (tokio::runtime::Runtime, String) {
+    install(&server.url());
+    let rt = rt();
+    let value = warm(|| rt.block_on(profile("ada".to_owned())), || tracked() >= 2);
+    (rt, value)
 }
 
 /// 64 hits at once on a new single-threaded runtime, all their answers.
@@ -254,9 +262,7 @@ fn a_runtime_dropped_with_reads_gathered_holds_no_later_read_up() {
         return;
     }
     let server = RedisServer::start();
-    install(&server.url());
-    let rt = rt();
-    let value = warm(|| rt.block_on(profile("ada".to_owned())), || tracked() >= 2);
+    let (_rt, value) = warm_profile(&server);
     // A runtime (a test's, say) ends while its calls are gathered and the
     // task that would send them has not run: it is dropped with them.
     let short_lived = tokio::runtime::Builder::new_current_thread()

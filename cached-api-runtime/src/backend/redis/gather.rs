@@ -60,18 +60,18 @@ impl Gathering {
         }
     }
 
-    /// Adds a read of `key` to the next gathering on `connection`, and
-    /// spawns the task that sends it if this read is its first; `None`
-    /// outside a Tokio runtime, where no task can be spawned.
+    /// Adds a read of `key` to the next gathering, and spawns the task that
+    /// sends it on `connection` if this read is its first; `None` outside a
+    /// Tokio runtime, where no task can be spawned.
     pub(super) fn join(
         self: &Arc<Self>,
         key: &str,
-        connection: &MultiplexedConnection,
+        connection: MultiplexedConnection,
     ) -> Option<oneshot::Receiver<Reply>> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (lead, answer) = self.wait(key);
         if let Some(lead) = lead {
-            runtime.spawn(lead.send(connection.clone()));
+            runtime.spawn(lead.send(connection));
         }
         Some(answer)
     }

@@ -409,11 +409,7 @@ impl TrackedConnection {
             Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
             Request::Pipeline(pipeline, _) => pipeline.query_async(&mut connection).await,
         };
-        if let Err(error) = &result
-            && (error.is_unrecoverable_error() || error.is_timeout())
-        {
-            self.failed(id);
-        }
+        self.judge(id, &result);
         result
     }
 
@@ -423,14 +419,10 @@ impl TrackedConnection {
         let out = self.gathering.start();
         if out.crowded()
             && let Some((connection, id)) = self.current()
-            && let Some(answer) = self.gathering.join(key, &connection)
+            && let Some(answer) = self.gathering.join(key, connection)
             && let Ok(reply) = answer.await
         {
-            if let Err(error) = &reply
-                && (error.is_unrecoverable_error() || error.is_timeout())
-            {
-                self.failed(id);
-            }
+            self.judge(id, &reply);
             return reply;
         }
         self.query(&Request::Cmd(&get_cmd(key))).await
@@ -442,6 +434,16 @@ impl TrackedConnection {
         let current = self.current.load();
         let live = current.as_ref().filter(|live| live.alive.load(Relaxed))?;
         Some((live.connection.clone(), Arc::as_ptr(live) as usize))
+    }
+
+    /// What a request on the connection `id` brought: an error that says
+    /// the connection is broken, or timed out, fails it.
+    fn judge<T>(&self, id: usize, result: &RedisResult<T>) {
+        if let Err(error) = result
+            && (error.is_unrecoverable_error() || error.is_timeout())
+        {
+            self.failed(id);
+        }
     }
 
     /// The connection `id` failed: the next request opens another, and

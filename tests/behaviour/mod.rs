@@ -134,6 +134,19 @@ impl Load {
         move || calls.load(Ordering::SeqCst) >= from + by
     }
 
+    /// A condition that holds once the worker of `user` has answered `by`
+    /// more calls.
+    pub fn progressed_for(&self, user: &str, by: u64) -> impl Fn() -> bool + Send + 'static {
+        let index = self
+            .users
+            .iter()
+            .position(|each| each == user)
+            .expect("a user of the load");
+        let per_user = Arc::clone(&self.per_user);
+        let from = per_user[index].load(Ordering::SeqCst);
+        move || per_user[index].load(Ordering::SeqCst) >= from + by
+    }
+
     pub fn finish(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         for worker in self.workers {

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use cached_api::__private::{FnOptions, FnSpec, KeyWriter, UserId, global, key};
+use cached_api::__private::{FnOptions, FnSpec, KeyWriter, TypedCodec, UserId, global, key};
 use cached_api::{Bincode, Codec};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ static SPEC: FnSpec = FnSpec::new(FnOptions {
 
 fn keys(c: &mut Criterion) {
     let cache = global();
+    let codec = TypedCodec::<Profile>::bincode();
     c.bench_function("key: per-user, template profile:{id}", |b| {
         b.iter(|| {
             let write = |writer: &mut KeyWriter| {
@@ -41,6 +42,7 @@ fn keys(c: &mut Criterion) {
             black_box(key(
                 cache,
                 &SPEC,
+                &codec,
                 None,
                 Some(UserId::Display(black_box(&"user-1234"))),
                 write,
@@ -55,6 +57,7 @@ fn keys(c: &mut Criterion) {
             black_box(key(
                 cache,
                 &SPEC,
+                &codec,
                 None,
                 Some(UserId::Display(black_box(&"tenant:{7}:user"))),
                 write,

@@ -47,7 +47,7 @@ fn jitter_spreads_the_expiry_of_entries_written_together() {
         assert_eq!(jittered(id), id);
     }
     let mut connection = SERVER.connection();
-    let keys: Vec<String> = connection.keys("t:redis%3A%3Ajittered:v0:g:*").unwrap();
+    let keys: Vec<String> = connection.keys("t:redis%3A%3Ajittered:v0:s*:g:*").unwrap();
     assert_eq!(keys.len(), 1_000);
     let mut pttls: Vec<i64> = keys
         .iter()
@@ -66,7 +66,9 @@ fn jitter_spreads_the_expiry_of_entries_written_together() {
 
 /// The one entry key of `user` (there is one when the test made one).
 fn entry_key_of(connection: &mut redis::Connection, user: &str) -> String {
-    let keys: Vec<String> = connection.keys(format!("t:*:v0:{{u:{user}}}:*")).unwrap();
+    let keys: Vec<String> = connection
+        .keys(format!("t:*:v0:s*:{{u:{user}}}:*"))
+        .unwrap();
     assert_eq!(keys.len(), 1, "one entry for {user}: {keys:?}");
     keys.into_iter().next().unwrap()
 }

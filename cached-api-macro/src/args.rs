@@ -18,9 +18,10 @@ mod kw {
     syn::custom_keyword!(stale);
     syn::custom_keyword!(lock);
     syn::custom_keyword!(invalidate);
+    syn::custom_keyword!(shared);
 }
 
-const VALID: &str = "key, user, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, crate";
+const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -57,6 +58,9 @@ pub enum RefreshArg {
 pub struct Args {
     pub key: Option<Arg<KeyArg>>,
     pub user: Option<Arg<Expr>>,
+    /// `shared = true`: a global entry on a function that takes the caller
+    /// is meant: the response is the same for every caller.
+    pub shared: Option<Arg<LitBool>>,
     pub ttl: Option<Arg<DurationArg>>,
     pub error_ttl: Option<Arg<DurationArg>>,
     pub none: Option<Arg<LitBool>>,
@@ -94,6 +98,10 @@ impl Parse for Args {
             } else if lookahead.peek(kw::user) {
                 let span = input.parse::<kw::user>()?.span;
                 set_once(&mut args.user, "user", span, value(input, Expr::parse)?)?;
+            } else if lookahead.peek(kw::shared) {
+                let span = input.parse::<kw::shared>()?.span;
+                let value = value(input, LitBool::parse)?;
+                set_once(&mut args.shared, "shared", span, value)?;
             } else if lookahead.peek(kw::ttl) {
                 let span = input.parse::<kw::ttl>()?.span;
                 set_once(&mut args.ttl, "ttl", span, value(input, duration)?)?;

@@ -111,13 +111,20 @@ pub fn expand(model: &Model) -> TokenStream {
             let __cached_api_codec = #krate::__private::with_l1::<#stored>(__cached_api_codec);
         }
     });
-    let codec = quote_spanned! {stored.span()=>
+    let bare_codec = quote_spanned! {stored.span()=>
         let __cached_api_codec = {
             #[allow(unused_imports)]
-            use #krate::__private::{ViaBytes as _, ViaClone as _, ViaResponse as _, ViaSerde as _};
-            let __cached_api_codec = (&#krate::__private::Probe::<#stored>::new())
+            use #krate::__private::{ViaResponse as _, ViaSerde as _};
+            (&#krate::__private::Probe::<#stored>::new())
                 .codec_kind()
-                .codec::<#stored>();
+                .codec::<#stored>()
+        };
+    };
+    let codec = quote_spanned! {stored.span()=>
+        #bare_codec
+        let __cached_api_codec = {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaBytes as _, ViaClone as _};
             (&#krate::__private::Probe::<#stored>::new())
                 .copies_kind()
                 .with(__cached_api_codec)
@@ -188,11 +195,14 @@ pub fn expand(model: &Model) -> TokenStream {
                 -> ::core::result::Result<(), #krate::__private::Error>
             {
                 #spec
+                // The key names the stored type's shape, as the function's does.
+                #bare_codec
                 let __cached_api_cache = #krate::__private::global();
                 #bind_user
                 let __cached_api_key = #krate::__private::entry_key(
                     __cached_api_cache,
                     &__CACHED_API_SPEC,
+                    &__cached_api_codec,
                     #owner,
                     #user,
                     |__cached_api_key| { #(#writes)* },
@@ -213,6 +223,7 @@ pub fn expand(model: &Model) -> TokenStream {
             let __cached_api_key = #krate::__private::key(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
+                &__cached_api_codec,
                 #owner,
                 #user,
                 |__cached_api_key| { #(#writes)* },

@@ -7,6 +7,7 @@
 
 mod args;
 mod ast;
+mod caller;
 mod expand;
 mod template;
 mod valid;
@@ -25,11 +26,12 @@ use proc_macro::TokenStream;
 /// |---|---|---|
 /// | `key` | `"profile:{id}"` or an expression | the entry's key; `{arg}` takes an argument's `Display` form, or a digest of its `Serialize` form when it has no `Display`. Default: every argument not in `user` |
 /// | `user` | an expression over the arguments | owner of the entry, dropped by `invalidate_user`. Default: a global entry |
+/// | `shared` | `true` / `false` | a global entry of a function that takes the caller is meant (below) |
 /// | `ttl` | seconds (`90`) or `"30s"`, `"15m"`, `"24h"`, `"7d"` | time to live. Default: the cache's default |
 /// | `error_ttl` | as `ttl` | also cache `Err`, this long (`Result` only) |
 /// | `none` | `true` / `false` | also cache `None` (`Option` only) |
 /// | `jitter` | `"10%"` (1% to 50%) | shorten each entry's TTL by a random share up to this, so entries written together do not expire together |
-/// | `version` | integer | bump to orphan entries of an older stored type |
+/// | `version` | integer | bump to orphan older entries whose meaning changed but not their shape |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
 /// | `crate` | a path (`crate = my_cache`) | where the `cached-api` facade is, if the dependency was renamed or re-exported |
 ///
@@ -39,6 +41,20 @@ use proc_macro::TokenStream;
 /// `(StatusCode, Json<T>)` with the `axum` feature, or any `CachedResponse`)
 /// whose payload does. Mistakes in the arguments are compile errors
 /// on the offending token.
+///
+/// A function that takes the caller must cache per caller: a parameter of
+/// type `HeaderMap`, `TypedHeader`, a cookie jar or `Extension`, or whose
+/// type or name has a word starting with `auth`, `user`, `claims`,
+/// `session`, `principal`, `identity`, `caller`, `token`, `account`,
+/// `tenant`, `jwt`, `bearer`, `cookie` or `credential`, is an error on a
+/// global entry unless `key` or `user` reads it or `shared = true` says
+/// the response is the same for every caller. `State`, `Path`, `Query`,
+/// `Json` and `Form` parameters are never the caller.
+///
+/// A stored type is told apart by its shape (field names and types, enum
+/// variants), traced through its `Deserialize`: two builds of a service
+/// that store different shapes keep their own entries, and renaming the
+/// type keeps them. `version` is the manual override.
 #[proc_macro_attribute]
 pub fn cached_api(args: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);

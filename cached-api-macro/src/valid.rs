@@ -8,6 +8,7 @@ use syn::{Expr, FnArg, GenericParam, LitBool, LitStr, Type};
 
 use crate::args::{Arg, Args, DurationArg, KeyArg, RefreshArg, SwitchOrDuration};
 use crate::ast::{Function, Output, Receiver};
+use crate::caller;
 use crate::template::{KeyTemplate, Piece};
 
 /// What the function caches, checked.
@@ -188,6 +189,16 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         None => (default_key(&func, user.as_ref()), String::new()),
     };
     let (policy, stored) = policy(&func, &args.error_ttl, &args.none, &mut errors);
+    // What the key and the user read: the parameters that tell entries apart.
+    let read = key
+        .iter()
+        .filter_map(|part| match part {
+            KeyPart::Value(tokens) => Some(tokens.clone()),
+            KeyPart::Literal(_) => None,
+        })
+        .chain(user.iter().map(|user| user.to_token_stream()))
+        .collect::<TokenStream>();
+    check_caller(&func, &args.shared, user.is_some(), &read, &mut errors);
     let companion = args.invalidate.map(|invalidate| {
         let name = invalidate.value;
         if name == func.item.sig.ident {
@@ -196,14 +207,6 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
                 "`invalidate` names a new function beside this one: give it another name, e.g. `invalidate = forget_profile`",
             );
         }
-        let read = key
-            .iter()
-            .filter_map(|part| match part {
-                KeyPart::Value(tokens) => Some(tokens.clone()),
-                KeyPart::Literal(_) => None,
-            })
-            .chain(user.iter().map(|user| user.to_token_stream()))
-            .collect::<TokenStream>();
         let inputs = func
             .item
             .sig
@@ -296,6 +299,50 @@ fn check_signature(func: &Function, errors: &mut Errors) {
         Output::ImplTrait(span) => errors.push(span, format!("#[cached_api] cannot cache an `impl Trait` return: name the concrete type; {SHAPES}")),
         Output::RawResponse(span) => errors.push(span, format!("#[cached_api] cannot cache a raw response: its body is a stream that can be read once; {SHAPES}")),
         _ => {}
+    }
+}
+
+/// A global entry of a function that takes the caller would serve the
+/// first caller's result to every caller: refused unless the entry is per
+/// user, the key reads the caller, or the attribute says `shared = true`.
+fn check_caller(
+    func: &Function,
+    shared: &Option<Arg<LitBool>>,
+    has_user: bool,
+    read: &TokenStream,
+    errors: &mut Errors,
+) {
+    let is_shared = shared.as_ref().is_some_and(|shared| shared.value.value);
+    if let Some(shared) = shared
+        && is_shared
+        && has_user
+    {
+        errors.push(
+            shared.span,
+            "`shared = true` says one entry serves every caller, and `user` makes an entry per user: keep one of them",
+        );
+    }
+    if has_user || is_shared {
+        return;
+    }
+    let inputs: Vec<&FnArg> = func.item.sig.inputs.iter().collect();
+    for (param, why) in caller::parameters(&inputs) {
+        let mut bindings = Vec::new();
+        crate::ast::collect_bindings(&param.pat, &mut bindings);
+        if !bindings.is_empty() && mentions_any(read.clone(), &bindings) {
+            continue;
+        }
+        let user = match bindings.first() {
+            Some(binding) if why.binds_an_id() => format!("`user = {binding}`"),
+            _ => "`user = …` (the caller's id)".to_owned(),
+        };
+        errors.push(
+            param.span(),
+            format!(
+                "this parameter takes the caller: {}, and the entry is global (no `user`), so the first caller's result would be served to every caller. Add {user} for an entry per caller, read the caller in `key`, or write `shared = true` if the response is the same for every caller",
+                why.reason()
+            ),
+        );
     }
 }
 

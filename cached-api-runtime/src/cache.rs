@@ -222,9 +222,10 @@ impl Cache {
     /// The key of one call of `spec`; `None` when the cache is disabled,
     /// or an invalidation of the call's user, function or entry has not
     /// landed yet.
-    pub(crate) fn key(
+    pub(crate) fn key<T>(
         &self,
         spec: &'static FnSpec,
+        codec: &TypedCodec<T>,
         owner: Option<&str>,
         user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
@@ -232,7 +233,7 @@ impl Cache {
         if self.inner.config.disabled {
             return None;
         }
-        let key = self.entry_key(spec, owner, user, write_key)?;
+        let key = self.entry_key(spec, codec, owner, user, write_key)?;
         if self.inner.pending.affect(&key) {
             self.inner.stats.record(spec, Event::Miss);
             tracing::debug!(
@@ -244,11 +245,13 @@ impl Cache {
         Some(key)
     }
 
-    /// The key of one call of `spec`; `None` if an argument could not be
-    /// written into it (such a call is never cached).
-    pub(crate) fn entry_key(
+    /// The key of one call of `spec`, whose values `codec` stores; `None`
+    /// if an argument could not be written into it (such a call is never
+    /// cached).
+    pub(crate) fn entry_key<T>(
         &self,
         spec: &'static FnSpec,
+        codec: &TypedCodec<T>,
         owner: Option<&str>,
         user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
@@ -256,6 +259,7 @@ impl Cache {
         let mut writer = KeyWriter::new(
             &self.inner.config.prefix,
             spec.key_segment(),
+            Some(spec.fingerprint(codec)),
             owner,
             spec.reserved(),
             user,
@@ -583,12 +587,13 @@ mod tests {
     });
 
     fn double(cache: &Cache, id: u32) -> u32 {
+        let codec = TypedCodec::bincode();
         let key = cache
-            .key(&DOUBLE, None, None, |key| {
+            .key(&DOUBLE, &codec, None, None, |key| {
                 key.value(&id);
             })
             .expect("the cache is enabled");
-        cache.call_blocking::<Whole, u32>(&DOUBLE, TypedCodec::bincode(), key, || id * 2)
+        cache.call_blocking::<Whole, u32>(&DOUBLE, codec, key, || id * 2)
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl<T: CacheValue> TypedCodec<T> {
         TypedCodec {
             encode: |value, out| Bincode.encode(value, out),
             decode: |bytes| Bincode.decode(bytes),
-            fingerprint: fingerprint::<T>,
+            fingerprint: crate::shape::fingerprint::<T>,
             copies: None,
         }
     }
@@ -113,7 +113,7 @@ where
                 let (parts, payload) = Bincode.decode(bytes)?;
                 W::join(parts, payload)
             },
-            fingerprint: fingerprint::<W>,
+            fingerprint: crate::shape::fingerprint::<(W::Parts, W::Payload)>,
             copies: None,
         }
     }
@@ -150,41 +150,18 @@ impl<T> TypedCodec<T> {
         (self.decode)(payload)
     }
 
-    pub(crate) fn fingerprint(&self) -> u64 {
-        (self.fingerprint)()
+    /// The function that traces the stored type's shape: what
+    /// [`FnSpec::fingerprint`](crate::spec::FnSpec::fingerprint) remembers.
+    pub(crate) fn fingerprint_fn(&self) -> fn() -> u64 {
+        self.fingerprint
     }
-}
-
-/// Fingerprint of the stored type, so that bytes written by another shape of
-/// the function are a miss instead of a misread. Taken from the codec, not
-/// kept in the function's spec: a method of a generic impl shares one spec
-/// across its instantiations.
-fn fingerprint<T: ?Sized>() -> u64 {
-    name_hash(std::any::type_name::<T>().as_bytes())
-}
-
-/// A hash of a type's name that is the same in every process and build
-/// (it is stored, so not `Hash`), eight bytes a step: it is taken on every
-/// hit, and a byte a step was most of a hit's header check.
-fn name_hash(name: &[u8]) -> u64 {
-    let mix = |hash: u64, word: u64| {
-        let product = u128::from(hash ^ word) * 0x9e37_79b9_7f4a_7c15;
-        (product as u64) ^ (product >> 64) as u64
-    };
-    let mut words = name.chunks_exact(8);
-    let mut hash = 0xcbf2_9ce4_8422_2325 ^ name.len() as u64;
-    for word in &mut words {
-        hash = mix(hash, u64::from_le_bytes(word.try_into().expect("8 bytes")));
-    }
-    let mut last = [0; 8];
-    last[..words.remainder().len()].copy_from_slice(words.remainder());
-    mix(hash, u64::from_le_bytes(last))
 }
 
 const MAGIC: u8 = 0xCA;
 /// 2 added the function's generation, 3 the expiry and the computation's
-/// duration, 4 the write's mark; entries of an older format are misses.
-const FORMAT: u8 = 4;
+/// duration, 4 the write's mark, 5 made the fingerprint the stored type's
+/// shape instead of its name; entries of an older format are misses.
+const FORMAT: u8 = 5;
 /// The format byte of a tombstone: what invalidating one entry leaves.
 const TOMBSTONE: u8 = 0xDE;
 const HEADER_LEN: usize = 2 + 8 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
@@ -256,7 +233,7 @@ pub(crate) struct Header {
     pub(crate) mark: u64,
     /// The function's `version` argument.
     pub(crate) version: u32,
-    /// Fingerprint of the stored type.
+    /// Fingerprint of the stored type's shape (`shape.rs`).
     pub(crate) fingerprint: u64,
     /// The user's generation seen before the value was computed; 0 for global entries.
     pub(crate) generation: u64,
@@ -408,25 +385,5 @@ mod tests {
         assert!(Header::open(&bytes[..10]).is_none());
         let (_, payload) = Header::open(&bytes[..bytes.len() - 1]).unwrap();
         assert_eq!(Bincode.decode::<String>(payload), None);
-    }
-
-    #[test]
-    fn type_names_hash_apart_and_the_same_in_every_build() {
-        let names: [&[u8]; 6] = [
-            b"u64",
-            b"u64\0",
-            b"app::Profile",
-            b"app::Profilf",
-            b"bpp::Profile",
-            b"alloc::vec::Vec<app::Profile>",
-        ];
-        let hashes: Vec<u64> = names.iter().map(|name| name_hash(name)).collect();
-        for (i, a) in hashes.iter().enumerate() {
-            for b in &hashes[i + 1..] {
-                assert_ne!(a, b);
-            }
-        }
-        // Stored in every entry: a new value makes every entry a miss.
-        assert_eq!(name_hash(b"app::Profile"), 3_758_732_441_778_925_024);
     }
 }

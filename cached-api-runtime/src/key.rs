@@ -1,8 +1,10 @@
 //! Redis key layout: escaping of user-supplied parts, the per-user hash tag,
 //! hashing of parts too long to keep.
 //!
-//! An entry lives at `{prefix}:{fn_id}:v{version}:{user_tag}:{key}` where
-//! `user_tag` is `{u:<user>}` (a Redis hash tag, so one user's entries and
+//! An entry lives at `{prefix}:{fn_id}:v{version}:s{shape}:{user_tag}:{key}`
+//! where `shape` is the fingerprint of the stored type's shape in hex (two
+//! builds that store different shapes keep apart entries), and `user_tag`
+//! is `{u:<user>}` (a Redis hash tag, so one user's entries and
 //! generation share a cluster slot) or `g` for global entries. Methods add
 //! `@{Self type}:` before `user_tag`, since the attribute cannot see the impl.
 //! The user's generation lives at `{prefix}:gen:{user_tag}`.
@@ -146,12 +148,13 @@ pub struct KeyWriter {
 }
 
 impl KeyWriter {
-    /// Starts a key under `prefix` and the function's `id_segment`, for a
-    /// method of `owner` if it is one, owned by `user` when there is one;
-    /// `reserved` is escaped inside values.
+    /// Starts a key under `prefix` and the function's `id_segment`, of the
+    /// stored type's `shape`, for a method of `owner` if it is one, owned by
+    /// `user` when there is one; `reserved` is escaped inside values.
     pub(crate) fn new(
         prefix: &str,
         id_segment: &str,
+        shape: Option<u64>,
         owner: Option<&str>,
         reserved: &'static str,
         user: Option<UserId<'_>>,
@@ -163,6 +166,16 @@ impl KeyWriter {
         let id_len = id_segment.find(':').unwrap_or(id_segment.len());
         let segment = (buf.len(), buf.len() + id_len);
         buf.push_str(id_segment);
+        if let Some(shape) = shape {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            buf.push('s');
+            buf.extend(
+                (0..16)
+                    .rev()
+                    .map(|nibble| char::from(HEX[(shape >> (4 * nibble)) as usize & 0xf])),
+            );
+            buf.push(':');
+        }
         if let Some(owner) = owner {
             buf.push('@');
             escape_str(&mut buf, owner);
@@ -266,7 +279,7 @@ impl KeyWriter {
 
 /// The generation key of `user`, as [`KeyWriter`] derives it for entries.
 pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
-    let key = KeyWriter::new(prefix, "", None, "", Some(UserId::Display(user))).finish();
+    let key = KeyWriter::new(prefix, "", None, None, "", Some(UserId::Display(user))).finish();
     let generation = key
         .generation()
         .expect("a user always has a generation key");
@@ -277,7 +290,7 @@ pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
 pub(crate) fn function_generation_key(prefix: &str, id: &str) -> String {
     let mut segment = String::with_capacity(id.len() + 8);
     escape_str(&mut segment, id);
-    let key = KeyWriter::new(prefix, &segment, None, "", None).finish();
+    let key = KeyWriter::new(prefix, &segment, None, None, "", None).finish();
     key.function_generation().to_owned()
 }
 
@@ -472,7 +485,7 @@ mod tests {
 
     fn method_key(owner: Option<&str>, user: Option<&str>, parts: &[&str]) -> EntryKey {
         let user = user.as_ref().map(|u| UserId::Display(u));
-        let mut writer = KeyWriter::new("p", "app%3A%3Af:v1:", owner, ":", user);
+        let mut writer = KeyWriter::new("p", "app%3A%3Af:v1:", None, owner, ":", user);
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
                 writer.literal(":");
@@ -502,7 +515,7 @@ mod tests {
     #[test]
     fn an_integer_user_has_the_key_its_display_form_gives() {
         let keys = |integer: Integer, display: &dyn Display| {
-            let at = |user| KeyWriter::new("p", "f:v1:", None, ":", Some(user)).finish();
+            let at = |user| KeyWriter::new("p", "f:v1:", None, None, ":", Some(user)).finish();
             (at(UserId::Integer(integer)), at(UserId::Display(display)))
         };
         for id in [0, 7, 42, 1_000_000, u64::MAX] {
@@ -524,7 +537,7 @@ mod tests {
         // A template's literal characters are escaped in values: here digits
         // and the minus sign, as in `"v2-{id}"`.
         let key = |write: &dyn Fn(&mut KeyWriter)| {
-            let mut writer = KeyWriter::new("p", "f:v1:", None, "v2-", None);
+            let mut writer = KeyWriter::new("p", "f:v1:", None, None, "v2-", None);
             write(&mut writer);
             writer.finish()
         };
@@ -558,6 +571,20 @@ mod tests {
     }
 
     #[test]
+    fn the_stored_shape_parts_entries_but_not_their_generations() {
+        let shaped = |shape| {
+            KeyWriter::new("p", "f:v1:", shape, None, "", Some(UserId::Display(&"u"))).finish()
+        };
+        let a = shaped(Some(0x0123_4567_89ab_cdef));
+        assert_eq!(a.entry(), "p:f:v1:s0123456789abcdef:{u:u}:");
+        let b = shaped(Some(0xfe));
+        assert_eq!(b.entry(), "p:f:v1:s00000000000000fe:{u:u}:");
+        assert_eq!(a.generation(), b.generation());
+        assert_eq!(a.function_generation(), b.function_generation());
+        assert_eq!(a.function_generation(), "p:fgen:f");
+    }
+
+    #[test]
     fn layout_is_readable() {
         let k = key(Some("42"), &["profile", "7"]);
         assert_eq!(k.entry(), "p:app%3A%3Af:v1:{u:42}:profile:7");
@@ -581,7 +608,7 @@ mod tests {
             per_page: u32,
         }
         let digest = |page: &Page| {
-            let mut writer = KeyWriter::new("p", "f:v0:", None, ":", None);
+            let mut writer = KeyWriter::new("p", "f:v0:", None, None, ":", None);
             writer.literal("notes:").digest(page);
             assert!(!writer.failed());
             writer.finish().entry().to_owned()
@@ -607,7 +634,7 @@ mod tests {
     fn an_argument_that_cannot_be_serialized_leaves_the_call_without_a_key() {
         let mut map = std::collections::BTreeMap::new();
         map.insert((1, 2), "a tuple key has no JSON form");
-        let mut writer = KeyWriter::new("p", "f:v0:", None, "", None);
+        let mut writer = KeyWriter::new("p", "f:v0:", None, None, "", None);
         writer.digest(&map);
         assert!(writer.failed());
     }
@@ -720,7 +747,7 @@ mod tests {
         assert!(is_function_generation(k.function_generation()));
         assert!(!is_function_generation(k.entry()));
         assert!(!is_function_generation(k.generation().unwrap()));
-        let named_fgen = KeyWriter::new("p", "fgen:v1:", None, "", None).finish();
+        let named_fgen = KeyWriter::new("p", "fgen:v1:", None, None, "", None).finish();
         assert!(!is_function_generation(named_fgen.entry()));
         assert!(is_function_generation(named_fgen.function_generation()));
         let key = function_generation_key("a:b", "svc::f");

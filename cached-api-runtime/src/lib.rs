@@ -22,6 +22,7 @@ mod l1;
 mod policy;
 mod probe;
 mod response;
+mod shape;
 mod spec;
 mod stats;
 
@@ -45,6 +46,7 @@ pub mod __private {
 
     pub use crate::Error;
     use crate::codec::L1Value;
+    pub use crate::codec::TypedCodec;
     pub use crate::global::global;
     pub use crate::key::{Integer, KeyWriter, UserId};
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
@@ -55,7 +57,7 @@ pub mod __private {
         ViaSerde, probe_of,
     };
     pub use crate::spec::{FnOptions, FnSpec};
-    use crate::{Cache, EntryKey, TypedCodec};
+    use crate::{Cache, EntryKey};
 
     /// The codec of a function with `l1`; the bound names a type that is
     /// not `Clone` where the function's return type is written.
@@ -66,14 +68,15 @@ pub mod __private {
     /// The key of one call; `None` when the cache is disabled or an
     /// argument could not be serialized into it. `owner` is
     /// `type_name::<Self>()` for methods.
-    pub fn key(
+    pub fn key<S>(
         cache: &Cache,
         spec: &'static FnSpec,
+        codec: &TypedCodec<S>,
         owner: Option<&str>,
         user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
-        cache.key(spec, owner, user, write_key)
+        cache.key(spec, codec, owner, user, write_key)
     }
 
     /// The body of an async `#[cached_api]` function.
@@ -93,14 +96,15 @@ pub mod __private {
     /// The key of one call, for an `invalidate = …` companion; `None` if
     /// an argument could not be written into it (such a call is never
     /// cached). Unlike [`key`], given even when the cache is disabled.
-    pub fn entry_key(
+    pub fn entry_key<S>(
         cache: &Cache,
         spec: &'static FnSpec,
+        codec: &TypedCodec<S>,
         owner: Option<&str>,
         user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
-        cache.entry_key(spec, owner, user, write_key)
+        cache.entry_key(spec, codec, owner, user, write_key)
     }
 
     /// The body of an `invalidate = …` companion of an async function:

@@ -3,7 +3,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::key;
+use crate::codec::TypedCodec;
+use crate::{key, shape};
 
 /// What `#[cached_api]` says about one function, by name, so that no value
 /// can be read as another.
@@ -47,6 +48,10 @@ pub struct FnOptions {
 pub struct FnSpec {
     options: FnOptions,
     key_segment: OnceLock<String>,
+    /// The fingerprint of the stored type's shape, beside the function
+    /// that traced it: a method of a generic impl shares one spec across
+    /// its instantiations, which store different types.
+    shape: OnceLock<(fn() -> u64, u64)>,
     /// The function's row in every cache's stats, given on first count.
     pub(crate) stats_row: OnceLock<usize>,
 }
@@ -57,6 +62,7 @@ impl FnSpec {
         FnSpec {
             options,
             key_segment: OnceLock::new(),
+            shape: OnceLock::new(),
             stats_row: OnceLock::new(),
         }
     }
@@ -163,6 +169,20 @@ impl FnSpec {
         };
         let shortest = self.jittered(ttl, 1.0).saturating_sub(age);
         Some(cap.min(shortest))
+    }
+
+    /// The fingerprint of the shape `codec` stores: traced once per
+    /// process, then one load and one comparison per call.
+    pub(crate) fn fingerprint<T>(&self, codec: &TypedCodec<T>) -> u64 {
+        let traced = codec.fingerprint_fn();
+        if let Some(&(known, fingerprint)) = self.shape.get()
+            && std::ptr::fn_addr_eq(known, traced)
+        {
+            return fingerprint;
+        }
+        let fingerprint = shape::remembered(traced);
+        let _ = self.shape.set((traced, fingerprint));
+        fingerprint
     }
 
     /// `{escaped id}:v{version}:`, computed once.

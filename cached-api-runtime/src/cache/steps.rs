@@ -321,7 +321,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     ) -> Option<(P::Stored, Header)> {
         let (header, payload) = Header::open(bytes)?;
         let current = header.version == self.spec.version()
-            && header.fingerprint == self.codec.fingerprint()
+            && header.fingerprint == self.spec.fingerprint(&self.codec)
             && expected.is_none_or(|expected| header.generations() == expected);
         if !current {
             return None;
@@ -351,7 +351,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         let header = Header {
             version: self.spec.version(),
             mark: fresh_generation(),
-            fingerprint: self.codec.fingerprint(),
+            fingerprint: self.spec.fingerprint(&self.codec),
             generation: generations.user,
             function_generation: generations.function,
             stored_at_ms: now_ms,

@@ -25,7 +25,7 @@ mod before {
         pub balance_cents: u64,
     }
 
-    #[cached_api(key = "{id}", user = user, ttl = "1h", name = "deploys::account")]
+    #[cached_api(key = "{id}", user = user, ttl = "1h", name = "deploys::account", invalidate = forget_account)]
     pub async fn account(user: u64, id: u64) -> Account {
         RUNS.fetch_add(1, SeqCst);
         Account {
@@ -49,7 +49,7 @@ mod swapped {
         pub balance_cents: u64,
     }
 
-    #[cached_api(key = "{id}", user = user, ttl = "1h", name = "deploys::account")]
+    #[cached_api(key = "{id}", user = user, ttl = "1h", name = "deploys::account", invalidate = forget_account)]
     pub async fn account(user: u64, id: u64) -> Account {
         RUNS.fetch_add(1, SeqCst);
         Account {
@@ -74,7 +74,7 @@ mod added {
         pub plan: String,
     }
 
-    #[cached_api(key = "{id}", user = user, ttl = "1h", name = "deploys::account")]
+    #[cached_api(key = "{id}", user = user, ttl = "1h", name = "deploys::account", invalidate = forget_account)]
     pub async fn account(user: u64, id: u64) -> Account {
         RUNS.fetch_add(1, SeqCst);
         Account {
@@ -98,7 +98,8 @@ fn cache(url: &str) -> cached_api::Cache {
 }
 
 /// The next build: `<shape> <user>` calls that build's function for
-/// `user` and answers `display_name|email|runs so far`.
+/// `user` and answers `display_name|email|runs so far`; `forget-<shape>
+/// <user>` calls its companion.
 #[test]
 #[ignore = "a peer process, started by the other tests"]
 fn next_build() {
@@ -106,6 +107,14 @@ fn next_build() {
     cached_api::set_global(cache(&url)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     serve(|shape, user| {
+        if let Some(shape) = shape.strip_prefix("forget-") {
+            let user: u64 = user.parse().unwrap();
+            let forgotten = match shape {
+                "swapped" => rt.block_on(swapped::forget_account(user, user)),
+                _ => rt.block_on(added::forget_account(user, user)),
+            };
+            return format!("{forgotten:?}");
+        }
         let user: u64 = user.parse().unwrap();
         match shape {
             "swapped" => {
@@ -173,6 +182,12 @@ impl NextBuild {
         (right, ran)
     }
 
+    /// The next build's companion, for `user`.
+    fn forget(&mut self, user: u64) {
+        let answer = self.peer.ask(&format!("forget-{} {user}", self.shape));
+        assert_eq!(answer, "Ok(())", "{}: the companion", self.shape);
+    }
+
     /// [`round_before`] in the next build.
     fn round(&mut self) -> (usize, u64) {
         let (mut misread, mut runs) = (0, 0);
@@ -193,8 +208,8 @@ async fn two_shapes_of_one_function_keep_their_own_entries_and_are_invalidated_t
 
     for shape in ["swapped", "added"] {
         // Each pair of builds starts cold.
-        let _: () = redis::cmd("FLUSHALL")
-            .query(&mut server.connection())
+        cached_api::invalidate_function("deploys::account")
+            .await
             .unwrap();
         let mut next = NextBuild::start(&url, shape);
 
@@ -232,6 +247,27 @@ async fn two_shapes_of_one_function_keep_their_own_entries_and_are_invalidated_t
             (0, 1),
             "{shape}: and the first build's"
         );
+
+        // A companion drops its entry in every shape, whichever build calls it.
+        before::forget_account(5, 5).await.unwrap();
+        assert_eq!(
+            (next.call(5), next.call(6)),
+            ((true, 1), (true, 0)),
+            "{shape}: the first build's companion dropped the next build's entry of that call only"
+        );
+        next.forget(7);
+        assert_eq!(round_before().await, (0, 2), "{shape}: users 5 and 7");
+
+        // A record of shapes that lost this build's (evicted, flushed) may
+        // have lost others: the companion drops the whole function instead.
+        let _: () = redis::cmd("DEL")
+            .arg("deploys:shapes:deploys%3A%3Aaccount")
+            .query(&mut server.connection())
+            .unwrap();
+        before::forget_account(8, 8).await.unwrap();
+        assert_eq!(next.call(9), (true, 1), "{shape}: user 9's entry went too");
+        assert_eq!(round_before().await, (0, USERS), "{shape}: and every other");
+        assert_eq!(next.round(), (0, USERS - 1), "{shape}: in both builds");
 
         // A function's invalidation drops every entry of every shape.
         cached_api::invalidate_function("deploys::account")

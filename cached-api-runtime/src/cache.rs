@@ -2,6 +2,7 @@
 //! and the two drivers that walk a call through the cache-aside [`steps`],
 //! one awaiting and one blocking.
 
+mod shapes;
 mod steps;
 
 use std::fmt::Display;
@@ -50,6 +51,8 @@ struct Inner {
     stats: CacheStats,
     pending: PendingInvalidations,
     l1: L1,
+    /// The shapes this cache recorded for functions with a companion.
+    shapes: shapes::Recorded,
 }
 
 impl std::fmt::Debug for Cache {
@@ -83,6 +86,7 @@ impl Cache {
                 stats: CacheStats::default(),
                 pending: PendingInvalidations::default(),
                 l1: L1::new(config.l1_max_bytes),
+                shapes: shapes::Recorded::default(),
                 config,
             }),
         })
@@ -162,35 +166,6 @@ impl Cache {
     pub fn invalidate_function_blocking(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
         self.invalidate_blocking(&key, Target::Generation)
-    }
-
-    /// Makes one entry of `spec` unreachable: a tombstone with a fresh mark
-    /// replaces it, and a computation that read the entry before cannot
-    /// store over it (writes compare what they read). The tombstone lives
-    /// as long as the entry could, and at least [`TOMBSTONE_MIN`], to
-    /// outlive computations in flight.
-    pub(crate) async fn invalidate_entry(
-        &self,
-        spec: &'static FnSpec,
-        key: &EntryKey,
-    ) -> Result<(), Error> {
-        let target = Target::Entry(self.tombstone_ttl(spec));
-        self.invalidate(key.entry(), target).await
-    }
-
-    pub(crate) fn invalidate_entry_blocking(
-        &self,
-        spec: &'static FnSpec,
-        key: &EntryKey,
-    ) -> Result<(), Error> {
-        let target = Target::Entry(self.tombstone_ttl(spec));
-        self.invalidate_blocking(key.entry(), target)
-    }
-
-    fn tombstone_ttl(&self, spec: &FnSpec) -> std::time::Duration {
-        let ttl = spec.ttl(self.inner.config.default_ttl);
-        let error_ttl = spec.error_ttl().unwrap_or_default();
-        spec.kept_for(ttl).max(error_ttl).max(TOMBSTONE_MIN)
     }
 
     /// Writes what invalidating `target` at `key` writes (a fresh
@@ -283,6 +258,9 @@ impl Cache {
         compute: F,
         detach: Option<Detacher<P::Stored, F>>,
     ) -> R {
+        if spec.drops_entries() && !self.shape_recorded(spec, &key).await {
+            return compute.await;
+        }
         let step = match steps::start::<P, R>(&self.inner, spec, codec, key, detach.is_some()) {
             // An in-process hit: no future is made.
             Step::Done(value) => return value,
@@ -395,6 +373,9 @@ impl Cache {
         key: EntryKey,
         compute: impl FnOnce() -> R,
     ) -> R {
+        if spec.drops_entries() && !self.shape_recorded_blocking(spec, &key) {
+            return compute();
+        }
         let store = &self.inner.store;
         let mut step = steps::start::<P, R>(&self.inner, spec, codec, key, false);
         let mut compute_step = loop {

@@ -42,6 +42,8 @@ pub struct EntryKey {
     keys: String,
     entry_len: usize,
     generation_end: usize,
+    /// Where `v{version}:s{shape}` is in the entry's key.
+    shape: (usize, usize),
 }
 
 impl EntryKey {
@@ -59,6 +61,28 @@ impl EntryKey {
     /// [`invalidate_function`](crate::Cache::invalidate_function) replaces.
     pub fn function_generation(&self) -> &str {
         &self.keys[self.generation_end..]
+    }
+
+    /// `v{version}:s{shape}`: which build's entries the key is among.
+    pub(crate) fn shape(&self) -> &str {
+        &self.keys[self.shape.0..self.shape.1]
+    }
+
+    /// The key of this entry as a build that stores `shape` (as
+    /// [`shape`](Self::shape) gives it) writes it.
+    pub(crate) fn entry_of_shape(&self, shape: &str) -> String {
+        let entry = self.entry();
+        [&entry[..self.shape.0], shape, &entry[self.shape.1..]].concat()
+    }
+
+    /// The key of the set of shapes the function's entries are stored in:
+    /// `{prefix}:shapes:{fn_id}`.
+    pub(crate) fn shapes(&self) -> String {
+        let (prefix, id) = self
+            .function_generation()
+            .rsplit_once(":fgen:")
+            .expect("a function generation key");
+        format!("{prefix}:shapes:{id}")
     }
 }
 
@@ -140,6 +164,8 @@ pub struct KeyWriter {
     /// Where the function's escaped id is in the key (its version and the
     /// rest of the segment after it): versions share one function generation.
     segment: (usize, usize),
+    /// Where `v{version}:s{shape}` is in the key.
+    shape: (usize, usize),
     tag: Option<(usize, usize)>,
     key_start: usize,
     reserved: &'static str,
@@ -166,6 +192,7 @@ impl KeyWriter {
         let id_len = id_segment.find(':').unwrap_or(id_segment.len());
         let segment = (buf.len(), buf.len() + id_len);
         buf.push_str(id_segment);
+        let shape_start = (segment.1 + 1).min(buf.len());
         if let Some(shape) = shape {
             const HEX: &[u8; 16] = b"0123456789abcdef";
             buf.push('s');
@@ -176,6 +203,7 @@ impl KeyWriter {
             );
             buf.push(':');
         }
+        let shape_at = (shape_start, buf.len().saturating_sub(1).max(shape_start));
         if let Some(owner) = owner {
             buf.push('@');
             escape_str(&mut buf, owner);
@@ -203,6 +231,7 @@ impl KeyWriter {
             buf,
             prefix_len: prefix.len(),
             segment,
+            shape: shape_at,
             tag,
             key_start,
             reserved,
@@ -273,6 +302,7 @@ impl KeyWriter {
             keys: self.buf,
             entry_len,
             generation_end,
+            shape: self.shape,
         }
     }
 }
@@ -582,6 +612,9 @@ mod tests {
         assert_eq!(a.generation(), b.generation());
         assert_eq!(a.function_generation(), b.function_generation());
         assert_eq!(a.function_generation(), "p:fgen:f");
+        assert_eq!(a.shape(), "v1:s0123456789abcdef");
+        assert_eq!(a.entry_of_shape(b.shape()), b.entry());
+        assert_eq!(a.shapes(), "p:shapes:f");
     }
 
     #[test]

@@ -29,7 +29,11 @@ use sha2::{Digest, Sha256};
 /// The fingerprint of `T`'s shape, the same in every build and process;
 /// traced once per process by [`remembered`].
 pub(crate) fn fingerprint<T: DeserializeOwned>() -> u64 {
-    match trace::<T>() {
+    // A type's `Deserialize` is the user's code, and it runs here on sample
+    // values no format would produce: if it panics, the call it was traced
+    // for must not.
+    let traced = std::panic::catch_unwind(trace::<T>).unwrap_or(Err(Failure::Panicked));
+    match traced {
         Ok(shape) => digest(b"shape", shape.as_bytes()),
         Err(error) => {
             let name = std::any::type_name::<T>();
@@ -140,6 +144,8 @@ enum Failure {
     Conflict(String),
     /// Enum variants still untraced after every pass.
     TooManyPasses,
+    /// The type's `Deserialize` panicked on a sample value.
+    Panicked,
 }
 
 impl fmt::Display for Failure {
@@ -159,6 +165,7 @@ impl fmt::Display for Failure {
             Failure::TooManyPasses => {
                 write!(f, "its enums were not all traced in {MAX_PASSES} passes")
             }
+            Failure::Panicked => write!(f, "its `Deserialize` panicked on a sample value"),
         }
     }
 }
@@ -1035,6 +1042,25 @@ mod tests {
         assert_ne!(
             fingerprint::<Untagged>(),
             fingerprint::<serde_json::Value>()
+        );
+    }
+
+    /// A hand-written `Deserialize` that panics on what no format sends it.
+    struct Fussy;
+
+    impl<'de> Deserialize<'de> for Fussy {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fussy, D::Error> {
+            let n = u8::deserialize(deserializer)?;
+            assert!(n > 200, "never sent");
+            Ok(Fussy)
+        }
+    }
+
+    #[test]
+    fn a_type_that_panics_while_traced_falls_back_to_its_name() {
+        assert_eq!(
+            fingerprint::<Fussy>(),
+            digest(b"name", std::any::type_name::<Fussy>().as_bytes())
         );
     }
 

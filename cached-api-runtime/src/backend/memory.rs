@@ -4,7 +4,7 @@
 //! checks each entry's expiry against its [`Clock`], which tests move forward.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -55,6 +55,9 @@ pub(crate) struct MemoryStore {
     /// (nor a hash, while no function was ever invalidated). They never
     /// expire, as they never need to: there are as many as functions.
     functions: ArcSwap<HashMap<String, u64, RandomState>>,
+    /// Each function's shapes, and until when their entries may live: one
+    /// process holds several only for a method of a generic impl.
+    shapes: Mutex<HashMap<String, HashMap<String, u64>>>,
     clock: Clock,
 }
 
@@ -80,6 +83,7 @@ impl MemoryStore {
                 .expire_after(SlotTtl)
                 .build_with_hasher(RandomState::default()),
             functions: ArcSwap::default(),
+            shapes: Mutex::default(),
             clock,
         }
     }
@@ -123,6 +127,30 @@ fn decode_generation(bytes: &[u8]) -> Option<u64> {
 }
 
 impl Backend for MemoryStore {
+    fn add_shape_blocking(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let mut functions = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        let shapes = functions.entry(key.to_owned()).or_default();
+        let known = shapes.entry(shape.to_owned()).or_default();
+        *known = (*known).max(until_ms);
+        shapes.retain(|_, until| *until >= now_ms);
+        Ok(())
+    }
+
+    fn shapes_blocking(&self, key: &str, now_ms: u64) -> Result<Vec<String>, Error> {
+        let functions = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        let shapes = functions.get(key).into_iter().flatten();
+        Ok(shapes
+            .filter(|&(_, &until)| until >= now_ms)
+            .map(|(shape, _)| shape.clone())
+            .collect())
+    }
+
     fn read_blocking(&self, key: &EntryKey, _: L1Read) -> Result<Read, Error> {
         let entry = self.get(key.entry());
         Ok(Read {

@@ -135,6 +135,36 @@ pub(crate) trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Records at `key` (a function's set of shapes) that entries of
+    /// `shape` may live until `until_ms`, and forgets the shapes whose
+    /// entries are all gone by `now_ms`.
+    fn add_shape_blocking(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Error>;
+    /// The shapes recorded at `key` whose entries may live at `now_ms`.
+    /// Always tried, as invalidations are.
+    fn shapes_blocking(&self, key: &str, now_ms: u64) -> Result<Vec<String>, Error>;
+
+    fn add_shape(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.add_shape_blocking(key, shape, until_ms, now_ms))
+    }
+    fn shapes(
+        &self,
+        key: &str,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send {
+        std::future::ready(self.shapes_blocking(key, now_ms))
+    }
     fn read(&self, key: &EntryKey, l1: L1Read) -> impl Future<Output = Result<Read, Error>> + Send {
         std::future::ready(self.read_blocking(key, l1))
     }
@@ -305,5 +335,29 @@ impl Backend for Store {
     }
     async fn release_lease(&self, key: &str, token: u64) -> Result<(), Error> {
         dispatch!(self, s => s.release_lease(key, token).await)
+    }
+    fn add_shape_blocking(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        dispatch!(self, s => s.add_shape_blocking(key, shape, until_ms, now_ms))
+    }
+    fn shapes_blocking(&self, key: &str, now_ms: u64) -> Result<Vec<String>, Error> {
+        dispatch!(self, s => s.shapes_blocking(key, now_ms))
+    }
+    async fn add_shape(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        dispatch!(self, s => s.add_shape(key, shape, until_ms, now_ms).await)
+    }
+    async fn shapes(&self, key: &str, now_ms: u64) -> Result<Vec<String>, Error> {
+        dispatch!(self, s => s.shapes(key, now_ms).await)
     }
 }

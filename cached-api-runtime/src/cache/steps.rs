@@ -783,7 +783,7 @@ impl<R> Write<'_, R> {
 /// Counts and logs a store failure. A call the open circuit turned away is
 /// neither (the breaker counts those), and a rejection of the client's
 /// credentials is logged once by the store: either would repeat every call.
-fn record_error(inner: &Inner, spec: &FnSpec, error: &Error, what: &'static str) {
+pub(super) fn record_error(inner: &Inner, spec: &FnSpec, error: &Error, what: &'static str) {
     if let Error::CircuitOpen(_) = error {
         tracing::trace!(function = spec.id(), "circuit open: {what}");
         return;

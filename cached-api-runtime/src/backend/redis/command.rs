@@ -211,6 +211,33 @@ pub(super) fn release_lease_cmd(key: &str, token: u64) -> Cmd {
     cmd
 }
 
+/// Records `shape` in the sorted set at `key` with the time its entries
+/// may live until (a score only ever raised), and drops the shapes whose
+/// entries are all gone by `now_ms`: one script, so the set stays small.
+pub(super) fn add_shape_cmd(key: &str, shape: &str, until_ms: u64, now_ms: u64) -> Cmd {
+    const ADD: &str = "local known = redis.call('ZSCORE', KEYS[1], ARGV[1]) \
+        if not known or tonumber(known) < tonumber(ARGV[2]) then \
+            redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) \
+        end \
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3]) \
+        return 1";
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(ADD)
+        .arg(1)
+        .arg(key)
+        .arg(shape)
+        .arg(until_ms)
+        .arg(now_ms);
+    cmd
+}
+
+/// The shapes at `key` whose entries may still live at `now_ms`.
+pub(super) fn shapes_cmd(key: &str, now_ms: u64) -> Cmd {
+    let mut cmd = redis::cmd("ZRANGEBYSCORE");
+    cmd.arg(key).arg(now_ms).arg("+inf");
+    cmd
+}
+
 /// The server's version, from the reply to `INFO server`.
 pub(super) fn server_version(info: &str) -> Option<&str> {
     info.lines()

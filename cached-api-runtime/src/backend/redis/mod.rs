@@ -18,9 +18,9 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisError};
 
 use self::command::{
-    function_generation, init_generation_cmd, init_generation_reply, parse_generation, read_cmd,
-    read_reply, release_lease_cmd, server_version, set_generation_cmd, store_cmd, store_reply,
-    take_lease_cmd, take_lease_reply, tracked_read_pipeline,
+    add_shape_cmd, function_generation, init_generation_cmd, init_generation_reply,
+    parse_generation, read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd,
+    shapes_cmd, store_cmd, store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
 };
 use self::link::{Link, Request, Tracked};
 use self::tracking::{Mark, TrackedKeys, stamp};
@@ -416,6 +416,22 @@ impl Backend for RedisStore {
         Ok(store_reply(&reply?))
     }
 
+    fn add_shape_blocking(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let cmd = add_shape_cmd(key, shape, until_ms, now_ms);
+        self.query_blocking::<i64>(key, &cmd).map(drop)
+    }
+
+    fn shapes_blocking(&self, key: &str, now_ms: u64) -> Result<Vec<String>, Error> {
+        let breaker = self.breakers.for_key(key);
+        self.query_blocking_with(breaker, Permit::Always, &shapes_cmd(key, now_ms))
+    }
+
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {
         let existing = self.query_blocking(key, &init_generation_cmd(key, candidate));
         if let Err(error) = &existing
@@ -508,6 +524,23 @@ impl Backend for RedisStore {
         let reply = self.query(key, &store_cmd(key, bytes, ttl, expected)).await;
         self.entry_replaced(key, expected);
         Ok(store_reply(&reply?))
+    }
+
+    async fn add_shape(
+        &self,
+        key: &str,
+        shape: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let cmd = add_shape_cmd(key, shape, until_ms, now_ms);
+        self.query::<i64>(key, &cmd).await.map(drop)
+    }
+
+    async fn shapes(&self, key: &str, now_ms: u64) -> Result<Vec<String>, Error> {
+        let breaker = self.breakers.for_key(key);
+        self.query_with(breaker, Permit::Always, &shapes_cmd(key, now_ms))
+            .await
     }
 
     async fn init_generation(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error> {

@@ -28,10 +28,12 @@ behaviour_tests!(Memory);
 #[test]
 fn the_kill_switch_runs_every_call() {
     if !support::is_child() {
-        support::run_in_child(
-            "the_kill_switch_runs_every_call",
-            &[("CACHED_API_DISABLED", "1")],
-        );
+        for spelling in ["1", "true", "YES", "On"] {
+            support::run_in_child(
+                "the_kill_switch_runs_every_call",
+                &[("CACHED_API_DISABLED", spelling)],
+            );
+        }
         return;
     }
     run(async {
@@ -45,6 +47,29 @@ fn the_kill_switch_runs_every_call() {
             "a disabled cache must run every call"
         );
         cached_api::invalidate_user(&user).await.unwrap();
+    });
+}
+
+/// A value that is no switch is not read as on or off: `from_env` refuses
+/// it, and the process-wide cache runs every call, as for any malformed
+/// setting.
+#[test]
+fn a_kill_switch_that_is_no_switch_is_refused() {
+    if !support::is_child() {
+        support::run_in_child(
+            "a_kill_switch_that_is_no_switch_is_refused",
+            &[("CACHED_API_DISABLED", "maybe")],
+        );
+        return;
+    }
+    let error = cached_api::Cache::from_env().unwrap_err().to_string();
+    assert!(error.contains("CACHED_API_DISABLED"), "{error}");
+    run(async {
+        let user = unique("no-switch");
+        for _ in 0..3 {
+            profile(user.clone(), 1).await.unwrap();
+        }
+        assert_eq!(profile_runs(&user, 1), 3, "caching is off");
     });
 }
 

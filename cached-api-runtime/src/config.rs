@@ -16,7 +16,9 @@ pub const ENV_REDIS_CA_FILE: &str = "CACHED_API_REDIS_CA_FILE";
 pub const ENV_PREFIX: &str = "CACHED_API_PREFIX";
 /// Environment variable overriding the TTL of functions that name none.
 pub const ENV_DEFAULT_TTL: &str = "CACHED_API_DEFAULT_TTL";
-/// Environment variable that, set to `1`, turns every cached call into a plain call.
+/// Environment variable that, set to `1`, `true`, `yes` or `on` (any case),
+/// turns every cached call into a plain call; `0`, `false`, `no` and `off`
+/// leave caching on, and any other value is a configuration error.
 pub const ENV_DISABLED: &str = "CACHED_API_DISABLED";
 
 /// Everything a [`Cache`](crate::Cache) is built from.
@@ -78,7 +80,14 @@ impl Config {
                     detail: error.to_string(),
                 })?;
         }
-        config.disabled = env(ENV_DISABLED).is_some_and(|v| v == "1" || v == "true");
+        if let Some(value) = env(ENV_DISABLED) {
+            config.disabled = switch(&value).ok_or_else(|| Error::Config {
+                what: ENV_DISABLED,
+                detail: format!(
+                    "{value:?} is not a switch: write 1, true, yes or on to turn caching off, or 0, false, no or off (or leave it unset) to keep it on"
+                ),
+            })?;
+        }
         Ok(config)
     }
 
@@ -124,6 +133,16 @@ impl Config {
             });
         }
         Ok(())
+    }
+}
+
+/// The usual spellings of a switch, in any case; `None` for anything else,
+/// which a kill switch must not read as either.
+fn switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
     }
 }
 
@@ -306,6 +325,19 @@ fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_takes_the_usual_spellings_and_nothing_else() {
+        for on in ["1", "true", "TRUE", "Yes", "on", " On "] {
+            assert_eq!(switch(on), Some(true), "{on}");
+        }
+        for off in ["0", "false", "No", "OFF"] {
+            assert_eq!(switch(off), Some(false), "{off}");
+        }
+        for neither in ["maybe", "2", "disabled", "y", "enable"] {
+            assert_eq!(switch(neither), None, "{neither}");
+        }
+    }
 
     #[test]
     fn passwords_are_redacted_wherever_a_url_is_shown() {

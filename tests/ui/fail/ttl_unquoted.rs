@@ -1,0 +1,8 @@
+use cached_api::cached_api;
+
+#[cached_api(key = "{id}", ttl = 15m)]
+fn get(id: u64) -> u64 {
+    id
+}
+
+fn main() {}

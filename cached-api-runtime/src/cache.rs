@@ -233,8 +233,7 @@ impl Cache {
     ) -> Option<EntryKey> {
         let mut writer = KeyWriter::new(
             &self.inner.config.prefix,
-            spec.key_segment(),
-            Some(spec.fingerprint(codec)),
+            &spec.entry_segment(codec),
             owner,
             spec.reserved(),
             user,

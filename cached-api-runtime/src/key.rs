@@ -174,13 +174,13 @@ pub struct KeyWriter {
 }
 
 impl KeyWriter {
-    /// Starts a key under `prefix` and the function's `id_segment`, of the
-    /// stored type's `shape`, for a method of `owner` if it is one, owned by
-    /// `user` when there is one; `reserved` is escaped inside values.
+    /// Starts a key under `prefix` and the function's `id_segment`
+    /// (`{id}:v{version}:s{shape}:` for entries), for a method of `owner` if
+    /// it is one, owned by `user` when there is one; `reserved` is escaped
+    /// inside values.
     pub(crate) fn new(
         prefix: &str,
         id_segment: &str,
-        shape: Option<u64>,
         owner: Option<&str>,
         reserved: &'static str,
         user: Option<UserId<'_>>,
@@ -193,16 +193,6 @@ impl KeyWriter {
         let segment = (buf.len(), buf.len() + id_len);
         buf.push_str(id_segment);
         let shape_start = (segment.1 + 1).min(buf.len());
-        if let Some(shape) = shape {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            buf.push('s');
-            buf.extend(
-                (0..16)
-                    .rev()
-                    .map(|nibble| char::from(HEX[(shape >> (4 * nibble)) as usize & 0xf])),
-            );
-            buf.push(':');
-        }
         let shape_at = (shape_start, buf.len().saturating_sub(1).max(shape_start));
         if let Some(owner) = owner {
             buf.push('@');
@@ -309,7 +299,7 @@ impl KeyWriter {
 
 /// The generation key of `user`, as [`KeyWriter`] derives it for entries.
 pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
-    let key = KeyWriter::new(prefix, "", None, None, "", Some(UserId::Display(user))).finish();
+    let key = KeyWriter::new(prefix, "", None, "", Some(UserId::Display(user))).finish();
     let generation = key
         .generation()
         .expect("a user always has a generation key");
@@ -320,7 +310,7 @@ pub(crate) fn generation_key(prefix: &str, user: &dyn Display) -> String {
 pub(crate) fn function_generation_key(prefix: &str, id: &str) -> String {
     let mut segment = String::with_capacity(id.len() + 8);
     escape_str(&mut segment, id);
-    let key = KeyWriter::new(prefix, &segment, None, None, "", None).finish();
+    let key = KeyWriter::new(prefix, &segment, None, "", None).finish();
     key.function_generation().to_owned()
 }
 
@@ -515,7 +505,7 @@ mod tests {
 
     fn method_key(owner: Option<&str>, user: Option<&str>, parts: &[&str]) -> EntryKey {
         let user = user.as_ref().map(|u| UserId::Display(u));
-        let mut writer = KeyWriter::new("p", "app%3A%3Af:v1:", None, owner, ":", user);
+        let mut writer = KeyWriter::new("p", "app%3A%3Af:v1:", owner, ":", user);
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
                 writer.literal(":");
@@ -545,7 +535,7 @@ mod tests {
     #[test]
     fn an_integer_user_has_the_key_its_display_form_gives() {
         let keys = |integer: Integer, display: &dyn Display| {
-            let at = |user| KeyWriter::new("p", "f:v1:", None, None, ":", Some(user)).finish();
+            let at = |user| KeyWriter::new("p", "f:v1:", None, ":", Some(user)).finish();
             (at(UserId::Integer(integer)), at(UserId::Display(display)))
         };
         for id in [0, 7, 42, 1_000_000, u64::MAX] {
@@ -567,7 +557,7 @@ mod tests {
         // A template's literal characters are escaped in values: here digits
         // and the minus sign, as in `"v2-{id}"`.
         let key = |write: &dyn Fn(&mut KeyWriter)| {
-            let mut writer = KeyWriter::new("p", "f:v1:", None, None, "v2-", None);
+            let mut writer = KeyWriter::new("p", "f:v1:", None, "v2-", None);
             write(&mut writer);
             writer.finish()
         };
@@ -602,12 +592,11 @@ mod tests {
 
     #[test]
     fn the_stored_shape_parts_entries_but_not_their_generations() {
-        let shaped = |shape| {
-            KeyWriter::new("p", "f:v1:", shape, None, "", Some(UserId::Display(&"u"))).finish()
-        };
-        let a = shaped(Some(0x0123_4567_89ab_cdef));
+        let shaped =
+            |segment| KeyWriter::new("p", segment, None, "", Some(UserId::Display(&"u"))).finish();
+        let a = shaped("f:v1:s0123456789abcdef:");
         assert_eq!(a.entry(), "p:f:v1:s0123456789abcdef:{u:u}:");
-        let b = shaped(Some(0xfe));
+        let b = shaped("f:v1:s00000000000000fe:");
         assert_eq!(b.entry(), "p:f:v1:s00000000000000fe:{u:u}:");
         assert_eq!(a.generation(), b.generation());
         assert_eq!(a.function_generation(), b.function_generation());
@@ -641,7 +630,7 @@ mod tests {
             per_page: u32,
         }
         let digest = |page: &Page| {
-            let mut writer = KeyWriter::new("p", "f:v0:", None, None, ":", None);
+            let mut writer = KeyWriter::new("p", "f:v0:", None, ":", None);
             writer.literal("notes:").digest(page);
             assert!(!writer.failed());
             writer.finish().entry().to_owned()
@@ -667,7 +656,7 @@ mod tests {
     fn an_argument_that_cannot_be_serialized_leaves_the_call_without_a_key() {
         let mut map = std::collections::BTreeMap::new();
         map.insert((1, 2), "a tuple key has no JSON form");
-        let mut writer = KeyWriter::new("p", "f:v0:", None, None, "", None);
+        let mut writer = KeyWriter::new("p", "f:v0:", None, "", None);
         writer.digest(&map);
         assert!(writer.failed());
     }
@@ -780,7 +769,7 @@ mod tests {
         assert!(is_function_generation(k.function_generation()));
         assert!(!is_function_generation(k.entry()));
         assert!(!is_function_generation(k.generation().unwrap()));
-        let named_fgen = KeyWriter::new("p", "fgen:v1:", None, None, "", None).finish();
+        let named_fgen = KeyWriter::new("p", "fgen:v1:", None, "", None).finish();
         assert!(!is_function_generation(named_fgen.entry()));
         assert!(is_function_generation(named_fgen.function_generation()));
         let key = function_generation_key("a:b", "svc::f");

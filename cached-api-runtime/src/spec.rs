@@ -1,5 +1,6 @@
 //! What the attribute knows about one cached function, fixed at compile time.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -48,10 +49,10 @@ pub struct FnOptions {
 pub struct FnSpec {
     options: FnOptions,
     key_segment: OnceLock<String>,
-    /// The fingerprint of the stored type's shape, beside the function
-    /// that traced it: a method of a generic impl shares one spec across
-    /// its instantiations, which store different types.
-    shape: OnceLock<(fn() -> u64, u64)>,
+    /// The stored type's shape, beside the function that traced it: a
+    /// method of a generic impl shares one spec across its instantiations,
+    /// which store different types.
+    shape: OnceLock<Shape>,
     /// The function's row in every cache's stats, given on first count.
     pub(crate) stats_row: OnceLock<usize>,
 }
@@ -174,15 +175,38 @@ impl FnSpec {
     /// The fingerprint of the shape `codec` stores: traced once per
     /// process, then one load and one comparison per call.
     pub(crate) fn fingerprint<T>(&self, codec: &TypedCodec<T>) -> u64 {
-        let traced = codec.fingerprint_fn();
-        if let Some(&(known, fingerprint)) = self.shape.get()
-            && std::ptr::fn_addr_eq(known, traced)
-        {
-            return fingerprint;
+        match self.known_shape(codec) {
+            Some(shape) => shape.fingerprint,
+            None => shape::remembered(codec.fingerprint_fn()),
         }
-        let fingerprint = shape::remembered(traced);
-        let _ = self.shape.set((traced, fingerprint));
-        fingerprint
+    }
+
+    /// `{escaped id}:v{version}:s{shape}:`, where entries of the shape
+    /// `codec` stores live: written once per process.
+    pub(crate) fn entry_segment<T>(&self, codec: &TypedCodec<T>) -> Cow<'_, str> {
+        match self.known_shape(codec) {
+            Some(shape) => Cow::Borrowed(&shape.segment),
+            None => Cow::Owned(self.shaped(shape::remembered(codec.fingerprint_fn()))),
+        }
+    }
+
+    /// The shape this spec keeps, if it is `codec`'s (which it is but for a
+    /// method of a generic impl instantiated with another type first).
+    fn known_shape<T>(&self, codec: &TypedCodec<T>) -> Option<&Shape> {
+        let traced = codec.fingerprint_fn();
+        let shape = self.shape.get_or_init(|| {
+            let fingerprint = shape::remembered(traced);
+            Shape {
+                traced,
+                fingerprint,
+                segment: self.shaped(fingerprint),
+            }
+        });
+        std::ptr::fn_addr_eq(shape.traced, traced).then_some(shape)
+    }
+
+    fn shaped(&self, fingerprint: u64) -> String {
+        format!("{}s{fingerprint:016x}:", self.key_segment())
     }
 
     /// `{escaped id}:v{version}:`, computed once.
@@ -194,6 +218,16 @@ impl FnSpec {
             segment
         })
     }
+}
+
+/// A stored type's shape, as a spec keeps it.
+#[derive(Debug)]
+struct Shape {
+    /// The function that traced it.
+    traced: fn() -> u64,
+    fingerprint: u64,
+    /// [`FnSpec::entry_segment`].
+    segment: String,
 }
 
 /// Where an entry stands against its TTL.

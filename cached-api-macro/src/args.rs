@@ -134,12 +134,7 @@ impl Parse for Args {
                 )?;
             } else if lookahead.peek(kw::jitter) {
                 let span = input.parse::<kw::jitter>()?.span;
-                set_once(
-                    &mut args.jitter,
-                    "jitter",
-                    span,
-                    value(input, <LitStr as Parse>::parse)?,
-                )?;
+                set_once(&mut args.jitter, "jitter", span, value(input, jitter)?)?;
             } else if lookahead.peek(kw::l1) {
                 let span = input.parse::<kw::l1>()?.span;
                 let value = value(input, switch_or_duration)?;
@@ -240,6 +235,30 @@ fn duration(input: ParseStream) -> syn::Result<DurationArg> {
     } else {
         Err(lookahead.error())
     }
+}
+
+/// `jitter = "10%"`; a bare number gets the quoted percent as its hint.
+fn jitter(input: ParseStream) -> syn::Result<LitStr> {
+    let hint = if input.peek(LitFloat) {
+        let share: LitFloat = input.fork().parse()?;
+        share
+            .base10_parse::<f64>()
+            .ok()
+            .filter(|share| *share > 0.0 && *share < 1.0)
+            .map(|share| format!("{}%", (share * 100.0).round()))
+    } else if input.peek(LitInt) {
+        let percent: LitInt = input.fork().parse()?;
+        Some(format!("{}%", percent.base10_digits()))
+    } else {
+        return input.parse();
+    };
+    let hint = match hint {
+        Some(hint) => format!("; did you mean `jitter = \"{hint}\"`?"),
+        None => ", like `jitter = \"10%\"`".to_owned(),
+    };
+    Err(input.error(format!(
+        "`jitter` is a percent of the TTL written as a string{hint}"
+    )))
 }
 
 fn switch_or_duration(input: ParseStream) -> syn::Result<SwitchOrDuration> {

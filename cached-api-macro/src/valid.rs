@@ -166,7 +166,10 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         if !mentions_any(user.value.to_token_stream(), &func.bindings) {
             errors.push(
                 user.value.span(),
-                "`user` must be an expression over the function's arguments, e.g. `user = user_id` or `user = claims.sub`",
+                format!(
+                    "`user` must be an expression over the function's arguments, e.g. `user = user_id` or `user = claims.sub`; {}",
+                    arguments(&func)
+                ),
             );
         }
         user.value
@@ -402,15 +405,12 @@ fn template_key(lit: &LitStr, func: &Function, errors: &mut Errors) -> (Vec<KeyP
             continue;
         }
         if !func.bindings.iter().any(|binding| binding == name) {
-            let known: Vec<String> = func.bindings.iter().map(Ident::to_string).collect();
-            let known = if known.is_empty() {
-                "the function has none".to_owned()
-            } else {
-                format!("the function's arguments are: {}", known.join(", "))
-            };
             errors.push(
                 lit.span(),
-                format!("no argument named `{name}` for placeholder `{{{name}}}`; {known}"),
+                format!(
+                    "no argument named `{name}` for placeholder `{{{name}}}`; {}",
+                    arguments(func)
+                ),
             );
         }
     }
@@ -431,6 +431,16 @@ fn template_key(lit: &LitStr, func: &Function, errors: &mut Errors) -> (Vec<KeyP
         .collect::<Option<_>>()
         .unwrap_or_default();
     (parts, template.reserved)
+}
+
+/// The names the function's parameters bind, for messages.
+fn arguments(func: &Function) -> String {
+    let known: Vec<String> = func.bindings.iter().map(Ident::to_string).collect();
+    if known.is_empty() {
+        "the function has none".to_owned()
+    } else {
+        format!("the function's arguments are: {}", known.join(", "))
+    }
 }
 
 /// Every argument but those the user expression names, in order, `:`-separated.

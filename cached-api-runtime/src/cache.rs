@@ -491,8 +491,7 @@ impl CacheBuilder {
     /// Checks the settings and builds the cache. Connections to Redis open
     /// on first use, so a server that is down now is not an error here.
     pub fn build(self) -> Result<Cache, Error> {
-        self.config.validate()?;
-        Cache::new(self.config)
+        Cache::new(self.checked()?)
     }
 }
 

@@ -113,6 +113,33 @@ impl Config {
                 });
             }
         }
+        if self.default_ttl < Duration::from_millis(1) {
+            return Err(Error::Config {
+                what: "default_ttl",
+                detail: "must be at least 1 ms, the unit of Redis' expiry".to_owned(),
+            });
+        }
+        if self.op_timeout > MAX_OP_TIMEOUT {
+            return Err(Error::Config {
+                what: "op_timeout",
+                detail: format!(
+                    "is {:?}, and at most {MAX_OP_TIMEOUT:?}: a stalled Redis holds each call this long before it fails open",
+                    self.op_timeout
+                ),
+            });
+        }
+        for (what, value) in [
+            ("memory_max_bytes", self.memory_max_bytes),
+            ("l1_max_bytes", self.l1_max_bytes),
+            ("max_value_size", self.max_value_size as u64),
+        ] {
+            if value == 0 {
+                return Err(Error::Config {
+                    what,
+                    detail: "must be at least 1 byte: with 0 nothing is ever kept".to_owned(),
+                });
+            }
+        }
         if self.default_ttl > cached_api_duration::MAX {
             return Err(Error::Config {
                 what: "default_ttl",
@@ -136,6 +163,10 @@ impl Config {
     }
 }
 
+/// The longest [`CacheBuilder::op_timeout`]: a Redis that stops answering
+/// holds each call this long before it fails open.
+pub const MAX_OP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The usual spellings of a switch, in any case; `None` for anything else,
 /// which a kill switch must not read as either.
 fn switch(value: &str) -> Option<bool> {
@@ -155,6 +186,9 @@ fn env(name: &str) -> Option<String> {
 #[must_use]
 pub struct CacheBuilder {
     pub(crate) config: Config,
+    /// Set when both a node URL and cluster nodes were given: which one
+    /// was meant cannot be guessed.
+    two_stores: bool,
 }
 
 impl CacheBuilder {
@@ -163,6 +197,7 @@ impl CacheBuilder {
     /// `tls`), or `redis+cluster://[user:password@]host1:port1,host2:port2`
     /// (`rediss+cluster://` for TLS) for a Redis Cluster.
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.two_stores |= matches!(self.config.redis, Some(RedisTarget::Cluster(_)));
         self.config.redis = Some(RedisTarget::Url(url.into()));
         self
     }
@@ -176,6 +211,7 @@ impl CacheBuilder {
         I::Item: Into<String>,
     {
         let nodes = nodes.into_iter().map(Into::into).collect();
+        self.two_stores |= matches!(self.config.redis, Some(RedisTarget::Url(_)));
         self.config.redis = Some(RedisTarget::Cluster(nodes));
         self
     }
@@ -201,7 +237,8 @@ impl CacheBuilder {
     }
 
     /// Longest wait for a Redis reply before the call fails open (default
-    /// 250 ms); re-establishing a broken connection may take as long again.
+    /// 250 ms, at most [`MAX_OP_TIMEOUT`]); re-establishing a broken
+    /// connection may take as long again.
     pub fn op_timeout(mut self, timeout: Duration) -> Self {
         self.config.op_timeout = timeout;
         self
@@ -255,9 +292,26 @@ impl CacheBuilder {
     }
 }
 
+impl CacheBuilder {
+    /// The configuration, if every setting can work.
+    pub(crate) fn checked(self) -> Result<Config, Error> {
+        if self.two_stores {
+            return Err(Error::Config {
+                what: "redis_url",
+                detail: "and redis_cluster were both given: name one store, a node's URL or the cluster's nodes".to_owned(),
+            });
+        }
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
 impl From<Config> for CacheBuilder {
     fn from(config: Config) -> CacheBuilder {
-        CacheBuilder { config }
+        CacheBuilder {
+            config,
+            two_stores: false,
+        }
     }
 }
 
@@ -325,6 +379,50 @@ fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        let refused = |builder: CacheBuilder| builder.checked().unwrap_err().to_string();
+        let cases = [
+            (
+                CacheBuilder::default().memory_max_bytes(0),
+                "memory_max_bytes",
+            ),
+            (CacheBuilder::default().l1_max_bytes(0), "l1_max_bytes"),
+            (CacheBuilder::default().max_value_size(0), "max_value_size"),
+            (
+                CacheBuilder::default().op_timeout(Duration::MAX),
+                "op_timeout",
+            ),
+            (
+                CacheBuilder::default().default_ttl(Duration::from_nanos(1)),
+                "default_ttl",
+            ),
+            (
+                CacheBuilder::default()
+                    .redis_url("redis://a:1")
+                    .redis_cluster(["redis://b:2"]),
+                "redis_cluster",
+            ),
+            (
+                CacheBuilder::default()
+                    .redis_cluster(["redis://b:2"])
+                    .redis_url("redis://a:1"),
+                "redis_cluster",
+            ),
+        ];
+        for (builder, what) in cases {
+            let error = refused(builder);
+            assert!(error.contains(what), "{error}");
+        }
+        let fine = CacheBuilder::default()
+            .redis_url("redis://a:1")
+            .redis_url("redis://a:2")
+            .op_timeout(MAX_OP_TIMEOUT)
+            .default_ttl(Duration::from_millis(1))
+            .max_value_size(1);
+        assert!(fine.checked().is_ok());
+    }
 
     #[test]
     fn a_switch_takes_the_usual_spellings_and_nothing_else() {

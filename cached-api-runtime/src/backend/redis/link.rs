@@ -623,7 +623,17 @@ fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, Error>> {
 }
 
 fn check_scheme(url: &str) -> Result<(), Error> {
-    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    if matches!(scheme, "redis" | "rediss") && authority.contains(',') {
+        return Err(Error::Config {
+            what: "redis_url",
+            detail: format!(
+                "{} names several hosts, and a node URL names one; for a cluster, write {scheme}+cluster://host1:port1,host2:port2",
+                redact(url)
+            ),
+        });
+    }
     match scheme {
         "redis" | "redis+unix" | "unix" => Ok(()),
         "rediss" if cfg!(feature = "tls") => Ok(()),
@@ -667,4 +677,23 @@ fn certificates(config: &Config) -> Option<redis::TlsCertificates> {
         client_tls: None,
         root_cert: Some(ca.0.clone()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_url_with_several_hosts_points_to_the_cluster_scheme() {
+        let error = check_scheme("redis://h1:7000,h2:7001")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("redis+cluster://host1:port1"), "{error}");
+        let error = check_scheme("rediss://u:secret@h1:1,h2:2/0")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("rediss+cluster://"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        assert!(check_scheme("redis://h1:7000/0?name=a,b").is_ok());
+    }
 }

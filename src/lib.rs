@@ -31,7 +31,7 @@ pub use cached_api_macro::cached_api;
 pub use cached_api_runtime::{
     Bincode, BreakerStats, Cache, CacheBuilder, CachedResponse, Clock, Codec, Counts, Error, Stats,
     StoreError, TrackingStats, blocking, config, invalidate_function, invalidate_user, set_global,
-    stats,
+    stats, status,
 };
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes

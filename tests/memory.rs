@@ -47,6 +47,7 @@ fn the_kill_switch_runs_every_call() {
             "a disabled cache must run every call"
         );
         cached_api::invalidate_user(&user).await.unwrap();
+        cached_api::status().expect("switched off on purpose, not misconfigured");
     });
 }
 
@@ -87,6 +88,24 @@ fn a_malformed_environment_disables_caching_instead_of_failing() {
         assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
         assert_eq!(profile(user.clone(), 1).await.unwrap().user, user);
         assert_eq!(profile_runs(&user, 1), 2);
+        // Invalidations would reach no store while other processes keep
+        // serving: each is an error that names the problem, never `Ok`.
+        let refused = [
+            cached_api::invalidate_user(&user).await,
+            cached_api::invalidate_function("behaviour::label").await,
+            cached_api::blocking::invalidate_user(&user),
+            behaviour::forget_label("x"),
+        ];
+        for result in refused {
+            let error = result.unwrap_err().to_string();
+            assert!(
+                error.contains("CACHED_API_DEFAULT_TTL")
+                    && error.contains("nothing was invalidated"),
+                "{error}"
+            );
+        }
+        let error = cached_api::status().unwrap_err().to_string();
+        assert!(error.contains("environment is invalid"), "{error}");
     });
 }
 

@@ -53,6 +53,9 @@ struct Inner {
     l1: L1,
     /// The shapes this cache recorded for functions with a companion.
     shapes: shapes::Recorded,
+    /// Why the environment this cache was to be built from could not be
+    /// used: it then refuses invalidations.
+    misconfigured: Option<String>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -87,9 +90,32 @@ impl Cache {
                 pending: PendingInvalidations::default(),
                 l1: L1::new(config.l1_max_bytes),
                 shapes: shapes::Recorded::default(),
+                misconfigured: None,
                 config,
             }),
         })
+    }
+
+    /// The process-wide cache when its environment is invalid: disabled,
+    /// and refusing invalidations with `error`'s reason.
+    pub(crate) fn misconfigured(error: &Error) -> Cache {
+        let config = Config {
+            disabled: true,
+            ..Config::default()
+        };
+        let mut cache = Cache::new(config).expect("the default configuration is valid");
+        Arc::get_mut(&mut cache.inner)
+            .expect("a cache just built has no clones")
+            .misconfigured = Some(error.to_string());
+        cache
+    }
+
+    /// `Err` when this cache stands for one whose environment was invalid.
+    pub(crate) fn usable(&self) -> Result<(), Error> {
+        match &self.inner.misconfigured {
+            Some(why) => Err(Error::Misconfigured(why.clone())),
+            None => Ok(()),
+        }
     }
 
     /// A builder with every setting at its default (embedded store).
@@ -173,11 +199,13 @@ impl Cache {
     /// unreachable; or a tombstone), and keeps it to be retried if that
     /// failed; a dropped entry also leaves this process's in-process tier.
     async fn invalidate(&self, key: &str, target: Target) -> Result<(), Error> {
+        self.usable()?;
         let result = self.inner.write_invalidation(key, target).await;
         self.invalidated(key, target, result)
     }
 
     fn invalidate_blocking(&self, key: &str, target: Target) -> Result<(), Error> {
+        self.usable()?;
         let result = self.inner.write_invalidation_blocking(key, target);
         self.invalidated(key, target, result)
     }

@@ -1,5 +1,5 @@
 //! How values become bytes: a [`Codec`] for the payload inside an envelope
-//! whose header says which format, function version, type and user
+//! whose header says which format, function version, stored shape and user
 //! generation wrote it, and when.
 
 use std::sync::Arc;

@@ -30,6 +30,14 @@ pub enum Error {
     )]
     CircuitOpen(Duration),
 
+    /// The process-wide cache was built from an environment it could not
+    /// use: it runs every call, and refuses invalidations, which would
+    /// reach no store while other processes keep serving what they drop.
+    #[error(
+        "the process-wide cache is disabled because its environment is invalid ({0}): nothing was invalidated; fix the environment, or install the cache with `set_global(Cache::from_env()?)` so that the service refuses to start"
+    )]
+    Misconfigured(String),
+
     /// `set_global` was called after the process-wide cache was set or used.
     #[error(
         "the process-wide cache is already set; call set_global once, before the first cached call"

@@ -11,17 +11,30 @@ static GLOBAL: OnceLock<Cache> = OnceLock::new();
 /// The process-wide cache, built from the environment on first use.
 ///
 /// A malformed environment must not fail the requests of a service, so it
-/// is logged and the cache is disabled: every call runs its function.
+/// is logged and the cache is disabled: every call runs its function, and
+/// every invalidation returns [`Error::Misconfigured`], which [`status`]
+/// also reports.
 pub fn global() -> &'static Cache {
     GLOBAL.get_or_init(|| {
         Cache::from_env().unwrap_or_else(|error| {
             tracing::error!(%error, "cached_api is disabled: its environment is invalid");
-            Cache::builder()
-                .disabled(true)
-                .build()
-                .expect("the default configuration is valid")
+            Cache::misconfigured(&error)
         })
     })
+}
+
+/// Whether the process-wide cache can be used: `Err`
+/// ([`Error::Misconfigured`]) when it was built from an environment it
+/// could not use, and runs every call uncached. A service that would rather
+/// refuse to start checks it at start-up, or installs
+/// `set_global(Cache::from_env()?)` itself.
+///
+/// ```
+/// cached_api_runtime::status()?;
+/// # Ok::<(), cached_api_runtime::Error>(())
+/// ```
+pub fn status() -> Result<(), Error> {
+    global().usable()
 }
 
 /// Makes `cache` the process-wide cache.

@@ -32,7 +32,7 @@ pub use crate::codec::{Bincode, Codec, L1Value, TypedCodec};
 pub use crate::config::CacheBuilder;
 pub use crate::error::{Error, StoreError};
 pub use crate::global::{
-    blocking, global, invalidate_function, invalidate_user, set_global, stats,
+    blocking, global, invalidate_function, invalidate_user, set_global, stats, status,
 };
 pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
 pub use crate::response::CachedResponse;

@@ -109,6 +109,35 @@ fn a_malformed_environment_disables_caching_instead_of_failing() {
     });
 }
 
+static SEARCHES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A query of tags: a map, serialized into the key as a digest.
+#[cached_api::cached_api(key = "{tags}", ttl = "1h")]
+fn search(tags: std::collections::HashMap<String, u32>) -> usize {
+    SEARCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tags.len()
+}
+
+#[test]
+fn equal_maps_share_one_entry_whatever_their_order() {
+    Memory::install();
+    let pairs: Vec<(String, u32)> = (0..16).map(|i| (format!("tag{i}"), i)).collect();
+    for round in 0..5 {
+        let mut tags = std::collections::HashMap::with_capacity(round * 100);
+        if round % 2 == 0 {
+            tags.extend(pairs.iter().cloned());
+        } else {
+            tags.extend(pairs.iter().rev().cloned());
+        }
+        assert_eq!(search(tags), 16);
+    }
+    assert_eq!(
+        SEARCHES.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "five equal maps, one computation"
+    );
+}
+
 #[test]
 fn build_rejects_bad_settings_with_a_clear_error() {
     let error = cached_api::Cache::builder()

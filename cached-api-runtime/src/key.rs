@@ -18,8 +18,10 @@
 //!
 //! An argument that is `Serialize` but not `Display` (a query struct, a JSON
 //! body) enters the key as `#` and the first 128 bits, in hex, of the SHA-256
-//! of its JSON form: the same value gives the same key in every process and
-//! build, and no escaped `Display` value can contain a raw `#`.
+//! of its JSON form with every object's keys sorted: equal values (maps
+//! whatever their order, structs whatever their field order) give the same
+//! key in every process and build, and no escaped `Display` value can
+//! contain a raw `#`.
 
 use std::fmt::{self, Display, Write};
 use std::sync::LazyLock;
@@ -249,10 +251,14 @@ impl KeyWriter {
     }
 
     /// Appends a digest of `value`'s serialized (JSON) form, for arguments
-    /// that have no `Display` form.
+    /// that have no `Display` form. Objects are written with their keys
+    /// sorted, so that equal maps (a `HashMap`, whose order differs from
+    /// one map to the next) give one digest.
     pub fn digest<T: Serialize + ?Sized>(&mut self, value: &T) -> &mut Self {
         let mut hasher = HashWriter(Sha256::new());
-        match serde_json::to_writer(&mut hasher, value) {
+        let written =
+            serde_json::to_value(value).and_then(|value| write_canonical(&mut hasher, &value));
+        match written {
             Ok(()) => {
                 self.buf.push('#');
                 push_hex(&mut self.buf, &hasher.0.finalize()[..16]);
@@ -446,6 +452,41 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// Feeds what a serializer writes straight into the hash, without a buffer.
 struct HashWriter(Sha256);
+
+/// Writes `value` as compact JSON with every object's keys in order: what
+/// `serde_json` writes for it when its maps are sorted, whatever order they
+/// hold (`serde_json`'s `preserve_order` feature, which any crate of a
+/// build may turn on, keeps insertion order).
+fn write_canonical(out: &mut HashWriter, value: &serde_json::Value) -> serde_json::Result<()> {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.0.update(b"{");
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.0.update(b",");
+                }
+                serde_json::to_writer(&mut *out, key)?;
+                out.0.update(b":");
+                write_canonical(out, value)?;
+            }
+            out.0.update(b"}");
+        }
+        serde_json::Value::Array(items) => {
+            out.0.update(b"[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.0.update(b",");
+                }
+                write_canonical(out, item)?;
+            }
+            out.0.update(b"]");
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar)?,
+    }
+    Ok(())
+}
 
 impl std::io::Write for HashWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -650,6 +691,49 @@ mod tests {
             per_page: 20,
         };
         assert_ne!(digest(&first), digest(&second));
+    }
+
+    #[test]
+    fn equal_maps_give_one_digest_whatever_their_order() {
+        use std::collections::{BTreeMap, HashMap};
+
+        #[derive(serde::Serialize)]
+        struct Filter {
+            tags: HashMap<String, Vec<u32>>,
+            limit: u32,
+        }
+        let digest = |filter: &Filter| {
+            let mut writer = KeyWriter::new("p", "f:v0:", None, "", None);
+            writer.digest(filter);
+            assert!(!writer.failed());
+            writer.finish().entry().to_owned()
+        };
+        let pairs: Vec<(String, Vec<u32>)> = (0..32)
+            .map(|i| (format!("tag{i}"), vec![i, i * 2]))
+            .collect();
+        let built = |order: &mut dyn Iterator<Item = &(String, Vec<u32>)>, capacity| {
+            let mut tags = HashMap::with_capacity(capacity);
+            tags.extend(order.cloned());
+            Filter { tags, limit: 10 }
+        };
+        let first = digest(&built(&mut pairs.iter(), 0));
+        for capacity in [0, 64, 1_000] {
+            assert_eq!(digest(&built(&mut pairs.iter().rev(), capacity)), first);
+            assert_eq!(digest(&built(&mut pairs.iter(), capacity)), first);
+        }
+        // A sorted map of the same entries is the same JSON, so the same key.
+        let sorted: BTreeMap<_, _> = pairs.iter().cloned().collect();
+        let mut writer = KeyWriter::new("p", "f:v0:", None, "", None);
+        #[derive(serde::Serialize)]
+        struct SortedFilter {
+            limit: u32,
+            tags: BTreeMap<String, Vec<u32>>,
+        }
+        writer.digest(&SortedFilter {
+            limit: 10,
+            tags: sorted,
+        });
+        assert_eq!(writer.finish().entry(), first);
     }
 
     #[test]

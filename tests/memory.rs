@@ -138,6 +138,34 @@ fn equal_maps_share_one_entry_whatever_their_order() {
     );
 }
 
+/// A hot function whose values are too large logs that once, then counts.
+#[test]
+fn an_oversized_value_is_logged_once_per_function() {
+    if !support::is_child() {
+        support::run_in_child("an_oversized_value_is_logged_once_per_function", &[]);
+        return;
+    }
+    support::logs::capture_logs();
+    let cache = cached_api::Cache::builder()
+        .max_value_size(behaviour::MAX_VALUE_SIZE)
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+    let user = unique("oversized");
+    for _ in 0..3 {
+        assert_eq!(sized(&user, 100_000).len(), 100_000);
+    }
+    let logs = support::logs::logs();
+    let said = |level: &str| {
+        logs.lines()
+            .filter(|line| line.contains(level) && line.contains("value too large to cache"))
+            .count()
+    };
+    assert_eq!((said("WARN"), said("DEBUG")), (1, 2), "{logs}");
+    let counted = cached_api::stats().function("behaviour::sized").oversized;
+    assert_eq!(counted, 3);
+}
+
 #[test]
 fn build_rejects_bad_settings_with_a_clear_error() {
     let error = cached_api::Cache::builder()

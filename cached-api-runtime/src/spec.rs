@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::codec::TypedCodec;
@@ -55,6 +56,8 @@ pub struct FnSpec {
     shape: OnceLock<Shape>,
     /// The function's row in every cache's stats, given on first count.
     pub(crate) stats_row: OnceLock<usize>,
+    /// Whether a value of this function was found too large to store yet.
+    oversized: AtomicBool,
 }
 
 impl FnSpec {
@@ -65,6 +68,7 @@ impl FnSpec {
             key_segment: OnceLock::new(),
             shape: OnceLock::new(),
             stats_row: OnceLock::new(),
+            oversized: AtomicBool::new(false),
         }
     }
 
@@ -209,6 +213,12 @@ impl FnSpec {
         format!("{}s{fingerprint:016x}:", self.key_segment())
     }
 
+    /// Whether this is the first value of the function found too large to
+    /// store in this process: the one that is logged.
+    pub(crate) fn first_oversized(&self) -> bool {
+        !self.oversized.swap(true, Relaxed)
+    }
+
     /// `{escaped id}:v{version}:`, computed once.
     pub(crate) fn key_segment(&self) -> &str {
         self.key_segment.get_or_init(|| {
@@ -312,6 +322,15 @@ mod tests {
         assert_eq!(jittered.jittered(ttl, 0.0), ttl);
         assert_eq!(jittered.jittered(ttl, 0.5), Duration::from_secs(950));
         assert!(jittered.jittered(ttl, 0.999_999) > Duration::from_secs(900));
+    }
+
+    #[test]
+    fn an_oversized_value_is_reported_once_per_function() {
+        let (a, b) = (FnSpec::new(options()), FnSpec::new(options()));
+        assert!(a.first_oversized());
+        assert!(!a.first_oversized());
+        assert!(!a.first_oversized());
+        assert!(b.first_oversized());
     }
 
     #[test]

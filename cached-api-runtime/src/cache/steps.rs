@@ -363,12 +363,22 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         let max = self.inner.config.max_value_size;
         if bytes.len() > max {
             self.record(Event::Oversized);
-            tracing::warn!(
-                function = self.spec.id(),
-                size = bytes.len(),
-                max,
-                "value too large to cache; returned uncached"
-            );
+            // A hot function would log this on every call: once, then counted.
+            if self.spec.first_oversized() {
+                tracing::warn!(
+                    function = self.spec.id(),
+                    size = bytes.len(),
+                    max,
+                    "value too large to cache; returned uncached (said once per function; `Counts::oversized` counts every one)"
+                );
+            } else {
+                tracing::debug!(
+                    function = self.spec.id(),
+                    size = bytes.len(),
+                    max,
+                    "value too large to cache; returned uncached"
+                );
+            }
             return None;
         }
         let kept_for = match lifetime {

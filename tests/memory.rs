@@ -138,6 +138,26 @@ fn equal_maps_share_one_entry_whatever_their_order() {
     );
 }
 
+/// A companion's invalidation is counted for its function, and once in
+/// the total.
+#[test]
+fn a_companion_s_invalidation_is_counted_for_its_function() {
+    Memory::install();
+    let before = cached_api::stats();
+    label("counted-companion");
+    forget_label("counted-companion").unwrap();
+    let after = cached_api::stats();
+    let of = |stats: &cached_api::Stats| stats.function("behaviour::label").invalidations;
+    // Other tests of this binary may drop labels too, never fewer.
+    assert!(
+        of(&after) > of(&before),
+        "{} -> {}",
+        of(&before),
+        of(&after)
+    );
+    assert!(after.total.invalidations > before.total.invalidations);
+}
+
 /// A hot function whose values are too large logs that once, then counts.
 #[test]
 fn an_oversized_value_is_logged_once_per_function() {

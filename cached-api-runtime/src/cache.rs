@@ -158,13 +158,13 @@ impl Cache {
     /// cached entry of `user` (other processes may, until it lands).
     pub async fn invalidate_user<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let key = key::generation_key(&self.inner.config.prefix, &user);
-        self.invalidate(&key, Target::Generation).await
+        self.invalidate(&key, Target::Generation, None).await
     }
 
     /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
     pub fn invalidate_user_blocking<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let key = key::generation_key(&self.inner.config.prefix, &user);
-        self.invalidate_blocking(&key, Target::Generation)
+        self.invalidate_blocking(&key, Target::Generation, None)
     }
 
     /// Makes every entry of the cached function `id` unreachable, in every
@@ -185,41 +185,53 @@ impl Cache {
     /// ```
     pub async fn invalidate_function(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        self.invalidate(&key, Target::Generation).await
+        self.invalidate(&key, Target::Generation, None).await
     }
 
     /// [`invalidate_function`](Self::invalidate_function) for code outside an async runtime.
     pub fn invalidate_function_blocking(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        self.invalidate_blocking(&key, Target::Generation)
+        self.invalidate_blocking(&key, Target::Generation, None)
     }
 
     /// Writes what invalidating `target` at `key` writes (a fresh
     /// generation: every entry computed at the old one becomes
     /// unreachable; or a tombstone), and keeps it to be retried if that
     /// failed; a dropped entry also leaves this process's in-process tier.
-    async fn invalidate(&self, key: &str, target: Target) -> Result<(), Error> {
+    /// Counted for `by`, the function it was done for, if one was.
+    async fn invalidate(
+        &self,
+        key: &str,
+        target: Target,
+        by: Option<&FnSpec>,
+    ) -> Result<(), Error> {
         self.usable()?;
         let result = self.inner.write_invalidation(key, target).await;
-        self.invalidated(key, target, result)
+        self.invalidated(key, target, by, result)
     }
 
-    fn invalidate_blocking(&self, key: &str, target: Target) -> Result<(), Error> {
+    fn invalidate_blocking(
+        &self,
+        key: &str,
+        target: Target,
+        by: Option<&FnSpec>,
+    ) -> Result<(), Error> {
         self.usable()?;
         let result = self.inner.write_invalidation_blocking(key, target);
-        self.invalidated(key, target, result)
+        self.invalidated(key, target, by, result)
     }
 
     fn invalidated(
         &self,
         key: &str,
         target: Target,
+        by: Option<&FnSpec>,
         result: Result<(), Error>,
     ) -> Result<(), Error> {
         if let Target::Entry(_) = target {
             self.inner.l1.remove(key);
         }
-        self.record_invalidation(key, target, result)
+        self.record_invalidation(key, target, by, result)
     }
 
     /// The key of one call of `spec`; `None` when the cache is disabled,
@@ -455,16 +467,21 @@ impl Cache {
         &self,
         generation_key: &str,
         target: Target,
+        by: Option<&FnSpec>,
         result: Result<(), Error>,
     ) -> Result<(), Error> {
         let inner = &self.inner;
+        let count = |event| match by {
+            Some(spec) => inner.stats.record(spec, event),
+            None => inner.stats.record_unattributed(event),
+        };
         let Err(error) = &result else {
             inner.pending.landed(generation_key, false);
-            inner.stats.record_unattributed(Event::Invalidation);
+            count(Event::Invalidation);
             tracing::debug!("invalidated");
             return result;
         };
-        inner.stats.record_unattributed(Event::Error);
+        count(Event::Error);
         match inner.pending.keep(generation_key, target) {
             Kept::Dropped => tracing::error!(
                 %error,

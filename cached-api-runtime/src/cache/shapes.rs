@@ -136,11 +136,13 @@ impl Cache {
         let target = Target::Entry(self.tombstone_ttl(spec));
         let now_ms = self.inner.config.clock.unix_ms();
         let shapes = self.inner.store.shapes(&key.shapes(), now_ms).await;
-        let mut result = self.invalidate(key.entry(), target).await;
+        let mut result = self.invalidate(key.entry(), target, Some(spec)).await;
         match self.other_shapes(spec, key, shapes) {
             Ok(others) => {
                 for other in others {
-                    let dropped = self.invalidate(&key.entry_of_shape(&other), target).await;
+                    let dropped = self
+                        .invalidate(&key.entry_of_shape(&other), target, Some(spec))
+                        .await;
                     result = result.and(dropped);
                 }
             }
@@ -164,11 +166,12 @@ impl Cache {
         let target = Target::Entry(self.tombstone_ttl(spec));
         let now_ms = self.inner.config.clock.unix_ms();
         let shapes = self.inner.store.shapes_blocking(&key.shapes(), now_ms);
-        let mut result = self.invalidate_blocking(key.entry(), target);
+        let mut result = self.invalidate_blocking(key.entry(), target, Some(spec));
         match self.other_shapes(spec, key, shapes) {
             Ok(others) => {
                 for other in others {
-                    let dropped = self.invalidate_blocking(&key.entry_of_shape(&other), target);
+                    let dropped =
+                        self.invalidate_blocking(&key.entry_of_shape(&other), target, Some(spec));
                     result = result.and(dropped);
                 }
             }

@@ -49,7 +49,6 @@ pub struct FnOptions {
 #[derive(Debug)]
 pub struct FnSpec {
     options: FnOptions,
-    key_segment: OnceLock<String>,
     /// The stored type's shape, beside the function that traced it: a
     /// method of a generic impl shares one spec across its instantiations,
     /// which store different types.
@@ -65,7 +64,6 @@ impl FnSpec {
     pub const fn new(options: FnOptions) -> FnSpec {
         FnSpec {
             options,
-            key_segment: OnceLock::new(),
             shape: OnceLock::new(),
             stats_row: OnceLock::new(),
             oversized: AtomicBool::new(false),
@@ -209,24 +207,18 @@ impl FnSpec {
         std::ptr::fn_addr_eq(shape.traced, traced).then_some(shape)
     }
 
+    /// `{escaped id}:v{version}:s{fingerprint}:`.
     fn shaped(&self, fingerprint: u64) -> String {
-        format!("{}s{fingerprint:016x}:", self.key_segment())
+        let mut segment = String::with_capacity(self.id().len() + 32);
+        key::escape_str(&mut segment, self.id());
+        segment.push_str(&format!(":v{}:s{fingerprint:016x}:", self.version()));
+        segment
     }
 
     /// Whether this is the first value of the function found too large to
     /// store in this process: the one that is logged.
     pub(crate) fn first_oversized(&self) -> bool {
         !self.oversized.swap(true, Relaxed)
-    }
-
-    /// `{escaped id}:v{version}:`, computed once.
-    pub(crate) fn key_segment(&self) -> &str {
-        self.key_segment.get_or_init(|| {
-            let mut segment = String::with_capacity(self.id().len() + 8);
-            key::escape_str(&mut segment, self.id());
-            segment.push_str(&format!(":v{}:", self.version()));
-            segment
-        })
     }
 }
 

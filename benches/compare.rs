@@ -505,7 +505,7 @@ async fn compare_hits(store: &str, contenders: Vec<Contender>) {
 /// The cluster rows: a per-user hit on a 3-master cluster against a raw
 /// cluster `GET` (and `MGET` of the two keys, same slot) of the same bytes.
 async fn cluster_section(nodes: Vec<String>) {
-    let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+    let client = redis::cluster::ClusterClient::new(nodes.clone()).unwrap();
     let raw = client.get_async_connection().await.unwrap();
     let profile = sample_profile(USER);
     let bytes = encode(&profile);
@@ -560,6 +560,84 @@ async fn cluster_section(nodes: Vec<String>) {
         }),
     ];
     compare_hits("Redis Cluster (3 masters)", contenders).await;
+    replicated_invalidation_rows(nodes).await;
+}
+
+/// Row 7: what waiting for a replica costs an invalidation, on the 3+3
+/// cluster: the same calls with `ReplicaAcks::Off` (the baseline: the
+/// master's acknowledgement alone) and the default, one `WAIT` pipelined
+/// with the write; pairs of calls alternate, medians of each.
+async fn replicated_invalidation_rows(nodes: Vec<String>) {
+    use cached_api::config::ReplicaAcks;
+    let cache = |acks| {
+        cached_api::Cache::builder()
+            .redis_cluster(nodes.clone())
+            .prefix("bench-wait")
+            .replica_acks(acks)
+            .build()
+            .unwrap()
+    };
+    let (off, auto) = (cache(ReplicaAcks::Off), cache(ReplicaAcks::Auto));
+    let median = |mut times: Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let mut times = (Vec::new(), Vec::new());
+    for user in 0..501 {
+        for (cache, times) in [(&off, &mut times.0), (&auto, &mut times.1)] {
+            let began = Instant::now();
+            cache.invalidate_user(&user).await.unwrap();
+            times.push(began.elapsed());
+        }
+    }
+    let section = "7. Invalidation with replication (3+3 cluster)";
+    let (base, waited) = (median(times.0), median(times.1));
+    row(
+        section,
+        "invalidate_user, ReplicaAcks::Off (baseline)",
+        format!("{:.0} µs", base.as_secs_f64() * 1e6),
+        Some(1.0),
+    );
+    row(
+        section,
+        "invalidate_user, ReplicaAcks::Auto (WAIT 1)",
+        format!(
+            "{:.0} µs (+{:.0} µs)",
+            waited.as_secs_f64() * 1e6,
+            (waited.as_secs_f64() - base.as_secs_f64()) * 1e6
+        ),
+        Some(waited.as_secs_f64() / base.as_secs_f64()),
+    );
+    let mut times = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        for (cache, times) in [(&off, &mut times.0), (&auto, &mut times.1)] {
+            let began = Instant::now();
+            cache.invalidate_function("bench::per_user").await.unwrap();
+            times.push(began.elapsed());
+        }
+        let auto = auto.clone();
+        let began = Instant::now();
+        tokio::task::spawn_blocking(move || {
+            auto.invalidate_function_blocking("bench::per_user")
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        times.2.push(began.elapsed());
+    }
+    let (base, waited, blocking) = (median(times.0), median(times.1), median(times.2));
+    for (contender, time) in [
+        ("invalidate_function, ReplicaAcks::Off (baseline)", base),
+        ("invalidate_function, ReplicaAcks::Auto (3 WAITs)", waited),
+        ("invalidate_function_blocking, ReplicaAcks::Auto", blocking),
+    ] {
+        row(
+            section,
+            contender,
+            format!("{:.1} ms", time.as_secs_f64() * 1e3),
+            Some(time.as_secs_f64() / base.as_secs_f64()),
+        );
+    }
 }
 
 async fn redis_section(url: String) {

@@ -18,6 +18,7 @@ struct Profile {
 
 static SPEC: FnSpec = FnSpec::new(FnOptions {
     id: "bench::profile",
+    method: false,
     version: 1,
     ttl: Some(std::time::Duration::from_secs(900)),
     error_ttl: None,

@@ -173,6 +173,84 @@ fn a_master_killed_under_load_fails_over_without_a_wrong_answer() {
     );
 }
 
+/// The failover that asynchronous replication loses a write to: the
+/// replica of a user's master is cut off (stopped, its link killed), the
+/// user is invalidated, the master dies, the stale replica is promoted.
+/// The invalidation must not have answered `Ok`: it waits for the replica,
+/// answers `Err`, and its retry lands on the promoted master, so the read
+/// after the failover is new.
+#[test]
+fn an_invalidation_no_replica_has_is_err_and_lands_after_the_failover() {
+    if !in_child("an_invalidation_no_replica_has_is_err_and_lands_after_the_failover") {
+        return;
+    }
+    let mut cluster = start_own_cluster(Duration::from_millis(100));
+    let user = "replicated";
+    set_source(user, "before");
+    let invalidate = || {
+        run_returning(async move {
+            cached_api::invalidate_user(user)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    };
+    let read = || run_returning(async move { profile(user.to_owned(), 1).await.unwrap().value });
+    invalidate().expect("with its replica up, an invalidation is acknowledged");
+    assert_eq!(read(), "before");
+    let slot = cluster.slot_of(&format!("u:{user}"));
+    let master = cluster.master_of(slot);
+    let replica = cluster.replica_of(master);
+    // The promoted replica will hold the entry and the generation it was
+    // computed at: only the invalidation can make it stale.
+    cluster.wait_replicated(master, replica);
+    cluster.nodes[replica].as_ref().expect("up").pause();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut cluster.nodes[master].as_ref().expect("up").connection())
+        .expect("CLIENT KILL TYPE replica");
+
+    set_source(user, "after");
+    let error = invalidate().expect_err("no replica acknowledged the invalidation");
+    assert!(error.contains("replicas"), "{error}");
+    assert_eq!(
+        cached_api::stats().pending_invalidations,
+        1,
+        "kept for retrying"
+    );
+
+    cluster.nodes[master].take().expect("up").kill();
+    cluster.nodes[replica].as_ref().expect("up").resume();
+    assert_eq!(cluster.wait_for_live_master(slot), replica);
+    run(wait_until(|| {
+        cached_api::stats().pending_invalidations == 0
+    }));
+    assert_eq!(
+        read(),
+        "after",
+        "the retried invalidation landed on the promoted master"
+    );
+    // Another process, which never saw the invalidation, reads it too.
+    support::run_in_child(
+        "a_fresh_process_reads_the_replicated_user",
+        &[
+            ("CACHED_API_REDIS_URL", &cluster.url()),
+            ("CACHED_API_PREFIX", "f"),
+        ],
+    );
+}
+
+/// Run by the test above in a process of its own.
+#[test]
+#[ignore = "a fresh process, started by the failover test"]
+fn a_fresh_process_reads_the_replicated_user() {
+    std::env::var("CACHED_API_REDIS_URL").expect("the failover test names the cluster");
+    set_source("replicated", "after");
+    let value = run_returning(async { profile("replicated".to_owned(), 1).await.unwrap().value });
+    assert_eq!(value, "after");
+}
+
 #[test]
 fn a_slot_moved_under_load_loses_no_answer_and_no_invalidation() {
     if !in_child("a_slot_moved_under_load_loses_no_answer_and_no_invalidation") {

@@ -32,9 +32,6 @@ pub enum Output {
     Unit(Span),
     /// `impl Trait`: no type to store; rejected in `valid`.
     ImplTrait(Span),
-    /// A raw response (`Response`, `HttpResponse`): its body is a stream
-    /// that can be read once; rejected in `valid`.
-    RawResponse(Span),
     /// A type named `Result`, with the type of its `Ok` value.
     Result(Type),
     /// A type named `Option`, with the type of its `Some` value.
@@ -100,7 +97,6 @@ impl Output {
                 ) {
                     ("Result", Some(ok)) => Output::Result(ok.clone()),
                     ("Option", Some(some)) => Output::Option(some.clone()),
-                    ("Response" | "HttpResponse", _) => Output::RawResponse(ty.span()),
                     _ => Output::Whole,
                 }
             }

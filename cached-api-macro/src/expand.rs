@@ -23,12 +23,14 @@ pub fn expand(model: &Model) -> TokenStream {
         syn::ReturnType::Default => Span::call_site(),
     };
 
+    let ident = sig.ident.to_string();
+    // A method's id starts with its `Self` type, which only its calls can
+    // name (see `FnSpec::own`).
+    let method = model.name.is_none() && model.func.has_receiver();
     let id = match &model.name {
         Some(name) => quote!(#name),
-        None => {
-            let ident = sig.ident.to_string();
-            quote!(::core::concat!(::core::module_path!(), "::", #ident))
-        }
+        None if method => quote!(#ident),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #ident)),
     };
     let krate = &model.krate;
     let version = model.version;
@@ -164,6 +166,7 @@ pub fn expand(model: &Model) -> TokenStream {
         static __CACHED_API_SPEC: #krate::__private::FnSpec =
             #krate::__private::FnSpec::new(#krate::__private::FnOptions {
                 id: #id,
+                method: #method,
                 version: #version,
                 ttl: #ttl,
                 error_ttl: #error_ttl,
@@ -188,11 +191,16 @@ pub fn expand(model: &Model) -> TokenStream {
         } else {
             (quote!(), quote!(invalidate_blocking), quote!())
         };
+        // Lifetimes and their bounds, as the function declares them: the
+        // arguments are the function's.
+        let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
         quote_spanned! {name.span()=>
             #[doc = #doc]
             #[allow(unused_mut, clippy::needless_lifetimes)]
-            #vis #asyncness fn #name(#(#inputs),*)
+            #vis #asyncness fn #name #generics (#(#inputs),*)
                 -> ::core::result::Result<(), #krate::__private::Error>
+                #where_clause
             {
                 #spec
                 // The key names the stored type's shape, as the function's does.

@@ -283,11 +283,19 @@ fn check_signature(func: &Function, errors: &mut Errors) {
         errors.push(constness.span, "#[cached_api] cannot apply to a `const fn`");
     }
     for param in &sig.generics.params {
-        if let GenericParam::Type(ty) = param {
-            errors.push(
+        match param {
+            GenericParam::Type(ty) => errors.push(
                 ty.ident.span(),
                 "#[cached_api] cannot cache a generic function: its instantiations would share entries; write one function per type",
-            );
+            ),
+            GenericParam::Const(constant) => errors.push(
+                constant.ident.span(),
+                format!(
+                    "#[cached_api] cannot cache a function generic over `const {}`: its instantiations would share entries; take it as an argument and name it in the key, or write one function per value",
+                    constant.ident
+                ),
+            ),
+            GenericParam::Lifetime(_) => {}
         }
     }
     let held = match &func.output {
@@ -298,10 +306,8 @@ fn check_signature(func: &Function, errors: &mut Errors) {
         Output::Result(inner) | Output::Option(inner) => Output::of(inner),
         other => other.clone(),
     };
-    match held {
-        Output::ImplTrait(span) => errors.push(span, format!("#[cached_api] cannot cache an `impl Trait` return: name the concrete type; {SHAPES}")),
-        Output::RawResponse(span) => errors.push(span, format!("#[cached_api] cannot cache a raw response: its body is a stream that can be read once; {SHAPES}")),
-        _ => {}
+    if let Output::ImplTrait(span) = held {
+        errors.push(span, format!("#[cached_api] cannot cache an `impl Trait` return: name the concrete type; {SHAPES}"));
     }
 }
 

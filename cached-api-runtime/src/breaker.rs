@@ -158,8 +158,14 @@ impl Breakers {
     pub(crate) fn for_key(&self, key: &str) -> &Breaker {
         match self.circuits.len() {
             1 => &self.circuits[0],
-            ranges => &self.circuits[usize::from(cluster_slot(key)) * ranges / SLOTS],
+            _ => self.for_slot(cluster_slot(key)),
         }
+    }
+
+    /// The circuit of the node that serves `slot` of a cluster.
+    pub(crate) fn for_slot(&self, slot: u16) -> &Breaker {
+        let ranges = self.circuits.len();
+        &self.circuits[usize::from(slot) * ranges / SLOTS]
     }
 
     /// All circuits' counts, added up.

@@ -171,8 +171,8 @@ impl Cache {
     /// process, in one store command: entries carry their function's
     /// generation, and this replaces it. `id` is the function's `name = …`
     /// argument, or else its path, `module_path!()` and the function's name
-    /// (`my_service::handlers::get_profile`); a method's is the same with
-    /// the method's name, for every type in that module that has one.
+    /// (`my_service::handlers::get_profile`); a method's is its `Self`
+    /// type's path and the method's name (`my_service::handlers::Plans::get`).
     ///
     /// A computation that started before this returned `Ok` is never served
     /// after it. Failures are returned, kept and retried, as for
@@ -271,6 +271,9 @@ impl Cache {
         user: Option<UserId<'_>>,
         write_key: impl FnOnce(&mut KeyWriter),
     ) -> Option<EntryKey> {
+        if let Some(owner) = owner {
+            spec.own(owner);
+        }
         let mut writer = KeyWriter::new(
             &self.inner.config.prefix,
             &spec.entry_segment(codec),
@@ -514,8 +517,7 @@ impl Inner {
             Target::Generation => self.store.set_generation(key, fresh_generation()).await,
             Target::Entry(ttl) => {
                 let bytes = tombstone(fresh_generation());
-                let written = self.store.write(key, &bytes, None, ttl, None).await;
-                written.map(drop)
+                self.store.write_tombstone(key, &bytes, ttl).await
             }
         }
     }
@@ -525,8 +527,7 @@ impl Inner {
             Target::Generation => self.store.set_generation_blocking(key, fresh_generation()),
             Target::Entry(ttl) => {
                 let bytes = tombstone(fresh_generation());
-                let written = self.store.write_blocking(key, &bytes, None, ttl, None);
-                written.map(drop)
+                self.store.write_tombstone_blocking(key, &bytes, ttl)
             }
         }
     }
@@ -598,6 +599,7 @@ mod tests {
 
     static DOUBLE: FnSpec = FnSpec::new(FnOptions {
         id: "tests::double",
+        method: false,
         version: 0,
         ttl: None,
         error_ttl: None,

@@ -20,6 +20,65 @@ pub const ENV_DEFAULT_TTL: &str = "CACHED_API_DEFAULT_TTL";
 /// turns every cached call into a plain call; `0`, `false`, `no` and `off`
 /// leave caching on, and any other value is a configuration error.
 pub const ENV_DISABLED: &str = "CACHED_API_DISABLED";
+/// Environment variable setting [`ReplicaAcks`]: `auto` (the default),
+/// `off`, or a count of replicas (`0` is `off`).
+pub const ENV_REPLICA_ACKS: &str = "CACHED_API_REPLICA_ACKS";
+
+/// How many replicas must acknowledge an invalidation before it returns
+/// `Ok`.
+///
+/// Redis replicates asynchronously: a write its master acknowledged is
+/// lost if the master fails before a replica has it, and the promoted
+/// replica would still hold the generation the invalidation replaced, so
+/// every process would serve the entries it dropped. An invalidation
+/// (a user's, a function's, an entry's) therefore sends `WAIT` with its
+/// write, in the same round trip, bounded by the op timeout; when fewer
+/// replicas acknowledge it than asked, it returns `Err` and is retried in
+/// the background like any failed invalidation. Cached calls never wait.
+///
+/// ```
+/// use cached_api_runtime::{Cache, config::ReplicaAcks};
+///
+/// let cache = Cache::builder().replica_acks(ReplicaAcks::AtLeast(2)).build()?;
+/// # Ok::<(), cached_api_runtime::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaAcks {
+    /// One replica, on a master that has any; none on a master without.
+    /// On a cluster a master's replicas are those the cluster lists for it
+    /// (`CLUSTER NODES`), including replicas that are down or cut off:
+    /// those are the dangerous ones. On a single node they are the most
+    /// this process has seen connected to it (`INFO replication`); a
+    /// replica that was never connected while this process ran is not
+    /// waited for, so name a count if the server has replicas.
+    #[default]
+    Auto,
+    /// None: `Ok` as soon as the master has the write.
+    Off,
+    /// At least this many, on every master, whatever it lists.
+    AtLeast(u32),
+}
+
+impl std::str::FromStr for ReplicaAcks {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<ReplicaAcks, Error> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(ReplicaAcks::Auto),
+            "off" | "0" => Ok(ReplicaAcks::Off),
+            count => match count.parse() {
+                Ok(count) => Ok(ReplicaAcks::AtLeast(count)),
+                Err(_) => Err(Error::Config {
+                    what: ENV_REPLICA_ACKS,
+                    detail: format!(
+                        "{value:?} is not a replica count: write auto (one replica where the master has any), off, or a number such as 1"
+                    ),
+                }),
+            },
+        }
+    }
+}
 
 /// Everything a [`Cache`](crate::Cache) is built from.
 #[derive(Debug, Clone)]
@@ -36,6 +95,7 @@ pub(crate) struct Config {
     pub(crate) max_value_size: usize,
     pub(crate) clock: Clock,
     pub(crate) disabled: bool,
+    pub(crate) replica_acks: ReplicaAcks,
 }
 
 impl Default for Config {
@@ -53,6 +113,7 @@ impl Default for Config {
             max_value_size: 1 << 20,
             clock: Clock::default(),
             disabled: false,
+            replica_acks: ReplicaAcks::Auto,
         }
     }
 }
@@ -87,6 +148,9 @@ impl Config {
                     "{value:?} is not a switch: write 1, true, yes or on to turn caching off, or 0, false, no or off (or leave it unset) to keep it on"
                 ),
             })?;
+        }
+        if let Some(acks) = env(ENV_REPLICA_ACKS) {
+            config.replica_acks = acks.parse()?;
         }
         Ok(config)
     }
@@ -151,6 +215,12 @@ impl Config {
                 what: "redis_ca",
                 detail: "a CA certificate is for TLS: enable the `tls` feature of cached-api"
                     .to_owned(),
+            });
+        }
+        if self.replica_acks == ReplicaAcks::AtLeast(0) {
+            return Err(Error::Config {
+                what: "replica_acks",
+                detail: "AtLeast(0) waits for nothing: write ReplicaAcks::Off".to_owned(),
             });
         }
         if self.pool_size == 0 {
@@ -285,6 +355,13 @@ impl CacheBuilder {
         self
     }
 
+    /// How many replicas acknowledge an invalidation before it returns `Ok`
+    /// (default [`ReplicaAcks::Auto`]: one, where the master has any).
+    pub fn replica_acks(mut self, acks: ReplicaAcks) -> Self {
+        self.config.replica_acks = acks;
+        self
+    }
+
     /// With `true`, cached functions run every time; invalidations still reach the store.
     pub fn disabled(mut self, disabled: bool) -> Self {
         self.config.disabled = disabled;
@@ -410,6 +487,10 @@ mod tests {
                     .redis_url("redis://a:1"),
                 "redis_cluster",
             ),
+            (
+                CacheBuilder::default().replica_acks(ReplicaAcks::AtLeast(0)),
+                "ReplicaAcks::Off",
+            ),
         ];
         for (builder, what) in cases {
             let error = refused(builder);
@@ -422,6 +503,20 @@ mod tests {
             .default_ttl(Duration::from_millis(1))
             .max_value_size(1);
         assert!(fine.checked().is_ok());
+    }
+
+    #[test]
+    fn replica_acks_are_read_as_written() {
+        let read = |value: &str| value.parse::<ReplicaAcks>().ok();
+        assert_eq!(read("auto"), Some(ReplicaAcks::Auto));
+        assert_eq!(read(" Off "), Some(ReplicaAcks::Off));
+        assert_eq!(read("0"), Some(ReplicaAcks::Off));
+        assert_eq!(read("2"), Some(ReplicaAcks::AtLeast(2)));
+        let error = "one".parse::<ReplicaAcks>().unwrap_err().to_string();
+        assert!(
+            error.contains(ENV_REPLICA_ACKS) && error.contains("auto"),
+            "{error}"
+        );
     }
 
     #[test]

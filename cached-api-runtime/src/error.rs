@@ -70,6 +70,10 @@ pub(crate) enum StoreFailure {
     /// The server refuses this client as configured: wrong credentials,
     /// missing permissions. Waiting will not help; the store reports it once.
     Rejected,
+    /// The master took a write, and fewer replicas than asked acknowledged
+    /// it in time: a failover now could lose it. The master is there, so
+    /// this is no outage.
+    Unreplicated,
 }
 
 impl StoreError {
@@ -91,7 +95,10 @@ impl StoreError {
     /// dropped, or refusing this client's credentials), rather than
     /// answering one command with an error.
     pub fn is_outage(&self) -> bool {
-        self.kind != StoreFailure::Refused
+        !matches!(
+            self.kind,
+            StoreFailure::Refused | StoreFailure::Unreplicated
+        )
     }
 
     /// Whether the server refuses this client as configured (credentials,

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be cached: it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
     label = "not serializable",
-    note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`"
+    note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`",
+    note = "a raw response (axum's `Response`, actix's `HttpResponse`) cannot be cached: its body is a stream that can be read once; return `Json<T>`, `Html<T>` or `(StatusCode, Json<T>)` (feature `axum`), or a type implementing `cached_api::CachedResponse`"
 )]
 pub trait CacheValue: Serialize + DeserializeOwned {}
 

@@ -12,8 +12,13 @@ use crate::{key, shape};
 /// can be read as another.
 #[derive(Debug)]
 pub struct FnOptions {
-    /// The function id used in keys, stats and logs.
+    /// The function id used in keys, stats and logs; for a `method`, its
+    /// name alone.
     pub id: &'static str,
+    /// Whether the function is a method whose id is written by its first
+    /// call: the path of its `Self` type, then `id`, so that methods of
+    /// one name on two types are two functions.
+    pub method: bool,
     /// The attribute's `version`; entries of another version are misses.
     pub version: u32,
     /// How long values live; `None` takes the cache's default.
@@ -57,6 +62,9 @@ pub struct FnSpec {
     pub(crate) stats_row: OnceLock<usize>,
     /// Whether a value of this function was found too large to store yet.
     oversized: AtomicBool,
+    /// A method's id, with its `Self` type: a `static` in a method cannot
+    /// name `Self`, so its first call writes it.
+    method_id: OnceLock<&'static str>,
 }
 
 impl FnSpec {
@@ -67,12 +75,26 @@ impl FnSpec {
             shape: OnceLock::new(),
             stats_row: OnceLock::new(),
             oversized: AtomicBool::new(false),
+            method_id: OnceLock::new(),
         }
     }
 
     /// The function id used in keys, stats and logs.
     pub fn id(&self) -> &'static str {
-        self.options.id
+        self.method_id.get().copied().unwrap_or(self.options.id)
+    }
+
+    /// Writes a method's id from `owner`, its `Self` type's
+    /// `type_name`, on its first call: `my_service::Plans::get`. A generic
+    /// type's instantiations share one id (their entries stay apart: the
+    /// key names the owner whole).
+    pub(crate) fn own(&self, owner: &str) {
+        if self.options.method {
+            self.method_id.get_or_init(|| {
+                let path = owner.split('<').next().unwrap_or(owner);
+                Box::leak(format!("{path}::{}", self.options.id).into_boxed_str())
+            });
+        }
     }
 
     pub(crate) fn version(&self) -> u32 {
@@ -251,6 +273,7 @@ mod tests {
     fn options() -> FnOptions {
         FnOptions {
             id: "f",
+            method: false,
             version: 0,
             ttl: None,
             error_ttl: None,

@@ -701,6 +701,25 @@ pub fn methods_of_different_types_have_their_own_entries<S: StoreUnderTest>() {
             (runs(&format!("plans/{id}")), runs(&format!("prices/{id}"))),
             (1, 1)
         );
+        // Each is a function of its own, by its type's path: its own stats
+        // row, and dropping one leaves the other.
+        let plans = concat!(module_path!(), "::Plans::get");
+        let prices = concat!(module_path!(), "::Prices::get");
+        let rows = cached_api::stats();
+        assert!(
+            rows.functions.contains_key(plans) && rows.functions.contains_key(prices),
+            "{:?}",
+            rows.functions.keys()
+        );
+        cached_api::invalidate_function(plans)
+            .await
+            .expect("invalidation succeeds");
+        assert_eq!(Plans.get(id.clone()).await, format!("plan {id}"));
+        assert_eq!(Prices.get(id.clone()).await, format!("price {id}"));
+        assert_eq!(
+            (runs(&format!("plans/{id}")), runs(&format!("prices/{id}"))),
+            (2, 1)
+        );
     });
 }
 

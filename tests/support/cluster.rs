@@ -94,7 +94,34 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes, dirs };
         cluster.wait_until_ok();
+        cluster.wait_for_replicas();
         cluster
+    }
+
+    /// Waits until every master's replica has finished its first sync:
+    /// until then a master does not count it, and invalidations, which wait
+    /// for a replica, are refused.
+    fn wait_for_replicas(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in self.nodes.iter().flatten() {
+            loop {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query(&mut node.connection())
+                    .expect("INFO replication");
+                let replica = info.contains("role:slave");
+                if (replica && info.contains("master_link_status:up"))
+                    || (!replica && info.contains("state=online"))
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a replica did not finish its first sync: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     /// `redis://` URLs of the nodes that are up.
@@ -171,17 +198,10 @@ impl RedisCluster {
     }
 
     fn master_port_seen_by(&self, node: &RedisServer, slot: u16) -> Option<u16> {
-        let slots: Vec<(u16, u16, Vec<redis::Value>)> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query(&mut node.connection())
-            .ok()?;
-        let (_, _, master) = slots
+        slot_masters(node)?
             .into_iter()
-            .find(|(start, end, _)| (*start..=*end).contains(&slot))?;
-        match master.get(1) {
-            Some(redis::Value::Int(port)) => u16::try_from(*port).ok(),
-            _ => None,
-        }
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
     }
 
     fn live_index_of_port(&self, port: u16) -> Option<usize> {
@@ -192,35 +212,25 @@ impl RedisCluster {
 
     /// The index of the node that serves `slot` as a master now.
     pub fn master_of(&self, slot: u16) -> usize {
-        let node = self.nodes.iter().flatten().next().expect("a node is up");
-        let slots: Vec<(u16, u16, Vec<redis::Value>)> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query(&mut node.connection())
-            .expect("CLUSTER SLOTS");
-        let (_, _, master) = slots
-            .into_iter()
-            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+        let port = self
+            .master_port_seen_by(self.any_node(), slot)
             .expect("every slot is served");
-        let port = match &master[1] {
-            redis::Value::Int(port) => *port as u16,
-            other => panic!("a port in CLUSTER SLOTS, not {other:?}"),
-        };
         self.index_of_port(port)
     }
 
     /// The slot ranges node `index` serves as a master.
     pub fn slots_of(&self, index: usize) -> Vec<(u16, u16)> {
         let port = self.nodes[index].as_ref().expect("up").port();
-        let node = self.nodes.iter().flatten().next().expect("a node is up");
-        let slots: Vec<(u16, u16, Vec<redis::Value>)> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query(&mut node.connection())
-            .expect("CLUSTER SLOTS");
-        slots
+        slot_masters(self.any_node())
+            .expect("CLUSTER SLOTS")
             .into_iter()
-            .filter(|(_, _, master)| matches!(master.get(1), Some(redis::Value::Int(p)) if *p == i64::from(port)))
+            .filter(|(_, _, master)| *master == port)
             .map(|(start, end, _)| (start, end))
             .collect()
+    }
+
+    fn any_node(&self) -> &RedisServer {
+        self.nodes.iter().flatten().next().expect("a node is up")
     }
 
     /// Whether node `index` is up and a master.
@@ -239,6 +249,43 @@ impl RedisCluster {
             .iter()
             .position(|node| node.as_ref().is_some_and(|node| node.port() == port))
             .expect("a node on that port")
+    }
+
+    /// The index of the node that replicates the master `master`.
+    pub fn replica_of(&self, master: usize) -> usize {
+        let port = i64::from(self.nodes[master].as_ref().expect("up").port());
+        self.nodes
+            .iter()
+            .position(|node| {
+                node.as_ref().is_some_and(|node| {
+                    let role: Vec<redis::Value> = redis::cmd("ROLE")
+                        .query(&mut node.connection())
+                        .expect("ROLE");
+                    matches!(&role[..], [redis::Value::BulkString(role), _, redis::Value::Int(of), ..] if role == b"slave" && *of == port)
+                })
+            })
+            .expect("every master has a replica")
+    }
+
+    /// Waits until node `replica` has every write its master `master` took
+    /// until now: their replication offsets, which no event announces.
+    pub fn wait_replicated(&self, master: usize, replica: usize) {
+        let offset = |index: usize, field: &str| -> i64 {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut self.nodes[index].as_ref().expect("up").connection())
+                .expect("INFO replication");
+            info.lines()
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|offset| offset.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{field} in {info}"))
+        };
+        let wanted = offset(master, "master_repl_offset:");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while offset(replica, "slave_repl_offset:") < wanted {
+            assert!(Instant::now() < deadline, "the replica did not catch up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The cluster id of node `index`.
@@ -316,6 +363,34 @@ impl RedisCluster {
             }
         }
     }
+}
+
+/// Each slot range and the port of its master, as `node` sees them
+/// (`CLUSTER SLOTS`: start, end, the master, then its replicas).
+fn slot_masters(node: &RedisServer) -> Option<Vec<(u16, u16, u16)>> {
+    let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query(&mut node.connection())
+        .ok()?;
+    ranges
+        .into_iter()
+        .map(|range| match &range[..] {
+            [
+                redis::Value::Int(start),
+                redis::Value::Int(end),
+                redis::Value::Array(master),
+                ..,
+            ] => match master.get(1) {
+                Some(redis::Value::Int(port)) => Some((
+                    u16::try_from(*start).ok()?,
+                    u16::try_from(*end).ok()?,
+                    u16::try_from(*port).ok()?,
+                )),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 impl Drop for RedisCluster {

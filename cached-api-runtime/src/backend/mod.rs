@@ -111,8 +111,20 @@ pub(crate) trait Backend: Send + Sync {
     /// Returns the generation stored at `key`, storing `candidate` first if
     /// there is none. `None` if what is stored is not a generation.
     fn init_generation_blocking(&self, key: &str, candidate: u64) -> Result<Option<u64>, Error>;
-    /// Replaces the generation at `key`.
+    /// Replaces the generation at `key`: an invalidation, `Ok` once it is
+    /// as safe from a failover as the store was asked to make it.
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error>;
+    /// Replaces whatever `key` holds with `tombstone`, kept for `ttl`: an
+    /// invalidation, `Ok` as for [`set_generation_blocking`](Self::set_generation_blocking).
+    fn write_tombstone_blocking(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        self.write_blocking(key, tombstone, None, ttl, None)
+            .map(drop)
+    }
     /// Takes the lease at `key` for `ttl`, marked `token`, unless someone
     /// holds it, and reads `entry` as [`read_blocking`](Self::read_blocking)
     /// does, after: whether it was taken, and the read. A store in one
@@ -191,6 +203,14 @@ pub(crate) trait Backend: Send + Sync {
         generation: u64,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         std::future::ready(self.set_generation_blocking(key, generation))
+    }
+    fn write_tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.write_tombstone_blocking(key, tombstone, ttl))
     }
     fn take_lease(
         &self,
@@ -311,6 +331,22 @@ impl Backend for Store {
     }
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
         dispatch!(self, s => s.set_generation(key, generation).await)
+    }
+    fn write_tombstone_blocking(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        dispatch!(self, s => s.write_tombstone_blocking(key, tombstone, ttl))
+    }
+    async fn write_tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        dispatch!(self, s => s.write_tombstone(key, tombstone, ttl).await)
     }
     fn take_lease_blocking(
         &self,

@@ -245,6 +245,6 @@ pub(super) fn server_version(info: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-fn millis(ttl: Duration) -> u64 {
+pub(super) fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterConfig, ClusterConnection};
-use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
     Arg, AsyncConnectionConfig, Client, Cmd, Connection, ConnectionLike, FromRedisValue, Pipeline,
     ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
@@ -150,40 +150,85 @@ impl Link {
         cmd: &Cmd,
         op_timeout: Duration,
     ) -> RedisResult<T> {
-        match self {
+        match self.shared(op_timeout)? {
+            Shared::Node(mut connection) => cmd.query_async(&mut connection).await,
+            Shared::Cluster(mut connection) => cmd.query_async(&mut connection).await,
+        }
+    }
+
+    /// Runs `cmd`, which has no key, at the master that serves `slot`.
+    pub(super) async fn query_at<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        slot: u16,
+        op_timeout: Duration,
+    ) -> RedisResult<T> {
+        match self.shared(op_timeout)? {
+            Shared::Node(mut connection) => cmd.query_async(&mut connection).await,
+            Shared::Cluster(mut connection) => {
+                let reply = connection
+                    .route_command(cmd.clone(), at_master(slot))
+                    .await?;
+                T::from_redis_value(reply).map_err(Into::into)
+            }
+        }
+    }
+
+    /// Runs the write `cmd`, which touches `slot`, then `wait` (a `WAIT`)
+    /// on the same connection in one round trip: `WAIT` counts the
+    /// replicas that have every write this connection sent. Its reply.
+    pub(super) async fn query_replicated(
+        &self,
+        cmd: &Cmd,
+        slot: u16,
+        wait: &Cmd,
+        op_timeout: Duration,
+    ) -> RedisResult<i64> {
+        let mut pipeline = redis::pipe();
+        pipeline.add_command(cmd.clone()).add_command(wait.clone());
+        let replies: Vec<Value> = match self.shared(op_timeout)? {
+            Shared::Node(mut connection) => pipeline.query_async(&mut connection).await?,
+            Shared::Cluster(mut connection) => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                connection.route_pipeline(pipeline, 0, 2, route).await?
+            }
+        };
+        replies.into_iter().nth(1).map_or(Ok(0), |acked| {
+            i64::from_redis_value(acked).map_err(Into::into)
+        })
+    }
+
+    /// The shared async connection, opened on first use.
+    fn shared(&self, op_timeout: Duration) -> RedisResult<Shared> {
+        Ok(match self {
             Link::Node {
                 client,
                 multiplexed,
                 ..
-            } => {
-                let mut connection = match multiplexed.get() {
-                    Some(connection) => connection.clone(),
-                    None => {
-                        let config = ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(op_timeout))
-                            .set_response_timeout(Some(op_timeout))
-                            .set_number_of_retries(0)
-                            .set_max_delay(op_timeout);
-                        let manager =
-                            ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-                        multiplexed.get_or_init(|| manager).clone()
-                    }
-                };
-                cmd.query_async(&mut connection).await
-            }
+            } => Shared::Node(match multiplexed.get() {
+                Some(connection) => connection.clone(),
+                None => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(op_timeout))
+                        .set_response_timeout(Some(op_timeout))
+                        .set_number_of_retries(0)
+                        .set_max_delay(op_timeout);
+                    let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                    multiplexed.get_or_init(|| manager).clone()
+                }
+            }),
             Link::Cluster {
                 client,
                 multiplexed,
                 ..
-            } => {
-                let mut connection = multiplexed
+            } => Shared::Cluster(
+                multiplexed
                     .get_or_init(|| {
                         client.get_pending_async_connection_with_config(cluster_config(op_timeout))
                     })
-                    .clone();
-                cmd.query_async(&mut connection).await
-            }
-        }
+                    .clone(),
+            ),
+        })
     }
 
     /// Runs `cmd` on a pooled sync connection.
@@ -193,20 +238,100 @@ impl Link {
         op_timeout: Duration,
     ) -> RedisResult<T> {
         match self {
-            Link::Node { client, pool, .. } => pool.query(cmd, || {
-                let connection = client.get_connection_with_timeout(op_timeout)?;
-                connection.set_read_timeout(Some(op_timeout))?;
-                connection.set_write_timeout(Some(op_timeout))?;
-                Ok(connection)
-            }),
-            Link::Cluster { client, pool, .. } => pool.query(cmd, || {
-                client.get_connection_with_config(cluster_config(op_timeout))
-            }),
+            Link::Node { client, pool, .. } => {
+                pool.with(|| open_node(client, op_timeout), |c| cmd.query(c))
+            }
+            Link::Cluster { client, pool, .. } => pool.with(
+                || client.get_connection_with_config(cluster_config(op_timeout)),
+                |c| cmd.query(c),
+            ),
+        }
+    }
+
+    /// [`query_at`](Self::query_at) on a pooled sync connection.
+    pub(super) fn query_at_blocking<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        slot: u16,
+        op_timeout: Duration,
+    ) -> RedisResult<T> {
+        match self {
+            Link::Node { .. } => self.query_blocking(cmd, op_timeout),
+            Link::Cluster { client, pool, .. } => pool.with(
+                || client.get_connection_with_config(cluster_config(op_timeout)),
+                |c| T::from_redis_value(c.route_command(cmd, at_master(slot))?).map_err(Into::into),
+            ),
+        }
+    }
+
+    /// Runs the writes `cmds` as pipelines, [`WRITES_PER_PIPELINE`] each,
+    /// on one pooled sync connection, then each of `waits` (`WAIT`s) at the
+    /// master of its slot on the same connection: their replies. On one
+    /// node, writes and waits go in one round trip.
+    pub(super) fn query_all_blocking(
+        &self,
+        cmds: &[Cmd],
+        waits: &[(u16, Cmd)],
+        op_timeout: Duration,
+    ) -> RedisResult<Vec<i64>> {
+        match self {
+            Link::Node { client, pool, .. } => {
+                let mut pipeline = redis::pipe();
+                for cmd in cmds {
+                    pipeline.add_command(cmd.clone()).ignore();
+                }
+                for (_, wait) in waits {
+                    pipeline.add_command(wait.clone());
+                }
+                pool.with(|| open_node(client, op_timeout), |c| pipeline.query(c))
+            }
+            Link::Cluster { client, pool, .. } => pool.with(
+                || client.get_connection_with_config(cluster_config(op_timeout)),
+                |c| {
+                    for chunk in cmds.chunks(WRITES_PER_PIPELINE) {
+                        let mut pipeline = redis::cluster::cluster_pipe();
+                        for cmd in chunk {
+                            pipeline.add_command(cmd.clone()).ignore();
+                        }
+                        pipeline.query::<()>(c)?;
+                    }
+                    waits
+                        .iter()
+                        .map(|(slot, wait)| {
+                            i64::from_redis_value(c.route_command(wait, at_master(*slot))?)
+                                .map_err(Into::into)
+                        })
+                        .collect()
+                },
+            ),
         }
     }
 }
 
-/// Reads that Redis tracks for this process, on one node or a cluster.
+/// Writes sent at once by [`Link::query_all_blocking`]: few enough that
+/// the commands of one pipeline keep no server busy long.
+const WRITES_PER_PIPELINE: usize = 1024;
+
+/// The shared async connection of a [`Link`].
+enum Shared {
+    Node(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+fn at_master(slot: u16) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+        slot,
+        SlotAddr::Master,
+    )))
+}
+
+fn open_node(client: &Client, op_timeout: Duration) -> RedisResult<Connection> {
+    let connection = client.get_connection_with_timeout(op_timeout)?;
+    connection.set_read_timeout(Some(op_timeout))?;
+    connection.set_write_timeout(Some(op_timeout))?;
+    Ok(connection)
+}
+
 #[derive(Clone, Copy)]
 pub(super) enum Tracked<'a> {
     Node(&'a TrackedConnection),
@@ -565,20 +690,19 @@ impl<C: ConnectionLike> Pool<C> {
         }
     }
 
-    fn query<T: FromRedisValue>(
+    /// Runs `run` on an idle connection, or one `open` opens, and keeps
+    /// it for the next if it still works.
+    fn with<T>(
         &self,
-        cmd: &Cmd,
         open: impl FnOnce() -> RedisResult<C>,
+        run: impl FnOnce(&mut C) -> RedisResult<T>,
     ) -> RedisResult<T> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut connection = match idle {
             Some(connection) => connection,
             None => open()?,
         };
-        // A connection that failed may hold half a reply: it is dropped, not
-        // pooled. One the server dropped means the idle ones were dropped too
-        // (a restart): they go as well, so that a retry opens a fresh one.
-        let reply = cmd.query(&mut connection).inspect_err(|error| {
+        let reply = run(&mut connection).inspect_err(|error| {
             if error.is_connection_dropped() {
                 self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
             }
@@ -591,8 +715,6 @@ impl<C: ConnectionLike> Pool<C> {
     }
 }
 
-/// The node URLs of a `redis+cluster://` (or `rediss+cluster://`) URL, each
-/// with the URL's user part; `None` for any other URL.
 fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, Error>> {
     let (scheme, rest) = url.split_once("://")?;
     let node_scheme = match scheme {

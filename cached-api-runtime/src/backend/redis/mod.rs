@@ -5,6 +5,7 @@
 mod command;
 mod gather;
 mod link;
+mod replicas;
 mod tracking;
 
 use std::borrow::Cow;
@@ -15,14 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::Poll;
 use std::time::Duration;
 
-use redis::{Cmd, FromRedisValue, RedisError};
+use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 use self::command::{
-    add_shape_cmd, function_generation, init_generation_cmd, init_generation_reply,
+    add_shape_cmd, function_generation, init_generation_cmd, init_generation_reply, millis,
     parse_generation, read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd,
     shapes_cmd, store_cmd, store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
+    write_cmd,
 };
 use self::link::{Link, Request, Tracked};
+use self::replicas::Replicas;
 use self::tracking::{Mark, TrackedKeys, stamp};
 use super::{Backend, Bytes, L1Read, Read, with_entry};
 use crate::Error;
@@ -42,6 +45,9 @@ pub(crate) struct RedisStore {
     rejection_reported: AtomicBool,
     /// Whether a server too old for `SET … NX GET` was logged already.
     old_server_reported: AtomicBool,
+    replicas: Replicas,
+    /// Whether a server that would not list its replicas was logged already.
+    replicas_refusal_reported: AtomicBool,
 }
 
 impl RedisStore {
@@ -58,6 +64,8 @@ impl RedisStore {
         let link = Link::new(target, config)?;
         Ok(RedisStore {
             breakers: Breakers::new(config.breaker_cooldown, link.is_cluster()),
+            replicas: Replicas::new(config.replica_acks, link.is_cluster()),
+            replicas_refusal_reported: AtomicBool::new(false),
             link,
             op_timeout: config.op_timeout,
             rejection_reported: AtomicBool::new(false),
@@ -286,9 +294,21 @@ impl RedisStore {
         permit: Permit,
         cmd: &Cmd,
     ) -> Result<T, Error> {
-        let mut result = self.query_once(cmd).await;
+        self.run(breaker, permit, || self.link.query(cmd, self.op_timeout))
+            .await
+    }
+
+    /// Runs `op`, admitted by `breaker` with `permit`, and again at once if
+    /// [`retries`] says so; the breaker learns how it went.
+    async fn run<T, F: Future<Output = RedisResult<T>>>(
+        &self,
+        breaker: &Breaker,
+        permit: Permit,
+        op: impl Fn() -> F,
+    ) -> Result<T, Error> {
+        let mut result = op().await.map_err(|error| self.store_error(error));
         if retries(permit, &result) {
-            result = self.query_once(cmd).await;
+            result = op().await.map_err(|error| self.store_error(error));
         }
         breaker.record(permit, &result);
         result
@@ -312,9 +332,21 @@ impl RedisStore {
         permit: Permit,
         cmd: &Cmd,
     ) -> Result<T, Error> {
-        let mut result = self.query_blocking_once(cmd);
+        self.run_blocking(breaker, permit, || {
+            self.link.query_blocking(cmd, self.op_timeout)
+        })
+    }
+
+    /// [`run`](Self::run), blocking.
+    fn run_blocking<T>(
+        &self,
+        breaker: &Breaker,
+        permit: Permit,
+        op: impl Fn() -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        let mut result = op().map_err(|error| self.store_error(error));
         if retries(permit, &result) {
-            result = self.query_blocking_once(cmd);
+            result = op().map_err(|error| self.store_error(error));
         }
         breaker.record(permit, &result);
         result
@@ -334,7 +366,9 @@ impl RedisStore {
             StoreFailure::Rejected => {
                 "check the user, password and ACL permissions in the Redis URL"
             }
-            StoreFailure::Refused => "redis-server answered with this error",
+            StoreFailure::Refused | StoreFailure::Unreplicated => {
+                "redis-server answered with this error"
+            }
             StoreFailure::Dropped | StoreFailure::Unreachable => {
                 "check that redis-server is reachable at the configured URL"
             }
@@ -447,15 +481,25 @@ impl Backend for RedisStore {
     /// skipped, and its success shows the store is back. Retried once on a
     /// connection that turned out dead (a restarted server): the write is
     /// idempotent, and the retry runs on a fresh connection.
-    /// A function's generation on a cluster is written to every slot, one
-    /// after the other here (see the async form).
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
-        let result = self.generation_copies(key).iter().try_for_each(|copy| {
-            let breaker = self.breakers.for_key(copy);
-            let cmd = set_generation_cmd(copy, generation);
-            self.query_blocking_with(breaker, Permit::Always, &cmd)
-        });
+        let copies = self.generation_copies(key);
+        let cmds: Vec<Cmd> = copies
+            .iter()
+            .map(|copy| set_generation_cmd(copy, generation))
+            .collect();
+        let result = self.write_invalidation_blocking(key, &cmds);
         self.generation_changed(key);
+        result
+    }
+
+    fn write_tombstone_blocking(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let result = self.write_invalidation_blocking(key, &[write_cmd(key, tombstone, ttl)]);
+        self.entry_replaced(key, None);
         result
     }
 
@@ -554,26 +598,221 @@ impl Backend for RedisStore {
         Ok(init_generation_reply(candidate, existing?))
     }
 
+    /// Tried even while the circuit is open, as the blocking form.
+    async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
+        let result = if self.link.is_cluster() && is_function_generation(key) {
+            self.set_every_copy(key, generation).await
+        } else {
+            self.write_invalidation(key, &set_generation_cmd(key, generation))
+                .await
+        };
+        self.generation_changed(key);
+        result
+    }
+
+    async fn write_tombstone(
+        &self,
+        key: &str,
+        tombstone: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let result = self
+            .write_invalidation(key, &write_cmd(key, tombstone, ttl))
+            .await;
+        self.entry_replaced(key, None);
+        result
+    }
+}
+
+/// Invalidations: writes that wait for replicas (see [`ReplicaAcks`]).
+///
+/// [`ReplicaAcks`]: crate::config::ReplicaAcks
+impl RedisStore {
+    /// Writes the invalidation `cmd` at `key`, with a `WAIT` in the same
+    /// round trip when its master's replicas are waited for.
+    async fn write_invalidation(&self, key: &str, cmd: &Cmd) -> Result<(), Error> {
+        let slot = cluster_slot(key);
+        let breaker = self.breakers.for_key(key);
+        self.know_replicas(slot).await?;
+        let wanted = self.replicas.wanted(slot);
+        let result = if wanted == 0 {
+            self.query_with::<Value>(breaker, Permit::Always, cmd)
+                .await
+                .map(drop)
+        } else {
+            let wait = self.wait_cmd(wanted);
+            self.run(breaker, Permit::Always, || {
+                self.link
+                    .query_replicated(cmd, slot, &wait, self.op_timeout)
+            })
+            .await
+            .and_then(|acked| self.replicated(acked, wanted))
+        };
+        self.checked(result)
+    }
+
     /// A function's generation on a cluster is written to its 16,384
     /// copies, [`COPIES_AT_ONCE`] at a time, so that calls sharing the
-    /// connection meanwhile are not held past their timeout: `Ok` once every
-    /// slot has it.
-    async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
+    /// connection meanwhile are not held past their timeout, then waited
+    /// for at each master: `Ok` once every slot has it.
+    async fn set_every_copy(&self, key: &str, generation: u64) -> Result<(), Error> {
+        self.know_replicas(cluster_slot(key)).await?;
         let mut result = Ok(());
         for copies in self.generation_copies(key).chunks(COPIES_AT_ONCE) {
             let writes = copies.iter().map(|copy| async move {
                 let breaker = self.breakers.for_key(copy);
                 let cmd = set_generation_cmd(copy, generation);
-                self.query_with(breaker, Permit::Always, &cmd).await
+                self.query_with::<()>(breaker, Permit::Always, &cmd).await
             });
             result = all(writes.collect()).await;
             if result.is_err() {
                 break;
             }
         }
-        self.generation_changed(key);
+        if result.is_ok() {
+            // The copies went out on the connection the cluster client
+            // keeps to each master, so each `WAIT` there counts them.
+            let waits = self
+                .replicas
+                .masters()
+                .into_iter()
+                .map(|master| async move {
+                    let breaker = self.breakers.for_slot(master.slot);
+                    let wait = self.wait_cmd(master.replicas);
+                    self.run(breaker, Permit::Always, || {
+                        self.link.query_at(&wait, master.slot, self.op_timeout)
+                    })
+                    .await
+                    .and_then(|acked| self.replicated(acked, master.replicas))
+                });
+            result = all(waits.collect()).await;
+        }
+        self.checked(result)
+    }
+
+    /// [`write_invalidation`](Self::write_invalidation) of every command of
+    /// `cmds` (one, or a function's copies on a cluster, pipelined), with
+    /// their `WAIT`s, on one pooled connection.
+    fn write_invalidation_blocking(&self, key: &str, cmds: &[Cmd]) -> Result<(), Error> {
+        let slot = cluster_slot(key);
+        let breaker = self.breakers.for_key(key);
+        if self.replicas.stale() {
+            let command = self.replicas.command();
+            let reply = self.run_blocking(breaker, Permit::Always, || {
+                self.link.query_at_blocking(&command, slot, self.op_timeout)
+            });
+            self.learn_replicas(reply)?;
+        }
+        let waits: Vec<(u16, u32)> = if cmds.len() > 1 {
+            let masters = self.replicas.masters().into_iter();
+            masters
+                .map(|master| (master.slot, master.replicas))
+                .collect()
+        } else {
+            let wanted = self.replicas.wanted(slot);
+            (wanted > 0).then_some((slot, wanted)).into_iter().collect()
+        };
+        let wait_cmds: Vec<(u16, Cmd)> = waits
+            .iter()
+            .map(|&(slot, wanted)| (slot, self.wait_cmd(wanted)))
+            .collect();
+        let result = self
+            .run_blocking(breaker, Permit::Always, || {
+                self.link
+                    .query_all_blocking(cmds, &wait_cmds, self.op_timeout)
+            })
+            .and_then(|acked| {
+                waits
+                    .iter()
+                    .zip(acked)
+                    .try_for_each(|(&(_, wanted), acked)| self.replicated(acked, wanted))
+            });
+        self.checked(result)
+    }
+
+    /// Reads the masters' replicas before an invalidation at `slot`, if
+    /// what was read is old or missing.
+    /// Like the write, the read is always tried, and retried once on a
+    /// connection that turned out dead.
+    async fn know_replicas(&self, slot: u16) -> Result<(), Error> {
+        if !self.replicas.stale() {
+            return Ok(());
+        }
+        let command = self.replicas.command();
+        let breaker = self.breakers.for_slot(slot);
+        let reply = self
+            .run(breaker, Permit::Always, || {
+                self.link.query_at(&command, slot, self.op_timeout)
+            })
+            .await;
+        self.learn_replicas(reply)
+    }
+
+    fn learn_replicas(&self, reply: Result<String, Error>) -> Result<(), Error> {
+        let error = match reply {
+            Ok(reply) => {
+                self.replicas.learn(&reply);
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        if error.is_outage() {
+            return Err(error);
+        }
+        let first = !self.replicas_refusal_reported.swap(true, Relaxed);
+        if self.link.is_cluster() {
+            if first {
+                tracing::error!(
+                    %error,
+                    "redis refuses to list the cluster's replicas (CLUSTER NODES): invalidations fail until this client may, or CACHED_API_REPLICA_ACKS is off"
+                );
+            }
+            return Err(error);
+        }
+        if first {
+            tracing::warn!(
+                %error,
+                "redis refuses to say how many replicas it has (INFO replication): invalidations wait for none; set CACHED_API_REPLICA_ACKS to a count if it has some"
+            );
+        }
+        self.replicas.unknown_on_node();
+        Ok(())
+    }
+
+    /// `WAIT` for `replicas`, bounded by half the op timeout, so that its
+    /// answer, and not the connection's timeout, ends it.
+    fn wait_cmd(&self, replicas: u32) -> Cmd {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(millis(self.op_timeout / 2));
+        cmd
+    }
+
+    /// `Ok` if `acked` replicas are enough for `wanted`.
+    fn replicated(&self, acked: i64, wanted: u32) -> Result<(), Error> {
+        if acked >= i64::from(wanted) {
+            return Ok(());
+        }
+        let shortfall = Unreplicated { acked, wanted };
+        let hint = "the master has the invalidation, and a failover before a replica has it would undo it; it is retried until enough replicas acknowledge it (see CACHED_API_REPLICA_ACKS)";
+        Err(StoreError::new("redis", StoreFailure::Unreplicated, hint, shortfall).into())
+    }
+
+    /// An invalidation that came up short or failed may have met a
+    /// failover: the next one reads the replicas again.
+    fn checked(&self, result: Result<(), Error>) -> Result<(), Error> {
+        if result.is_err() {
+            self.replicas.reread();
+        }
         result
     }
+}
+
+/// Fewer replicas acknowledged a write than were waited for.
+#[derive(Debug, thiserror::Error)]
+#[error("{acked} of the {wanted} replicas waited for acknowledged the write in time")]
+struct Unreplicated {
+    acked: i64,
+    wanted: u32,
 }
 
 /// How many copies of a function's generation are written at once.

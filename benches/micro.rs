@@ -4,7 +4,6 @@
 use std::hint::black_box;
 
 use cached_api::__private::{FnOptions, FnSpec, KeyWriter, TypedCodec, UserId, global, key};
-use cached_api::{Bincode, Codec};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
 
@@ -74,17 +73,22 @@ fn codec(c: &mut Criterion) {
         bio: "Writes Rust services. ".repeat(40),
         scores: (0..32).collect(),
     };
-    let mut bytes = Vec::new();
-    Bincode.encode(&profile, &mut bytes).unwrap();
+    // The payload format entries use: bincode 2, standard configuration.
+    let config = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec(&profile, config).unwrap();
     c.bench_function("codec: encode ~1 kB", |b| {
         b.iter(|| {
             let mut out = Vec::with_capacity(1_024);
-            Bincode.encode(black_box(&profile), &mut out).unwrap();
+            bincode::serde::encode_into_std_write(black_box(&profile), &mut out, config).unwrap();
             black_box(out)
         })
     });
     c.bench_function("codec: decode ~1 kB", |b| {
-        b.iter(|| black_box(Bincode.decode::<Profile>(black_box(&bytes))))
+        b.iter(|| {
+            let decoded: (Profile, usize) =
+                bincode::serde::decode_from_slice(black_box(&bytes), config).unwrap();
+            black_box(decoded)
+        })
     });
 }
 

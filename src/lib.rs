@@ -29,9 +29,9 @@
 
 pub use cached_api_macro::cached_api;
 pub use cached_api_runtime::{
-    Bincode, BreakerStats, Cache, CacheBuilder, CachedResponse, Clock, Codec, Counts, Error, Stats,
-    StoreError, TrackingStats, blocking, config, invalidate_function, invalidate_user, set_global,
-    stats, status,
+    BreakerStats, Cache, CacheBuilder, CachedResponse, Clock, Counts, Error, Stats, StoreError,
+    TrackingStats, blocking, config, invalidate_function, invalidate_user, set_global, stats,
+    status,
 };
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes

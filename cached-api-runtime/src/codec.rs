@@ -1,4 +1,4 @@
-//! How values become bytes: a [`Codec`] for the payload inside an envelope
+//! How values become bytes: bincode for the payload inside an envelope
 //! whose header says which format, function version, stored shape and user
 //! generation wrote it, and when.
 
@@ -10,33 +10,21 @@ use serde::de::DeserializeOwned;
 use crate::policy::CacheValue;
 use crate::response::CachedResponse;
 
-/// Turns values into bytes and back.
-///
-/// `decode` returns `None` for bytes it cannot read; the caller treats them
-/// as a miss and overwrites them.
-pub trait Codec: Send + Sync + 'static {
-    /// Appends the encoding of `value` to `out`.
-    fn encode<T: Serialize>(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String>;
-    /// Reads a value from exactly `bytes`.
-    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T>;
+/// Appends the bincode 2 encoding (standard configuration, through serde)
+/// of `value` to `out`: the one payload format, since every process of a
+/// fleet must read what the others wrote.
+fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
-/// The default codec: bincode 2 in its standard configuration, through serde.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Bincode;
-
-impl Codec for Bincode {
-    fn encode<T: Serialize>(&self, value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<T> {
-        match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
-            Ok((value, read)) if read == bytes.len() => Some(value),
-            _ => None,
-        }
+/// Reads a value [`encode`] wrote from exactly `bytes`; `None` for bytes
+/// it cannot read, which the caller treats as a miss and overwrites.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+        Ok((value, read)) if read == bytes.len() => Some(value),
+        _ => None,
     }
 }
 
@@ -89,11 +77,11 @@ impl<T> Clone for TypedCodec<T> {
 impl<T> Copy for TypedCodec<T> {}
 
 impl<T: CacheValue> TypedCodec<T> {
-    /// The default codec, [`Bincode`], for `T`.
+    /// The codec of `T`.
     pub fn bincode() -> TypedCodec<T> {
         TypedCodec {
-            encode: |value, out| Bincode.encode(value, out),
-            decode: |bytes| Bincode.decode(bytes),
+            encode: |value, out| encode(value, out),
+            decode: |bytes| decode(bytes),
             fingerprint: crate::shape::fingerprint::<T>,
             copies: None,
         }
@@ -104,13 +92,13 @@ impl<W: CachedResponse> TypedCodec<W>
 where
     W::Payload: CacheValue,
 {
-    /// [`Bincode`] for a response wrapper `W`: stores its parts and payload,
+    /// The codec of a response wrapper `W`: stores its parts and payload,
     /// and rebuilds it from them.
     pub fn bincode_response() -> TypedCodec<W> {
         TypedCodec {
-            encode: |value, out| Bincode.encode(&value.split(), out),
+            encode: |value, out| encode(&value.split(), out),
             decode: |bytes| {
-                let (parts, payload) = Bincode.decode(bytes)?;
+                let (parts, payload) = decode(bytes)?;
                 W::join(parts, payload)
             },
             fingerprint: crate::shape::fingerprint::<(W::Parts, W::Payload)>,
@@ -342,7 +330,7 @@ mod tests {
             .unwrap();
         let (header, payload) = Header::open(&bytes).unwrap();
         assert_eq!(header, HEADER);
-        assert_eq!(Bincode.decode(payload), Some(("hi".to_owned(), 5u32)));
+        assert_eq!(decode(payload), Some(("hi".to_owned(), 5u32)));
     }
 
     /// A wrapper of the user's: a value and how long clients may keep it.
@@ -368,7 +356,7 @@ mod tests {
         let value = WithMaxAge(60, "hello".to_owned());
         let bytes = HEADER.seal(codec, &value).unwrap();
         let (_, payload) = Header::open(&bytes).unwrap();
-        assert_eq!(Bincode.decode(payload), Some((60u32, "hello".to_owned())));
+        assert_eq!(decode(payload), Some((60u32, "hello".to_owned())));
         assert_eq!(codec.decode(payload), Some(value));
         let invalid = HEADER
             .seal(codec, &WithMaxAge(0, "parts join refuses".to_owned()))
@@ -384,6 +372,6 @@ mod tests {
         assert!(Header::open(b"plain text set by hand").is_none());
         assert!(Header::open(&bytes[..10]).is_none());
         let (_, payload) = Header::open(&bytes[..bytes.len() - 1]).unwrap();
-        assert_eq!(Bincode.decode::<String>(payload), None);
+        assert_eq!(decode::<String>(payload), None);
     }
 }

@@ -45,17 +45,19 @@ pub enum Error {
     GlobalAlreadySet,
 }
 
-/// A failure of the store, with its client library's error as the source.
+/// A failure of the store, with its client library's error in its message.
 ///
 /// The store classifies it once, so that what reacts to it (the circuit
-/// breaker, a retry) needs no client library's types.
+/// breaker, a retry) needs no client library's types. The client's error
+/// is part of the message and not also its `source()`, so that a printer
+/// of error chains shows it once.
 #[derive(Debug, thiserror::Error)]
-#[error("{store} operation failed: {source}; {hint}")]
+#[error("{store} operation failed: {cause}; {hint}")]
 pub struct StoreError {
     store: &'static str,
     kind: StoreFailure,
     hint: &'static str,
-    source: Box<dyn std::error::Error + Send + Sync>,
+    cause: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// How a store operation failed, as far as the cache cares.
@@ -87,7 +89,7 @@ impl StoreError {
             store,
             kind,
             hint,
-            source: source.into(),
+            cause: source.into(),
         }
     }
 
@@ -125,5 +127,34 @@ impl Error {
     /// Whether the store could not be reached (see [`StoreError::is_outage`]).
     pub(crate) fn is_outage(&self) -> bool {
         self.store_failure().is_some_and(StoreError::is_outage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_printer_shows_the_client_error_once() {
+        let refused = std::io::Error::other("Connection refused (os error 111)");
+        let error = Error::from(StoreError::new(
+            "redis",
+            StoreFailure::Unreachable,
+            "check the URL",
+            refused,
+        ));
+        let mut chain = vec![error.to_string()];
+        let mut source = std::error::Error::source(&error);
+        while let Some(next) = source {
+            chain.push(next.to_string());
+            source = next.source();
+        }
+        let printed = chain.join(": ");
+        assert_eq!(
+            printed.matches("Connection refused").count(),
+            1,
+            "{printed}"
+        );
+        assert!(printed.contains("check the URL"), "{printed}");
     }
 }

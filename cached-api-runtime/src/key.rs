@@ -30,9 +30,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// Longest escaped user kept readable inside the hash tag.
-pub const MAX_USER_LEN: usize = 128;
+pub(crate) const MAX_USER_LEN: usize = 128;
 /// Longest escaped key part kept readable.
-pub const MAX_KEY_LEN: usize = 256;
+pub(crate) const MAX_KEY_LEN: usize = 256;
 
 const ALWAYS_ESCAPED: &str = "%:{}#";
 
@@ -277,7 +277,7 @@ impl KeyWriter {
     }
 
     /// Finishes the key, hashing the key part if it is too long.
-    pub fn finish(mut self) -> EntryKey {
+    pub(crate) fn finish(mut self) -> EntryKey {
         if self.buf.len() - self.key_start > MAX_KEY_LEN {
             let digest = hex_sha256(&self.buf[self.key_start..]);
             self.buf.truncate(self.key_start);

@@ -28,13 +28,11 @@ mod stats;
 
 pub use crate::cache::Cache;
 pub use crate::clock::Clock;
-pub use crate::codec::{Bincode, Codec, L1Value, TypedCodec};
 pub use crate::config::CacheBuilder;
 pub use crate::error::{Error, StoreError};
 pub use crate::global::{
     blocking, global, invalidate_function, invalidate_user, set_global, stats, status,
 };
-pub use crate::key::{EntryKey, MAX_KEY_LEN, MAX_USER_LEN};
 pub use crate::response::CachedResponse;
 pub use crate::stats::{BreakerStats, Counts, Stats, TrackingStats};
 
@@ -44,11 +42,11 @@ pub use crate::stats::{BreakerStats, Counts, Stats, TrackingStats};
 pub mod __private {
     use std::future::Future;
 
+    use crate::Cache;
     pub use crate::Error;
-    use crate::codec::L1Value;
-    pub use crate::codec::TypedCodec;
+    pub use crate::codec::{L1Value, TypedCodec};
     pub use crate::global::global;
-    pub use crate::key::{Integer, KeyWriter, UserId};
+    pub use crate::key::{EntryKey, Integer, KeyWriter, UserId};
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
     pub use crate::probe::{
         CloneCopies, DigestKey, DisplayKey, DisplayUser, IntegerKey, IntegerUser, KeyInteger,
@@ -57,7 +55,6 @@ pub mod __private {
         ViaSerde, probe_of,
     };
     pub use crate::spec::{FnOptions, FnSpec};
-    use crate::{Cache, EntryKey};
 
     /// The codec of a function with `l1`; the bound names a type that is
     /// not `Clone` where the function's return type is written.

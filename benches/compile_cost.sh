@@ -3,8 +3,8 @@
 # `#[cached]`: three generated crates of HANDLERS handlers (200 by default),
 # each returning its own struct: plain, `#[cached(ttl_secs = 900)]` (which caches `Ok` only),
 # and `#[cached_api(key = "p:{id}", user = user, ttl = "15m")]`. Dependencies
-# are built first; then each crate's debug rebuild (its lib.rs touched) is
-# timed RUNS times (3 by default), interleaved, and the medians printed with
+# are built first; then each crate's debug build from nothing, and its
+# rebuild after a touch, are timed RUNS times (3 by default), interleaved, and the medians printed with
 # each attribute's cost over the plain crate and the ratio of the two.
 #
 #   bash benches/compile_cost.sh            # from the repository's root
@@ -65,16 +65,29 @@ cd "$work"
 echo "building the dependencies and each crate once..." >&2
 cargo build --quiet --workspace
 
-# The whole workspace, one crate touched: only it is compiled again, and
-# every crate's dependencies keep the features the workspace unifies (a
-# `-p` build of one crate would rebuild them with its own).
-rebuild() {
-    touch "$1/src/lib.rs"
+# Each build is of the whole workspace, so that every crate's dependencies
+# keep the features the workspace unifies (a `-p` build of one crate would
+# rebuild them with its own). `fresh`: the crate compiled from nothing (its
+# artifacts and incremental state removed). `touched`: its lib.rs touched,
+# which times rustc's incremental recheck of an unchanged crate (it reuses
+# the code it generated before): the rebuild a service pays for an edit
+# elsewhere.
+build_time() {
     local start end
     start=$(date +%s.%N)
     cargo build --quiet --workspace
     end=$(date +%s.%N)
     calc "$end - $start"
+}
+
+fresh() {
+    cargo clean --quiet -p "$1"
+    build_time
+}
+
+touched() {
+    touch "$1/src/lib.rs"
+    build_time
 }
 
 calc() {
@@ -88,18 +101,26 @@ median() {
 declare -A times
 for _ in $(seq 1 "$runs"); do
     for crate in plain peer ours; do
-        times[$crate]+="$(rebuild "$crate")"$'\n'
+        times[fresh-$crate]+="$(fresh "$crate")"$'\n'
+        times[touched-$crate]+="$(touched "$crate")"$'\n'
     done
 done
-plain=$(printf '%s' "${times[plain]}" | median)
-peer=$(printf '%s' "${times[peer]}" | median)
-ours=$(printf '%s' "${times[ours]}" | median)
-peer_extra=$(calc "$peer - $plain")
-ours_extra=$(calc "$ours - $plain")
 
-echo "Debug rebuild of $handlers handlers, median of $runs, dependencies built:"
-printf '| crate | rebuild | over plain | per handler |\n|---|---|---|---|\n'
-printf '| plain | %.2f s | | |\n' "$plain"
-printf '| `cached` `#[cached]` | %.2f s | %.2f s | %.1f ms |\n' "$peer" "$peer_extra" "$(calc "$peer_extra * 1000 / $handlers")"
-printf '| `#[cached_api]` | %.2f s | %.2f s | %.1f ms |\n' "$ours" "$ours_extra" "$(calc "$ours_extra * 1000 / $handlers")"
-printf 'cached_api / cached, over plain: %.2fx\n' "$(calc "$ours_extra / $peer_extra")"
+report() {
+    local mode=$1 plain peer ours peer_extra ours_extra
+    plain=$(printf '%s' "${times[$mode-plain]}" | median)
+    peer=$(printf '%s' "${times[$mode-peer]}" | median)
+    ours=$(printf '%s' "${times[$mode-ours]}" | median)
+    peer_extra=$(calc "$peer - $plain")
+    ours_extra=$(calc "$ours - $plain")
+    echo
+    echo "$2 ($handlers handlers, median of $runs, dependencies built):"
+    printf '| crate | build | over plain | per handler |\n|---|---|---|---|\n'
+    printf '| plain | %.2f s | | |\n' "$plain"
+    printf '| `cached` `#[cached]` | %.2f s | %.2f s | %.1f ms |\n' "$peer" "$peer_extra" "$(calc "$peer_extra * 1000 / $handlers")"
+    printf '| `#[cached_api]` | %.2f s | %.2f s | %.1f ms |\n' "$ours" "$ours_extra" "$(calc "$ours_extra * 1000 / $handlers")"
+    printf 'cached_api / cached, over plain: %.2fx\n' "$(calc "$ours_extra / $peer_extra")"
+}
+
+report fresh "Debug build from nothing"
+report touched "Debug rebuild after a touch (incremental)"

@@ -11,7 +11,7 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 
-use self::steps::{Finish, Resume, Step};
+use self::steps::{Finish, HeldLease, Resume, Step, Storing, Wait, Waited};
 use crate::Error;
 use crate::backend::{Backend, MemoryStore, RedisStore, Store};
 use crate::codec::{TypedCodec, tombstone};
@@ -340,39 +340,13 @@ impl Cache {
         compute: F,
         detach: Option<Detacher<P::Stored, F>>,
     ) -> R {
-        let store = &self.inner.store;
         let mut compute_step = loop {
+            if let Some(wait) = step.wait() {
+                let waited = self.perform(wait).await;
+                step = step.resume(waited);
+                continue;
+            }
             step = match step {
-                Step::Lookup(lookup) => {
-                    let read = store.read(lookup.key(), lookup.l1()).await;
-                    lookup.read(read)
-                }
-                Step::CreateGeneration(create) => {
-                    let existing = store
-                        .init_generation(create.key(), create.candidate())
-                        .await;
-                    create.created(existing)
-                }
-                Step::Follow(follow) => {
-                    let outcome = follow.flight().wait().await;
-                    follow.landed(outcome)
-                }
-                Step::Lease(lease) => {
-                    let delay = lease.delay();
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    let (key, ttl) = (lease.key(), lease.ttl());
-                    let taken = store
-                        .take_lease(key, lease.token(), ttl, lease.entry())
-                        .await;
-                    lease.taken(taken)
-                }
-                Step::Release(release) => {
-                    let held = release.lease();
-                    lease_released(store.release_lease(&held.key, held.token).await);
-                    return release.released();
-                }
                 Step::Detach(recompute) => match detach {
                     Some(detach) if tokio::runtime::Handle::try_current().is_ok() => {
                         let (value, resume) = recompute.split();
@@ -385,25 +359,109 @@ impl Cache {
                 },
                 Step::Compute(compute_step) => break compute_step,
                 Step::Done(value) => return value,
+                waits => waits,
             }
         };
         let lease = compute_step.take_lease();
-        let value = match compute_step.computed(compute.await) {
+        let finish = compute_step.computed(compute.await);
+        let written = self.conclude(finish.storing(), lease).await;
+        match finish {
             Finish::Done(value) => value,
-            Finish::Write(write) => {
-                let (key, bytes, ttl) = (write.key(), write.bytes(), write.ttl());
-                let expected = Some(write.expected());
-                let written = store
-                    .write(key, bytes, write.decoded(), ttl, expected)
-                    .await;
-                write.written(written)
+            Finish::Write(write) => write.written(written),
+        }
+    }
+
+    /// Stores what the function computed, if asked, then releases the
+    /// call's lease, if it holds one: whether it stored.
+    async fn conclude(
+        &self,
+        storing: Option<Storing<'_>>,
+        lease: Option<HeldLease>,
+    ) -> Result<bool, Error> {
+        let store = &self.inner.store;
+        let written = match storing {
+            Some(s) => {
+                store
+                    .write(s.key, s.bytes, s.decoded, s.ttl, Some(s.expected))
+                    .await
             }
+            None => Ok(false),
         };
         if let Some(lease) = lease {
-            let released = store.release_lease(&lease.key, lease.token).await;
-            lease_released(released);
+            lease_released(store.release_lease(&lease.key, lease.token).await);
         }
-        value
+        written
+    }
+
+    /// [`conclude`](Self::conclude), blocking the calling thread.
+    fn conclude_blocking(
+        &self,
+        storing: Option<Storing<'_>>,
+        lease: Option<HeldLease>,
+    ) -> Result<bool, Error> {
+        let store = &self.inner.store;
+        let written = match storing {
+            Some(s) => store.write_blocking(s.key, s.bytes, s.decoded, s.ttl, Some(s.expected)),
+            None => Ok(false),
+        };
+        if let Some(lease) = lease {
+            lease_released(store.release_lease_blocking(&lease.key, lease.token));
+        }
+        written
+    }
+
+    /// Does what a step waits for: in one copy for every function.
+    async fn perform(&self, wait: Wait<'_>) -> Waited {
+        let store = &self.inner.store;
+        match wait {
+            Wait::Read(key, l1) => Waited::Read(store.read(key, l1).await),
+            Wait::CreateGeneration { key, candidate } => {
+                Waited::Created(store.init_generation(key, candidate).await)
+            }
+            Wait::Landing(flight) => Waited::Landed(flight.wait().await),
+            Wait::Lease {
+                delay,
+                key,
+                token,
+                ttl,
+                entry,
+            } => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Waited::Taken(store.take_lease(key, token, ttl, entry).await)
+            }
+            Wait::Release(held) => {
+                lease_released(store.release_lease(&held.key, held.token).await);
+                Waited::Released
+            }
+        }
+    }
+
+    /// [`perform`](Self::perform), blocking the calling thread.
+    fn perform_blocking(&self, wait: Wait<'_>) -> Waited {
+        let store = &self.inner.store;
+        match wait {
+            Wait::Read(key, l1) => Waited::Read(store.read_blocking(key, l1)),
+            Wait::CreateGeneration { key, candidate } => {
+                Waited::Created(store.init_generation_blocking(key, candidate))
+            }
+            Wait::Landing(flight) => Waited::Landed(flight.wait_blocking()),
+            Wait::Lease {
+                delay,
+                key,
+                token,
+                ttl,
+                entry,
+            } => {
+                std::thread::sleep(delay);
+                Waited::Taken(store.take_lease_blocking(key, token, ttl, entry))
+            }
+            Wait::Release(held) => {
+                lease_released(store.release_lease_blocking(&held.key, held.token));
+                Waited::Released
+            }
+        }
     }
 
     /// [`call`](Self::call) for sync functions: the same steps, and every
@@ -418,52 +476,33 @@ impl Cache {
         if spec.drops_entries() && !self.shape_recorded_blocking(spec, &key) {
             return compute();
         }
-        let store = &self.inner.store;
         let mut step = steps::start::<P, R>(&self.inner, spec, codec, key, false);
+        // A hit in the store is one read, taken apart here rather than
+        // through the loop's descriptions of what it waits for.
+        if let Step::Lookup(lookup) = step {
+            let read = self.inner.store.read_blocking(lookup.key(), lookup.l1());
+            step = lookup.read(read);
+        }
         let mut compute_step = loop {
+            if let Some(wait) = step.wait() {
+                let waited = self.perform_blocking(wait);
+                step = step.resume(waited);
+                continue;
+            }
             step = match step {
-                Step::Lookup(lookup) => {
-                    let read = store.read_blocking(lookup.key(), lookup.l1());
-                    lookup.read(read)
-                }
-                Step::CreateGeneration(create) => {
-                    let existing = store.init_generation_blocking(create.key(), create.candidate());
-                    create.created(existing)
-                }
-                Step::Follow(follow) => {
-                    let outcome = follow.flight().wait_blocking();
-                    follow.landed(outcome)
-                }
-                Step::Lease(lease) => {
-                    std::thread::sleep(lease.delay());
-                    let (key, ttl) = (lease.key(), lease.ttl());
-                    let taken = store.take_lease_blocking(key, lease.token(), ttl, lease.entry());
-                    lease.taken(taken)
-                }
-                Step::Release(release) => {
-                    let held = release.lease();
-                    lease_released(store.release_lease_blocking(&held.key, held.token));
-                    return release.released();
-                }
                 Step::Detach(recompute) => recompute.inline(),
                 Step::Compute(compute_step) => break compute_step,
                 Step::Done(value) => return value,
+                waits => waits,
             }
         };
         let lease = compute_step.take_lease();
-        let value = match compute_step.computed(compute()) {
+        let finish = compute_step.computed(compute());
+        let written = self.conclude_blocking(finish.storing(), lease);
+        match finish {
             Finish::Done(value) => value,
-            Finish::Write(write) => {
-                let (key, bytes, ttl) = (write.key(), write.bytes(), write.ttl());
-                let expected = Some(write.expected());
-                let written = store.write_blocking(key, bytes, write.decoded(), ttl, expected);
-                write.written(written)
-            }
-        };
-        if let Some(lease) = lease {
-            lease_released(store.release_lease_blocking(&lease.key, lease.token));
+            Finish::Write(write) => write.written(written),
         }
-        value
     }
 
     fn record_invalidation(

@@ -3,6 +3,7 @@
 //! generation wrote it, and when.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -240,6 +241,11 @@ impl Header {
     /// How long before `now_ms` the value was stored (0 if the clocks disagree).
     pub(crate) fn age_ms(&self, now_ms: u64) -> u64 {
         now_ms.saturating_sub(self.stored_at_ms)
+    }
+
+    /// The TTL it was stored with, to the millisecond.
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_millis(self.expires_at_ms.saturating_sub(self.stored_at_ms))
     }
 
     pub(crate) fn generations(&self) -> Generations {

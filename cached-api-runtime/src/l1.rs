@@ -23,7 +23,7 @@ pub(crate) type Seen = [u64; 3];
 const NEVER_SEEN: Seen = [u64::MAX; 3];
 
 /// One kept value, shared: a hit clones one reference.
-struct Kept {
+pub(crate) struct Kept {
     value: Arc<Shared>,
     /// The tracked values it is current at: the user's generation or the
     /// stamp of its entry's read, and the function's generation.
@@ -74,29 +74,31 @@ impl L1 {
     /// values now, and where they were seen) matches it, which is then
     /// where they were last seen. Looked for in this thread's [`front`]
     /// first, then in moka.
-    pub(crate) fn get<T>(
+    ///
+    /// One copy for every function (trait objects, the kept value as it
+    /// is): the caller copies its own type out.
+    pub(crate) fn get(
         &self,
         key: &str,
-        unchanged: impl Fn(&Seen) -> bool,
-        current: impl Fn() -> Option<((u64, u64), Seen)>,
-        copy: impl FnOnce(&Shared) -> Option<T>,
-    ) -> Option<T> {
+        unchanged: &dyn Fn(&Seen) -> bool,
+        current: &dyn Fn() -> Option<((u64, u64), Seen)>,
+    ) -> Option<Arc<Kept>> {
         let removals = self.removals.load(Acquire);
         let recent = front::recent(self.id, removals, key);
         let kept = match recent {
-            Some(kept) if kept.serves(&unchanged, &current) => kept,
+            Some(kept) if kept.serves(unchanged, current) => kept,
             recent => {
                 let kept = self.entries.get(key)?;
                 front::remember(self.id, removals, key, &kept);
                 // What the front found was moka's, and is not current.
                 let checked = recent.is_some_and(|recent| Arc::ptr_eq(&recent, &kept));
-                if checked || !kept.serves(&unchanged, &current) {
+                if checked || !kept.serves(unchanged, current) {
                     return None;
                 }
                 kept
             }
         };
-        copy(&*kept.value)
+        Some(kept)
     }
 
     /// Drops the value kept at `key`.
@@ -129,12 +131,18 @@ impl L1 {
 }
 
 impl Kept {
+    /// The value, for the caller to copy its own type out of.
+    pub(crate) fn value(&self) -> &Shared {
+        // The value, not its `Arc`, which is an `Any` of its own.
+        self.value.as_ref()
+    }
+
     /// Whether this value may answer a call: in its time, and current (see
     /// [`L1::get`]).
     fn serves(
         &self,
-        unchanged: impl Fn(&Seen) -> bool,
-        current: impl Fn() -> Option<((u64, u64), Seen)>,
+        unchanged: &dyn Fn(&Seen) -> bool,
+        current: &dyn Fn() -> Option<((u64, u64), Seen)>,
     ) -> bool {
         if Instant::now() >= self.until {
             return false;
@@ -164,7 +172,8 @@ mod tests {
     }
 
     fn checked_at(l1: &L1, key: &str, current_at: (u64, u64)) -> Option<u32> {
-        l1.get(key, |_| false, || Some((current_at, [5, 0, 0])), copy)
+        let kept = l1.get(key, &|_| false, &|| Some((current_at, [5, 0, 0])));
+        copy(kept?.value())
     }
 
     #[test]
@@ -192,7 +201,7 @@ mod tests {
                 lookups.set(lookups.get() + 1);
                 Some(now)
             };
-            l1.get("k", |seen| *seen == held, lookup, copy)
+            copy(l1.get("k", &|seen| *seen == held, &lookup)?.value())
         };
         assert_eq!(get([1, 2, 3], ((3, 0), [1, 2, 3])), Some(7));
         assert_eq!(lookups.get(), 1, "never seen: looked up");

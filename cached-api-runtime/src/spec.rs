@@ -127,12 +127,14 @@ impl FnSpec {
     /// `compute_ms` to compute should recompute it now, ahead of its expiry
     /// (XFetch, Vattani et al., VLDB 2015): the closer the expiry and the
     /// longer the computation, the likelier; `random` is uniform in [0, 1).
+    /// The clock and the draw are asked only with `refresh`, and taken as
+    /// trait objects so that one copy of this serves every function.
     pub(crate) fn refresh_due(
         &self,
-        now_ms: impl FnOnce() -> u64,
+        now_ms: &dyn Fn() -> u64,
         expires_at_ms: u64,
         compute_ms: u32,
-        random: impl FnOnce() -> f64,
+        random: &dyn Fn() -> f64,
     ) -> bool {
         // Only functions with `refresh` read the clock and draw, per hit.
         let Some(beta) = self.options.refresh else {
@@ -145,7 +147,7 @@ impl FnSpec {
     }
 
     /// How an entry whose TTL ends at `expires_at_ms` may answer now.
-    pub(crate) fn freshness(&self, now_ms: impl FnOnce() -> u64, expires_at_ms: u64) -> Freshness {
+    pub(crate) fn freshness(&self, now_ms: &dyn Fn() -> u64, expires_at_ms: u64) -> Freshness {
         let Some(stale) = self.options.stale else {
             // Without `stale` the store drops entries at their TTL, and a
             // hit reads no clock.
@@ -297,28 +299,31 @@ mod tests {
         };
         let off = spec(None);
         assert!(
-            !off.refresh_due(|| 10_000, 10_000, 100, || 0.99),
+            !off.refresh_due(&|| 10_000, 10_000, 100, &|| 0.99),
             "never without refresh"
         );
         let on = spec(Some(1.0));
         // 100 ms computations, a median draw (ln 2 ≈ 0.69): ~69 ms ahead.
         assert!(
-            !on.refresh_due(|| 0, 10_000, 100, || 0.5),
+            !on.refresh_due(&|| 0, 10_000, 100, &|| 0.5),
             "far from the expiry"
         );
-        assert!(on.refresh_due(|| 9_950, 10_000, 100, || 0.5), "close to it");
         assert!(
-            on.refresh_due(|| 10_000, 10_000, 100, || 0.0),
+            on.refresh_due(&|| 9_950, 10_000, 100, &|| 0.5),
+            "close to it"
+        );
+        assert!(
+            on.refresh_due(&|| 10_000, 10_000, 100, &|| 0.0),
             "at it, whatever the draw"
         );
-        assert!(!on.refresh_due(|| 9_000, 10_000, 100, || 0.5));
+        assert!(!on.refresh_due(&|| 9_000, 10_000, 100, &|| 0.5));
         assert!(
-            on.refresh_due(|| 9_000, 10_000, 100, || 0.999_999_9),
+            on.refresh_due(&|| 9_000, 10_000, 100, &|| 0.999_999_9),
             "a rare draw, far ahead"
         );
         let eager = spec(Some(4.0));
         assert!(
-            eager.refresh_due(|| 9_750, 10_000, 100, || 0.5),
+            eager.refresh_due(&|| 9_750, 10_000, 100, &|| 0.5),
             "a larger β, earlier"
         );
     }
@@ -352,13 +357,13 @@ mod tests {
     fn an_entry_is_stale_only_within_its_window() {
         let spec = |stale| FnSpec::new(FnOptions { stale, ..options() });
         let off = spec(None);
-        assert_eq!(off.freshness(|| 5_000, 1_000), Freshness::Fresh);
+        assert_eq!(off.freshness(&|| 5_000, 1_000), Freshness::Fresh);
         assert_eq!(off.kept_for(Duration::from_secs(1)), Duration::from_secs(1));
         let on = spec(Some(Duration::from_secs(2)));
-        assert_eq!(on.freshness(|| 999, 1_000), Freshness::Fresh);
-        assert_eq!(on.freshness(|| 1_000, 1_000), Freshness::Stale);
-        assert_eq!(on.freshness(|| 2_999, 1_000), Freshness::Stale);
-        assert_eq!(on.freshness(|| 3_000, 1_000), Freshness::Expired);
+        assert_eq!(on.freshness(&|| 999, 1_000), Freshness::Fresh);
+        assert_eq!(on.freshness(&|| 1_000, 1_000), Freshness::Stale);
+        assert_eq!(on.freshness(&|| 2_999, 1_000), Freshness::Stale);
+        assert_eq!(on.freshness(&|| 3_000, 1_000), Freshness::Expired);
         assert_eq!(on.kept_for(Duration::from_secs(1)), Duration::from_secs(3));
     }
 }

@@ -53,6 +53,98 @@ pub(super) enum Step<'c, P: Policy<R>, R> {
     Done(R),
 }
 
+/// What a step waits for, described: one type for every function, so that
+/// the code that waits is compiled once, not once per cached function.
+pub(super) enum Wait<'w> {
+    /// [`Step::Lookup`]: read the entry.
+    Read(&'w EntryKey, L1Read),
+    /// [`Step::CreateGeneration`]: store `candidate` unless a generation is there.
+    CreateGeneration { key: &'w str, candidate: u64 },
+    /// [`Step::Follow`]: the flight lands.
+    Landing(&'w Flight),
+    /// [`Step::Lease`]: wait `delay`, then take the lease and read.
+    Lease {
+        delay: Duration,
+        key: &'w str,
+        token: u64,
+        ttl: Duration,
+        entry: &'w EntryKey,
+    },
+    /// [`Step::Release`]: release the lease.
+    Release(&'w HeldLease),
+}
+
+/// What a [`Wait`] came to.
+pub(super) enum Waited {
+    Read(Result<Read, Error>),
+    Created(Result<Option<u64>, Error>),
+    Landed(Outcome),
+    Taken(Result<(bool, Read), Error>),
+    Released,
+}
+
+impl<'c, P: Policy<R>, R> Step<'c, P, R> {
+    /// What this step waits for; `None` for the steps a driver takes apart
+    /// itself (they run the function, or answer).
+    pub(super) fn wait(&self) -> Option<Wait<'_>> {
+        Some(match self {
+            Step::Lookup(lookup) => Wait::Read(lookup.key(), lookup.l1()),
+            Step::CreateGeneration(create) => Wait::CreateGeneration {
+                key: create.key(),
+                candidate: create.candidate(),
+            },
+            Step::Follow(follow) => Wait::Landing(follow.flight()),
+            Step::Lease(lease) => Wait::Lease {
+                delay: lease.delay(),
+                key: lease.key(),
+                token: lease.token(),
+                ttl: lease.ttl(),
+                entry: lease.entry(),
+            },
+            Step::Release(release) => Wait::Release(release.lease()),
+            Step::Detach(_) | Step::Compute(_) | Step::Done(_) => return None,
+        })
+    }
+
+    /// The next step, given what this step's [`wait`](Self::wait) came to.
+    pub(super) fn resume(self, waited: Waited) -> Step<'c, P, R> {
+        match (self, waited) {
+            (Step::Lookup(lookup), Waited::Read(read)) => lookup.read(read),
+            (Step::CreateGeneration(create), Waited::Created(existing)) => create.created(existing),
+            (Step::Follow(follow), Waited::Landed(outcome)) => follow.landed(outcome),
+            (Step::Lease(lease), Waited::Taken(taken)) => lease.taken(taken),
+            (Step::Release(release), Waited::Released) => Step::Done(release.released()),
+            _ => unreachable!("a driver resumes a step with what the step's own wait came to"),
+        }
+    }
+}
+
+/// The write a [`Finish::Write`] asks for, described as [`Wait`] describes
+/// a step's.
+pub(super) struct Storing<'w> {
+    pub(super) key: &'w str,
+    pub(super) bytes: &'w [u8],
+    pub(super) decoded: Option<Arc<Shared>>,
+    pub(super) ttl: Duration,
+    pub(super) expected: &'w Observed,
+}
+
+impl<R> Finish<'_, R> {
+    /// The write to do before [`Write::written`]; `None` if nothing is stored.
+    pub(super) fn storing(&self) -> Option<Storing<'_>> {
+        let Finish::Write(write) = self else {
+            return None;
+        };
+        Some(Storing {
+            key: write.key(),
+            bytes: write.bytes(),
+            decoded: write.decoded(),
+            ttl: write.ttl(),
+            expected: write.expected(),
+        })
+    }
+}
+
 /// What comes after the function ran.
 #[expect(
     clippy::large_enum_variant,
@@ -144,13 +236,13 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
             return None;
         }
         let store = &self.inner.store;
-        let value = self.inner.l1.get(
-            self.key.entry(),
-            |seen| store.unchanged(seen),
-            || store.current(&self.key, self.l1_read()),
-            |shared| self.codec.copy(shared),
-        )?;
-        Some(P::restore(value))
+        let kept = self
+            .inner
+            .l1
+            .get(self.key.entry(), &|seen| store.unchanged(seen), &|| {
+                store.current(&self.key, self.l1_read())
+            })?;
+        Some(P::restore(self.codec.copy(kept.value())?))
     }
 
     /// What this call's values in the in-process tier depend on.
@@ -170,22 +262,22 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     /// function has `l1`.
     fn keep_in_l1(
         &self,
-        copy: impl FnOnce() -> Option<Arc<Shared>>,
+        copy: &dyn Fn() -> Option<Arc<Shared>>,
         current_at: u64,
         function: u64,
-        age_ms: impl FnOnce() -> u64,
+        age_ms: &dyn Fn() -> u64,
         size: usize,
     ) {
-        if !self.spec.has_l1() {
-            return;
-        }
-        let age = Duration::from_millis(age_ms());
-        let lifetime = self.spec.l1_lifetime(self.inner.config.default_ttl, age);
-        if let (Some(lifetime), Some(shared)) = (lifetime, copy()) {
-            let key = self.key.entry();
-            self.inner
-                .l1
-                .insert(key, shared, (current_at, function), lifetime, size);
+        if self.spec.has_l1() {
+            keep_in_l1(
+                self.inner,
+                self.spec,
+                &self.key,
+                copy,
+                (current_at, function),
+                age_ms,
+                size,
+            );
         }
     }
 
@@ -342,50 +434,102 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         compute_ms: u32,
     ) -> Option<(Vec<u8>, Duration)> {
         let (stored, lifetime) = P::keep(value)?;
-        let ttl = match lifetime {
-            Lifetime::Value => self.spec.ttl(self.inner.config.default_ttl),
-            Lifetime::Error => self.spec.error_ttl()?,
-        };
-        let ttl = self.spec.jittered(ttl, unit_random());
-        let now_ms = self.now_ms();
-        let header = Header {
-            version: self.spec.version(),
-            mark: fresh_generation(),
-            fingerprint: self.spec.fingerprint(&self.codec),
-            generation: generations.user,
-            function_generation: generations.function,
-            stored_at_ms: now_ms,
-            expires_at_ms: now_ms
-                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        let fingerprint = self.spec.fingerprint(&self.codec);
+        let header = header(
+            self.inner,
+            self.spec,
+            lifetime,
+            generations,
+            fingerprint,
             compute_ms,
-        };
+        )?;
         let bytes = header.seal(self.codec, stored)?;
-        let max = self.inner.config.max_value_size;
-        if bytes.len() > max {
-            self.record(Event::Oversized);
-            // A hot function would log this on every call: once, then counted.
-            if self.spec.first_oversized() {
-                tracing::warn!(
-                    function = self.spec.id(),
-                    size = bytes.len(),
-                    max,
-                    "value too large to cache; returned uncached (said once per function; `Counts::oversized` counts every one)"
-                );
-            } else {
-                tracing::debug!(
-                    function = self.spec.id(),
-                    size = bytes.len(),
-                    max,
-                    "value too large to cache; returned uncached"
-                );
-            }
-            return None;
+        storable(self.inner, self.spec, bytes, lifetime, header.ttl())
+    }
+}
+
+/// The header of a value kept for `lifetime`, stored now; `None` if the
+/// function keeps no value of that kind. In one copy for every function,
+/// as [`storable`].
+fn header(
+    inner: &Inner,
+    spec: &FnSpec,
+    lifetime: Lifetime,
+    generations: Generations,
+    fingerprint: u64,
+    compute_ms: u32,
+) -> Option<Header> {
+    let ttl = match lifetime {
+        Lifetime::Value => spec.ttl(inner.config.default_ttl),
+        Lifetime::Error => spec.error_ttl()?,
+    };
+    let ttl = spec.jittered(ttl, unit_random());
+    let now_ms = inner.config.clock.unix_ms();
+    Some(Header {
+        version: spec.version(),
+        mark: fresh_generation(),
+        fingerprint,
+        generation: generations.user,
+        function_generation: generations.function,
+        stored_at_ms: now_ms,
+        expires_at_ms: now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        compute_ms,
+    })
+}
+
+/// The sealed `bytes` and how long the store keeps them, if they are not
+/// too large to store.
+fn storable(
+    inner: &Inner,
+    spec: &FnSpec,
+    bytes: Vec<u8>,
+    lifetime: Lifetime,
+    ttl: Duration,
+) -> Option<(Vec<u8>, Duration)> {
+    let max = inner.config.max_value_size;
+    if bytes.len() > max {
+        inner.stats.record(spec, Event::Oversized);
+        // A hot function would log this on every call: once, then counted.
+        if spec.first_oversized() {
+            tracing::warn!(
+                function = spec.id(),
+                size = bytes.len(),
+                max,
+                "value too large to cache; returned uncached (said once per function; `Counts::oversized` counts every one)"
+            );
+        } else {
+            tracing::debug!(
+                function = spec.id(),
+                size = bytes.len(),
+                max,
+                "value too large to cache; returned uncached"
+            );
         }
-        let kept_for = match lifetime {
-            Lifetime::Value => self.spec.kept_for(ttl),
-            Lifetime::Error => ttl,
-        };
-        Some((bytes, kept_for))
+        return None;
+    }
+    let kept_for = match lifetime {
+        Lifetime::Value => spec.kept_for(ttl),
+        Lifetime::Error => ttl,
+    };
+    Some((bytes, kept_for))
+}
+
+/// [`Call::keep_in_l1`], in one copy for every function.
+fn keep_in_l1(
+    inner: &Inner,
+    spec: &FnSpec,
+    key: &EntryKey,
+    copy: &dyn Fn() -> Option<Arc<Shared>>,
+    current_at: (u64, u64),
+    age_ms: &dyn Fn() -> u64,
+    size: usize,
+) {
+    let age = Duration::from_millis(age_ms());
+    let lifetime = spec.l1_lifetime(inner.config.default_ttl, age);
+    if let (Some(lifetime), Some(shared)) = (lifetime, copy()) {
+        inner
+            .l1
+            .insert(key.entry(), shared, current_at, lifetime, size);
     }
 }
 
@@ -437,7 +581,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
         };
         if let Some((stored, header)) = call.unseal(&bytes, read.decoded.as_deref(), Some(expected))
         {
-            match call.spec.freshness(|| call.now_ms(), header.expires_at_ms) {
+            match call.spec.freshness(&|| call.now_ms(), header.expires_at_ms) {
                 Freshness::Fresh => {}
                 Freshness::Stale => {
                     let value = P::restore(stored);
@@ -453,14 +597,14 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             if let Some(current_at) = current_at {
                 let copy = || call.codec.share(&stored);
                 let age_ms = || header.age_ms(call.now_ms());
-                call.keep_in_l1(copy, current_at, function, age_ms, bytes.len());
+                call.keep_in_l1(&copy, current_at, function, &age_ms, bytes.len());
             }
             let value = P::restore(stored);
             if call.spec.refresh_due(
-                || call.now_ms(),
+                &|| call.now_ms(),
                 header.expires_at_ms,
                 header.compute_ms,
-                unit_random,
+                &unit_random,
             ) {
                 return call.recompute_ahead(expected, Ahead::Refresh(value), &bytes);
             }
@@ -704,7 +848,7 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                 if call.l1_read() == L1Read::Generations {
                     let copy = || decoded.clone();
                     let (user, function) = (generations.user, generations.function);
-                    call.keep_in_l1(copy, user, function, || 0, bytes.len());
+                    call.keep_in_l1(&copy, user, function, &|| 0, bytes.len());
                 }
                 Finish::Write(Write {
                     inner: call.inner,

@@ -149,7 +149,7 @@ impl<'c, P: Policy<R>, R> Lease<'c, P, R> {
         let bytes = read.value?;
         let (stored, header) = self.call.unseal(&bytes, None, Some(current))?;
         let now_ms = || self.call.now_ms();
-        if self.call.spec.freshness(now_ms, header.expires_at_ms) != Freshness::Fresh {
+        if self.call.spec.freshness(&now_ms, header.expires_at_ms) != Freshness::Fresh {
             return None;
         }
         self.call.record(Event::Hit);

@@ -24,6 +24,9 @@ impl StoreUnderTest for Cluster {
                 let cache = cached_api::Cache::builder()
                     .redis_cluster(CLUSTER.urls())
                     .prefix("c")
+                    // Invalidations wait for a replica, half of this at
+                    // most: room for a loaded machine's replicas.
+                    .op_timeout(Duration::from_secs(2))
                     .max_value_size(MAX_VALUE_SIZE)
                     .build()
                     .unwrap();
@@ -43,10 +46,19 @@ fn start_own_cluster(cooldown: Duration) -> RedisCluster {
 }
 
 fn start_own_cluster_with(cluster: RedisCluster, cooldown: Duration) -> RedisCluster {
+    start_own_cluster_timed(cluster, cooldown, OP_TIMEOUT)
+}
+
+/// With `op_timeout`, of which a `WAIT` for a replica gets half.
+fn start_own_cluster_timed(
+    cluster: RedisCluster,
+    cooldown: Duration,
+    op_timeout: Duration,
+) -> RedisCluster {
     let cache = cached_api::Cache::builder()
         .redis_cluster(cluster.urls())
         .prefix("f")
-        .op_timeout(OP_TIMEOUT)
+        .op_timeout(op_timeout)
         .breaker_cooldown(cooldown)
         .build()
         .unwrap();
@@ -184,7 +196,13 @@ fn an_invalidation_no_replica_has_is_err_and_lands_after_the_failover() {
     if !in_child("an_invalidation_no_replica_has_is_err_and_lands_after_the_failover") {
         return;
     }
-    let mut cluster = start_own_cluster(Duration::from_millis(100));
+    // A replica on a loaded machine may take longer than 150 ms to
+    // acknowledge: the healthy invalidation below must not time out.
+    let mut cluster = start_own_cluster_timed(
+        RedisCluster::start(3),
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    );
     let user = "replicated";
     set_source(user, "before");
     let invalidate = || {
@@ -256,7 +274,13 @@ fn a_slot_moved_under_load_loses_no_answer_and_no_invalidation() {
     if !in_child("a_slot_moved_under_load_loses_no_answer_and_no_invalidation") {
         return;
     }
-    let cluster = start_own_cluster(Duration::from_millis(200));
+    // Room for a loaded machine's replicas: the invalidation after the move
+    // waits for one.
+    let cluster = start_own_cluster_timed(
+        RedisCluster::start(3),
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+    );
     let users: Vec<String> = (0..16).map(|i| format!("reshard-{i}")).collect();
     let moved_user = users[0].clone();
     // The user's entries are cached before the move.

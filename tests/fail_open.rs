@@ -342,3 +342,69 @@ fn a_server_that_was_never_there_fails_open_from_the_start() {
     assert_eq!(profile_sync("absent-sync", 1), "v1:1");
     assert!(cached_api::blocking::invalidate_user(&"absent-sync").is_err());
 }
+
+/// One node with a replica, as a managed primary endpoint is: an
+/// invalidation waits for the replica, and once the replica is cut off it
+/// returns `Err` (the master forgot the replica; this process did not), is
+/// kept, and lands when the replica is back. Async and sync alike.
+#[test]
+fn on_one_node_an_invalidation_its_cut_off_replica_missed_is_err() {
+    if !in_child("on_one_node_an_invalidation_its_cut_off_replica_missed_is_err") {
+        return;
+    }
+    let master = RedisServer::start();
+    // A replica on a loaded machine may take longer than the usual 100 ms
+    // to acknowledge: a `WAIT` gets half of this.
+    let cache = cached_api::Cache::builder()
+        .redis_url(master.url())
+        .prefix("f")
+        .op_timeout(Duration::from_secs(2))
+        .breaker_cooldown(QUICK_PROBE)
+        .build()
+        .unwrap();
+    cached_api::set_global(cache).unwrap();
+    let replica = RedisServer::start_with(
+        support::free_port(),
+        &["--replicaof", "127.0.0.1", &master.port().to_string()],
+    );
+    // No event says the first sync is over: the master's INFO does.
+    wait_until_blocking(|| {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut master.connection())
+            .expect("INFO replication");
+        info.contains("state=online")
+    });
+    let user = unique("replicated");
+    let invalidate = {
+        let user = user.clone();
+        move || {
+            run_returning({
+                let user = user.clone();
+                async move {
+                    cached_api::invalidate_user(&user)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            })
+        }
+    };
+    invalidate().expect("the replica acknowledges it");
+
+    replica.pause();
+    let _: () = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut master.connection())
+        .expect("CLIENT KILL TYPE replica");
+    let error = invalidate().expect_err("no replica acknowledged it");
+    assert!(error.contains("replicas"), "{error}");
+    let error = cached_api::blocking::invalidate_user(&user).expect_err("nor this one");
+    assert!(error.to_string().contains("replicas"), "{error}");
+    assert_eq!(stats().pending_invalidations, 1, "kept for retrying");
+
+    replica.resume();
+    wait_until_blocking(|| stats().pending_invalidations == 0);
+    invalidate().expect("the replica is back");
+}

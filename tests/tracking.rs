@@ -121,11 +121,11 @@ fn start_peer(url: &str) -> Peer {
 
 /// This process's cache, on the same store and prefix as the peer's.
 fn install(url: &str) {
-    let cache = cached_api::Cache::builder()
-        .redis_url(url)
-        .prefix("t")
-        .build()
-        .unwrap();
+    install_with(cached_api::Cache::builder().redis_url(url));
+}
+
+fn install_with(builder: cached_api::CacheBuilder) {
+    let cache = builder.prefix("t").build().unwrap();
     cached_api::set_global(cache).unwrap();
 }
 
@@ -544,7 +544,10 @@ fn on_a_cluster_the_in_process_tier_stays_coherent() {
         return;
     }
     let cluster = RedisCluster::start(3);
-    install(&cluster.url());
+    // Invalidations wait for a replica, half of the op timeout at most:
+    // room for a loaded machine's replicas.
+    let builder = cached_api::Cache::builder().redis_url(cluster.url());
+    install_with(builder.op_timeout(std::time::Duration::from_secs(2)));
     let mut peer = start_peer(&cluster.url());
     assert_eq!(peer.ask("hot ada"), "peer-1", "computed");
     assert_eq!(peer.ask("warm_hot ada"), "peer-1", "kept in L1");

@@ -449,12 +449,16 @@ fn arguments(func: &Function) -> String {
     }
 }
 
-/// Every argument but those the user expression names, in order, `:`-separated.
+/// Every argument but the app's state and those the user expression
+/// names, in order, `:`-separated.
 fn default_key(func: &Function, user: Option<&Expr>) -> Vec<KeyPart> {
     let user_tokens = user.map(|user| user.to_token_stream()).unwrap_or_default();
+    let app_state = app_state_bindings(func);
     let mut parts = Vec::new();
     for binding in &func.bindings {
-        if mentions_any(user_tokens.clone(), std::slice::from_ref(binding)) {
+        if app_state.contains(binding)
+            || mentions_any(user_tokens.clone(), std::slice::from_ref(binding))
+        {
             continue;
         }
         if !parts.is_empty() {
@@ -463,6 +467,27 @@ fn default_key(func: &Function, user: Option<&Expr>) -> Vec<KeyPart> {
         parts.push(KeyPart::Value(quote_spanned!(binding.span()=> &#binding)));
     }
     parts
+}
+
+/// The names bound by parameters of the app's state rather than the
+/// request's: axum's `State<…>` and actix's `Data<…>` (by the type's last
+/// segment, as the extractors are written). The same for every request, so
+/// they tell no entries apart, and are rarely a key.
+fn app_state_bindings(func: &Function) -> Vec<Ident> {
+    let mut bindings = Vec::new();
+    for input in &func.item.sig.inputs {
+        let FnArg::Typed(typed) = input else {
+            continue;
+        };
+        let Type::Path(path) = &*typed.ty else {
+            continue;
+        };
+        let last = path.path.segments.last().map(|segment| &segment.ident);
+        if last.is_some_and(|ident| ident == "State" || ident == "Data") {
+            crate::ast::collect_bindings(&typed.pat, &mut bindings);
+        }
+    }
+    bindings
 }
 
 /// `"10%"`: a whole percent from 1 to 50. More would let entries written

@@ -139,7 +139,8 @@ impl<T: ?Sized> ViaDigest for Probe<T> {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key: it must implement `Display` or `serde::Serialize`",
     label = "used in the key",
-    note = "a `Display` value is written as it is (escaped); a `Serialize` value, such as a query struct, as a digest of its JSON form"
+    note = "a `Display` value is written as it is (escaped); a `Serialize` value, such as a query struct, as a digest of its JSON form",
+    note = "without `key = …` the key is every argument but `State<…>`, `Data<…>` and the `user`: name what tells entries apart with `key = \"…\"`"
 )]
 pub trait KeyValue: Serialize {}
 

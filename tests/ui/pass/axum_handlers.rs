@@ -85,6 +85,18 @@ async fn created_page(Path(id): Path<u64>) -> (StatusCode, Html<String>) {
     (StatusCode::ACCEPTED, Html(format!("<p>{id}</p>")))
 }
 
+/// No `key`: the default key is every argument but the app's state
+/// (`State<…>`, which is neither `Display` nor `Serialize` here).
+#[cached_api(ttl = "24h")]
+async fn plans(State(_db): State<Db>) -> Json<Vec<Profile>> {
+    Json(Vec::new())
+}
+
+#[cached_api(ttl = "1h")]
+async fn plan(State(_db): State<Db>, Path(id): Path<u64>) -> Json<Profile> {
+    Json(Profile { name: format!("{id}") })
+}
+
 fn main() {
     drop(maybe(1));
     let _: Router = Router::new()
@@ -94,5 +106,7 @@ fn main() {
         .route("/e", get(page))
         .route("/f/{id}", get(created))
         .route("/g/{id}", get(created_page))
+        .route("/plans", get(plans))
+        .route("/plans/{id}", get(plan))
         .with_state(Db);
 }

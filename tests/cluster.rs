@@ -374,3 +374,46 @@ fn a_master_that_is_back_is_used_from_the_first_probe() {
         "each open circuit closed by its first probe at the latest: {after:?}"
     );
 }
+
+/// The connection to a cluster survives the runtime that opened it: two
+/// runtimes in sequence (two `#[tokio::test]`s, a CLI's command each), and
+/// the second caches and invalidates as the first did.
+#[test]
+fn a_second_runtime_uses_the_cluster_after_the_first_is_gone() {
+    if !in_child("a_second_runtime_uses_the_cluster_after_the_first_is_gone") {
+        return;
+    }
+    let _cluster = start_own_cluster_timed(
+        RedisCluster::start(3),
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    );
+    let user = "two-runtimes";
+    for round in 1..=2 {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            set_source(user, &format!("round {round}"));
+            cached_api::invalidate_user(user)
+                .await
+                .unwrap_or_else(|error| panic!("round {round}: {error}"));
+            let runs = profile_runs(user, 1);
+            assert_eq!(
+                profile(user.to_owned(), 1).await.unwrap().value,
+                format!("round {round}")
+            );
+            assert_eq!(
+                profile(user.to_owned(), 1).await.unwrap().value,
+                format!("round {round}")
+            );
+            assert_eq!(
+                profile_runs(user, 1),
+                runs + 1,
+                "round {round}: the second call hit"
+            );
+        });
+        drop(runtime);
+    }
+}

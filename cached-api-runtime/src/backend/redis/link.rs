@@ -38,7 +38,7 @@ pub(super) enum Link {
     },
     Cluster {
         client: ClusterClient,
-        multiplexed: OnceLock<redis::cluster_async::ClusterConnection>,
+        multiplexed: ClusterShared,
         pool: Pool<ClusterConnection>,
         tracked: TrackedCluster,
     },
@@ -113,13 +113,13 @@ impl Link {
             client: builder()
                 .build()
                 .map_err(|error| invalid_url(nodes, &error))?,
-            multiplexed: OnceLock::new(),
+            multiplexed: ClusterShared::default(),
             pool: Pool::new(config.pool_size),
             tracked: TrackedCluster {
                 client: tracked
                     .build()
                     .map_err(|error| invalid_url(nodes, &error))?,
-                connection: OnceLock::new(),
+                connection: ClusterShared::default(),
                 keys,
                 op_timeout: config.op_timeout,
                 available: AtomicBool::new(true),
@@ -221,13 +221,7 @@ impl Link {
                 client,
                 multiplexed,
                 ..
-            } => Shared::Cluster(
-                multiplexed
-                    .get_or_init(|| {
-                        client.get_pending_async_connection_with_config(cluster_config(op_timeout))
-                    })
-                    .clone(),
-            ),
+            } => Shared::Cluster(multiplexed.get(client, op_timeout)),
         })
     }
 
@@ -311,6 +305,59 @@ impl Link {
 /// Writes sent at once by [`Link::query_all_blocking`]: few enough that
 /// the commands of one pipeline keep no server busy long.
 const WRITES_PER_PIPELINE: usize = 1024;
+
+/// A cluster connection shared by async callers, opened on first use in
+/// the caller's runtime. Its driver is a task of that runtime: when the
+/// runtime shuts down (a test's, a CLI command's) the connection can send
+/// nothing more, so a task of the same runtime marks it dead as it is
+/// dropped with the others, and the next caller opens one in its own.
+#[derive(Default)]
+pub(super) struct ClusterShared {
+    current: ArcSwapOption<LiveCluster>,
+}
+
+struct LiveCluster {
+    connection: redis::cluster_async::ClusterConnection,
+    alive: Arc<AtomicBool>,
+}
+
+/// Marks a connection dead when the runtime that drives it drops its tasks.
+struct RuntimeGone(Arc<AtomicBool>);
+
+impl Drop for RuntimeGone {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
+    }
+}
+
+impl ClusterShared {
+    fn get(
+        &self,
+        client: &ClusterClient,
+        op_timeout: Duration,
+    ) -> redis::cluster_async::ClusterConnection {
+        if let Some(live) = &*self.current.load()
+            && live.alive.load(Relaxed)
+        {
+            return live.connection.clone();
+        }
+        let connection =
+            client.get_pending_async_connection_with_config(cluster_config(op_timeout));
+        let alive = Arc::new(AtomicBool::new(true));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let gone = RuntimeGone(alive.clone());
+            runtime.spawn(async move {
+                let _gone = gone;
+                std::future::pending::<()>().await;
+            });
+        }
+        self.current.store(Some(Arc::new(LiveCluster {
+            connection: connection.clone(),
+            alive,
+        })));
+        connection
+    }
+}
 
 /// The shared async connection of a [`Link`].
 enum Shared {
@@ -396,7 +443,7 @@ pub(super) enum Request<'a> {
 /// serve the in-process tier, whose bound is the push's delivery.
 pub(super) struct TrackedCluster {
     client: ClusterClient,
-    connection: OnceLock<redis::cluster_async::ClusterConnection>,
+    connection: ClusterShared,
     keys: Arc<TrackedKeys>,
     op_timeout: Duration,
     /// Cleared for good when the servers refuse RESP3 or tracking.
@@ -405,13 +452,7 @@ pub(super) struct TrackedCluster {
 
 impl TrackedCluster {
     async fn query<T: FromRedisValue>(&self, request: &Request<'_>) -> RedisResult<T> {
-        let mut connection = self
-            .connection
-            .get_or_init(|| {
-                let config = cluster_config(self.op_timeout);
-                self.client.get_pending_async_connection_with_config(config)
-            })
-            .clone();
+        let mut connection = self.connection.get(&self.client, self.op_timeout);
         let result = match request {
             Request::Cmd(cmd) => cmd.query_async(&mut connection).await,
             Request::Pipeline(pipeline, slot) => {

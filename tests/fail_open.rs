@@ -408,3 +408,61 @@ fn on_one_node_an_invalidation_its_cut_off_replica_missed_is_err() {
     wait_until_blocking(|| stats().pending_invalidations == 0);
     invalidate().expect("the replica is back");
 }
+
+/// How many calls of one entry [`merged`] runs at once.
+const MERGED_CALLS: u64 = 20;
+
+static MERGED_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Returns only once every other call of the entry has joined this one:
+/// with the store down, nothing but single-flight keeps the body to one
+/// run (were it gone, `coalesced` would stay 0 and the wait would hang).
+#[cached_api::cached_api(key = "{tag}", ttl = "1m", name = "fail_open::merged")]
+async fn merged(tag: String) -> String {
+    MERGED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    wait_until(|| stats().function("fail_open::merged").coalesced >= MERGED_CALLS - 1).await;
+    format!("computed {tag}")
+}
+
+/// `MERGED_CALLS` concurrent calls of one entry, on a store that cannot
+/// be read: the body runs once, the others share its value, and nothing
+/// is stored (the next call runs it again).
+fn concurrent_calls_share_one_run() {
+    let tag = unique("merged");
+    run(async move {
+        let calls: Vec<_> = (0..MERGED_CALLS)
+            .map(|_| tokio::spawn(merged(tag.clone())))
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), format!("computed {tag}"));
+        }
+        assert_eq!(MERGED_RUNS.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let counts = stats().function("fail_open::merged");
+        assert_eq!(
+            (counts.coalesced, counts.misses),
+            (MERGED_CALLS - 1, 1),
+            "{counts:?}"
+        );
+        assert_eq!(counts.sets, 0, "nothing stored: {counts:?}");
+    });
+}
+
+#[test]
+fn with_the_server_killed_concurrent_calls_of_one_entry_run_it_once() {
+    if !in_child("with_the_server_killed_concurrent_calls_of_one_entry_run_it_once") {
+        return;
+    }
+    start(QUICK_PROBE).kill();
+    concurrent_calls_share_one_run();
+}
+
+#[test]
+fn with_the_server_stopped_concurrent_calls_of_one_entry_run_it_once() {
+    if !in_child("with_the_server_stopped_concurrent_calls_of_one_entry_run_it_once") {
+        return;
+    }
+    let server = start(NO_PROBE);
+    server.pause();
+    concurrent_calls_share_one_run();
+    server.resume();
+}

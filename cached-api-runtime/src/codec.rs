@@ -214,6 +214,16 @@ pub(crate) struct Generations {
     pub(crate) function: u64,
 }
 
+impl Generations {
+    /// The generations of a flight whose calls could not read the store:
+    /// its value is shared among them and never stored. Generations are
+    /// random, so no read ever yields these.
+    pub(crate) const UNREAD: Generations = Generations {
+        user: u64::MAX,
+        function: u64::MAX,
+    };
+}
+
 /// What an envelope's header records besides the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {

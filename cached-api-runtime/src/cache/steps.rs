@@ -378,6 +378,30 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         self.recompute_while_current(generations, ahead)
     }
 
+    /// Runs the function once for every call of this entry in the process
+    /// that could not read the store (it is down, or its circuit open): the
+    /// origin is hit hardest when the cache is gone. The leader stores
+    /// nothing and shares its value (if the policy would cache it).
+    fn share_unread(self) -> Step<'c, P, R> {
+        let unread = Generations::UNREAD;
+        let flights = &self.inner.flights;
+        match flights.join(self.key.entry(), unread, self.observed, None) {
+            Role::Follower(flight) => {
+                self.record(Event::Coalesced);
+                Step::Follow(Follow { call: self, flight })
+            }
+            // No lease: the store that would hold it cannot be read.
+            Role::Leader(leader) => Step::Compute(Compute {
+                call: self,
+                lead: Some((leader, unread)),
+                reason: Reason::Miss,
+                lease: None,
+                started: Instant::now(),
+            }),
+            Role::LookAgain => self.uncached(),
+        }
+    }
+
     /// Runs the function without storing what it returns.
     fn uncached(self) -> Step<'c, P, R> {
         Step::Compute(Compute {
@@ -558,7 +582,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             Ok(read) => read,
             Err(error) => {
                 call.record_error(&error, "read failed; running the function uncached");
-                return call.uncached();
+                return call.share_unread();
             }
         };
         call.observed = Observed::of(read.value.as_deref());
@@ -838,6 +862,10 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
             return Finish::Done(value);
         };
         match call.seal(generations, &value, compute_ms) {
+            Some((bytes, _)) if generations == Generations::UNREAD => {
+                leader.land(Outcome::Value(bytes.into()));
+                Finish::Done(value)
+            }
             Some((bytes, ttl)) => {
                 let wanted = call.spec.has_l1() || call.inner.store.keeps_decoded();
                 let decoded = P::keep(&value)

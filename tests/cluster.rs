@@ -340,6 +340,7 @@ fn a_master_that_is_back_is_used_from_the_first_probe() {
     if !in_child("a_master_that_is_back_is_used_from_the_first_probe") {
         return;
     }
+    support::logs::capture_logs();
     // A cooldown long enough that no probe runs while the master is paused,
     // and a node timeout long enough that the cluster does not fail it over.
     let cluster = start_own_cluster_with(
@@ -351,12 +352,24 @@ fn a_master_that_is_back_is_used_from_the_first_probe() {
     run(wait_until(load.progressed(500)));
     let slot = cluster.slot_of(&format!("u:{}", users[0]));
     let master = cluster.master_of(slot);
+    // The circuits (256 slots each) of the users on the paused master.
+    let mut ranges: Vec<u16> = users
+        .iter()
+        .map(|user| cluster.slot_of(&format!("u:{user}")))
+        .filter(|&slot| cluster.master_of(slot) == master)
+        .map(|slot| slot / 256)
+        .collect();
+    ranges.sort_unstable();
+    ranges.dedup();
     let paused = cluster.nodes[master].as_ref().expect("up");
     let before = cached_api::stats().breaker;
     paused.pause();
-    // Timeouts open the circuits of its slots; the master is resumed well
-    // before the cluster's node timeout would fail it over.
-    run(wait_until(move || cached_api::stats().breaker.open));
+    // Timeouts open the circuits of its slots, all of them; the master is
+    // resumed well before the cluster's node timeout would fail it over.
+    let open = ranges.len() as u64;
+    run(wait_until(move || {
+        cached_api::stats().breaker.open_circuits >= open
+    }));
     paused.resume();
     run(wait_until(|| !cached_api::stats().breaker.open));
     let after = cached_api::stats().breaker;
@@ -374,6 +387,21 @@ fn a_master_that_is_back_is_used_from_the_first_probe() {
     assert!(
         after.probes - before.probes <= opened,
         "each open circuit closed by its first probe at the latest: {after:?}"
+    );
+    // One outage, said once when it began and once when it ended, however
+    // many circuits it opened.
+    assert!(opened >= 2, "the test opens several circuits: {ranges:?}");
+    let logs = support::logs::logs();
+    let count = |line: &str| logs.lines().filter(|logged| logged.contains(line)).count();
+    assert_eq!(
+        count("the circuit is open, calls skip the cache"),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        count("every circuit is closed, caching resumes"),
+        1,
+        "{logs}"
     );
 }
 

@@ -2,7 +2,8 @@
 //! op timeout and run their function at once; after a cooldown one call
 //! probes the store, and its success closes the circuit again.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -26,6 +27,10 @@ pub(crate) struct Breaker {
     opened: AtomicU64,
     short_circuited: AtomicU64,
     probes: AtomicU64,
+    /// How many circuits of the store are open, shared by all of them: an
+    /// outage is logged once, when the first opens, and its end once, when
+    /// the last closes, not once per circuit (a cluster has 64).
+    open_circuits: Arc<AtomicUsize>,
 }
 
 /// Why an operation was let through, which decides what its outcome does.
@@ -40,7 +45,8 @@ pub(crate) enum Permit {
 }
 
 impl Breaker {
-    pub(crate) fn new(cooldown: Duration) -> Breaker {
+    /// A circuit of a store whose open circuits `open_circuits` counts.
+    pub(crate) fn new(cooldown: Duration, open_circuits: Arc<AtomicUsize>) -> Breaker {
         Breaker {
             cooldown,
             started: Instant::now(),
@@ -50,6 +56,7 @@ impl Breaker {
             opened: AtomicU64::new(0),
             short_circuited: AtomicU64::new(0),
             probes: AtomicU64::new(0),
+            open_circuits,
         }
     }
 
@@ -91,7 +98,15 @@ impl Breaker {
                 self.consecutive_failures.store(0, SeqCst);
             }
             if self.opened_at.load(SeqCst) != 0 && self.opened_at.swap(0, SeqCst) != 0 {
-                tracing::warn!("the store answers again: the circuit is closed, caching resumes");
+                if self.open_circuits.fetch_sub(1, SeqCst) == 1 {
+                    tracing::warn!(
+                        "the store answers again: every circuit is closed, caching resumes"
+                    );
+                } else {
+                    tracing::debug!(
+                        "the store answers again for one circuit; others are still open"
+                    );
+                }
             }
             if self.probe_at.load(SeqCst) != 0 {
                 self.probe_at.store(0, SeqCst);
@@ -109,10 +124,16 @@ impl Breaker {
                 .is_ok()
         {
             self.opened.fetch_add(1, Relaxed);
-            tracing::error!(
-                cooldown = ?self.cooldown,
-                "the store failed {failures} times in a row: the circuit is open, calls skip the cache"
-            );
+            if self.open_circuits.fetch_add(1, SeqCst) == 0 {
+                tracing::error!(
+                    cooldown = ?self.cooldown,
+                    "the store failed {failures} times in a row: the circuit is open, calls skip the cache (said once until every circuit is closed again)"
+                );
+            } else {
+                tracing::debug!(
+                    "the store failed {failures} times in a row: one more circuit is open"
+                );
+            }
         }
     }
 
@@ -150,7 +171,12 @@ impl Breakers {
     pub(crate) fn new(cooldown: Duration, cluster: bool) -> Breakers {
         let count = if cluster { SLOT_RANGES } else { 1 };
         Breakers {
-            circuits: (0..count).map(|_| Breaker::new(cooldown)).collect(),
+            circuits: {
+                let open_circuits = Arc::default();
+                (0..count)
+                    .map(|_| Breaker::new(cooldown, Arc::clone(&open_circuits)))
+                    .collect()
+            },
         }
     }
 
@@ -199,7 +225,7 @@ mod tests {
     }
 
     fn opened(cooldown: Duration) -> Breaker {
-        let breaker = Breaker::new(cooldown);
+        let breaker = Breaker::new(cooldown, Arc::default());
         for _ in 0..FAILURE_THRESHOLD {
             breaker.record(breaker.admit().unwrap(), &outage());
         }
@@ -260,7 +286,7 @@ mod tests {
 
     #[test]
     fn an_error_reply_is_not_an_outage() {
-        let breaker = Breaker::new(Duration::from_secs(60));
+        let breaker = Breaker::new(Duration::from_secs(60), Arc::default());
         for _ in 0..2 * FAILURE_THRESHOLD {
             let reply = StoreError::new("test", StoreFailure::Refused, "", "WRONGTYPE");
             breaker.record(breaker.admit().unwrap(), &Err::<(), _>(reply.into()));

@@ -134,18 +134,28 @@ pub fn expand(model: &Model) -> TokenStream {
         #with_l1
     };
     let call = if model.func.is_async() {
-        let call = if model.detached {
-            quote!(call_detached::<#krate::__private::#policy, _, _, _>)
-        } else {
-            quote!(call::<#krate::__private::#policy, _, _>)
+        // With `stale` or `refresh`, the body runs in a task of its own, which
+        // needs its future `Send`: an error about that points at the argument.
+        let (call, span) = match model.detached {
+            Some(span) => (
+                quote!(call_detached::<#krate::__private::#policy, _, _, _>),
+                span,
+            ),
+            None => (quote!(call::<#krate::__private::#policy, _, _>), ret_span),
         };
-        quote_spanned! {ret_span=>
+        // Named before the call, so that an error about the body's future
+        // (not `Send`, with `stale`) lands on the name's span, not the
+        // attribute's.
+        let body = quote_spanned!(span=> __cached_api_body);
+        let krate = respan(krate.clone(), span);
+        quote_spanned! {span=>
+            let #body = async move #block;
             #krate::__private::#call(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
                 __cached_api_codec,
                 __cached_api_key,
-                async move #block,
+                #body,
             )
             .await
         }
@@ -240,6 +250,17 @@ pub fn expand(model: &Model) -> TokenStream {
         }
         #companion
     }
+}
+
+/// `tokens`, every one of them at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 fn optional_secs(secs: Option<u64>) -> TokenStream {

@@ -32,9 +32,11 @@ pub struct Model {
     pub lock_secs: Option<u64>,
     /// `invalidate = name`: the companion that drops one call's entry.
     pub companion: Option<Companion>,
-    /// Whether stale and due entries are recomputed in a task of their own:
-    /// an async function with `stale` or `refresh` that borrows nothing.
-    pub detached: bool,
+    /// Whether stale and due entries are recomputed in a task of their own
+    /// (an async function with `stale` or `refresh` that borrows nothing):
+    /// the span of the argument that asks for it, where an error about the
+    /// task's needs (a `Send` body) points.
+    pub detached: Option<Span>,
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
@@ -243,9 +245,12 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         Some(secs)
     });
 
-    let detached = func.is_async()
-        && (stale_secs.is_some() || refresh_beta.is_some())
-        && borrows_nothing(&func);
+    let asks_for_task = match (&args.stale, &args.refresh) {
+        (Some(stale), _) if stale_secs.is_some() => Some(stale.span),
+        (_, Some(refresh)) if refresh_beta.is_some() => Some(refresh.span),
+        _ => None,
+    };
+    let detached = asks_for_task.filter(|_| func.is_async() && borrows_nothing(&func));
     match errors.0 {
         Some(errors) => Err(errors),
         None => Ok(Model {

@@ -126,6 +126,7 @@ pub(super) struct Storing<'w> {
     pub(super) bytes: &'w [u8],
     pub(super) decoded: Option<Arc<Shared>>,
     pub(super) ttl: Duration,
+    /// Store only if the key still holds this.
     pub(super) expected: &'w Observed,
 }
 
@@ -136,11 +137,11 @@ impl<R> Finish<'_, R> {
             return None;
         };
         Some(Storing {
-            key: write.key(),
-            bytes: write.bytes(),
-            decoded: write.decoded(),
-            ttl: write.ttl(),
-            expected: write.expected(),
+            key: write.key.entry(),
+            bytes: &write.bytes,
+            decoded: write.decoded.clone(),
+            ttl: write.ttl,
+            expected: &write.expected,
         })
     }
 }
@@ -914,27 +915,6 @@ pub(super) struct Write<'c, R> {
 }
 
 impl<R> Write<'_, R> {
-    pub(super) fn key(&self) -> &str {
-        self.key.entry()
-    }
-
-    pub(super) fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    pub(super) fn decoded(&self) -> Option<Arc<Shared>> {
-        self.decoded.clone()
-    }
-
-    pub(super) fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// Store only if the key still holds this.
-    pub(super) fn expected(&self) -> &Observed {
-        &self.expected
-    }
-
     /// Shares the entry with the followers and answers the call, whether
     /// or not the store took it.
     pub(super) fn written(self, written: Result<bool, Error>) -> R {

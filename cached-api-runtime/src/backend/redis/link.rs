@@ -235,10 +235,9 @@ impl Link {
             Link::Node { client, pool, .. } => {
                 pool.with(|| open_node(client, op_timeout), |c| cmd.query(c))
             }
-            Link::Cluster { client, pool, .. } => pool.with(
-                || client.get_connection_with_config(cluster_config(op_timeout)),
-                |c| cmd.query(c),
-            ),
+            Link::Cluster { client, pool, .. } => {
+                pool.with(|| open_cluster(client, op_timeout), |c| cmd.query(c))
+            }
         }
     }
 
@@ -252,7 +251,7 @@ impl Link {
         match self {
             Link::Node { .. } => self.query_blocking(cmd, op_timeout),
             Link::Cluster { client, pool, .. } => pool.with(
-                || client.get_connection_with_config(cluster_config(op_timeout)),
+                || open_cluster(client, op_timeout),
                 |c| T::from_redis_value(c.route_command(cmd, at_master(slot))?).map_err(Into::into),
             ),
         }
@@ -280,7 +279,7 @@ impl Link {
                 pool.with(|| open_node(client, op_timeout), |c| pipeline.query(c))
             }
             Link::Cluster { client, pool, .. } => pool.with(
-                || client.get_connection_with_config(cluster_config(op_timeout)),
+                || open_cluster(client, op_timeout),
                 |c| {
                     for chunk in cmds.chunks(WRITES_PER_PIPELINE) {
                         let mut pipeline = redis::cluster::cluster_pipe();
@@ -370,6 +369,10 @@ fn at_master(slot: u16) -> RoutingInfo {
         slot,
         SlotAddr::Master,
     )))
+}
+
+fn open_cluster(client: &ClusterClient, op_timeout: Duration) -> RedisResult<ClusterConnection> {
+    client.get_connection_with_config(cluster_config(op_timeout))
 }
 
 fn open_node(client: &Client, op_timeout: Duration) -> RedisResult<Connection> {

@@ -695,14 +695,7 @@ impl RedisStore {
     /// their `WAIT`s, on one pooled connection.
     fn write_invalidation_blocking(&self, key: &str, cmds: &[Cmd]) -> Result<(), Error> {
         let slot = cluster_slot(key);
-        let breaker = self.breakers.for_key(key);
-        if self.replicas.stale() {
-            let command = self.replicas.command();
-            let reply = self.run_blocking(breaker, Permit::Always, || {
-                self.link.query_at_blocking(&command, slot, self.op_timeout)
-            });
-            self.learn_replicas(reply)?;
-        }
+        self.know_replicas_blocking(slot)?;
         let waits: Vec<(u16, u32)> = if cmds.len() > 1 {
             let masters = self.replicas.masters().into_iter();
             masters
@@ -716,6 +709,7 @@ impl RedisStore {
             .iter()
             .map(|&(slot, wanted)| (slot, self.wait_cmd(wanted)))
             .collect();
+        let breaker = self.breakers.for_key(key);
         let result = self
             .run_blocking(breaker, Permit::Always, || {
                 self.link
@@ -745,6 +739,19 @@ impl RedisStore {
                 self.link.query_at(&command, slot, self.op_timeout)
             })
             .await;
+        self.learn_replicas(reply)
+    }
+
+    /// [`know_replicas`](Self::know_replicas), blocking.
+    fn know_replicas_blocking(&self, slot: u16) -> Result<(), Error> {
+        if !self.replicas.stale() {
+            return Ok(());
+        }
+        let command = self.replicas.command();
+        let breaker = self.breakers.for_slot(slot);
+        let reply = self.run_blocking(breaker, Permit::Always, || {
+            self.link.query_at_blocking(&command, slot, self.op_timeout)
+        });
         self.learn_replicas(reply)
     }
 

@@ -103,34 +103,45 @@ impl Replicas {
 
     /// How many replicas a write at `slot` waits for.
     pub(super) fn wanted(&self, slot: u16) -> u32 {
+        // Only `Auto` depends on what was read.
+        let replicas = match self.acks {
+            ReplicaAcks::Auto => self.replicas_at(slot),
+            ReplicaAcks::Off | ReplicaAcks::AtLeast(_) => 0,
+        };
+        self.wanted_of(replicas)
+    }
+
+    /// The replicas known of the master that serves `slot`.
+    fn replicas_at(&self, slot: u16) -> u32 {
+        let known = self.known();
+        if !self.cluster {
+            return known.node;
+        }
+        known
+            .slot_masters
+            .get(usize::from(slot))
+            .and_then(|&master| known.masters.get(usize::from(master)))
+            .map_or(0, |master| master.replicas)
+    }
+
+    /// How many replicas a write waits for at a master that has `replicas`.
+    fn wanted_of(&self, replicas: u32) -> u32 {
         match self.acks {
             ReplicaAcks::Off => 0,
             ReplicaAcks::AtLeast(count) => count,
-            ReplicaAcks::Auto => {
-                let known = self.known();
-                let replicas = if self.cluster {
-                    known
-                        .slot_masters
-                        .get(usize::from(slot))
-                        .and_then(|&master| known.masters.get(usize::from(master)))
-                        .map_or(0, |master| master.replicas)
-                } else {
-                    known.node
-                };
-                replicas.min(1)
-            }
+            ReplicaAcks::Auto => replicas.min(1),
         }
     }
 
     /// Each master of a cluster, by a slot it serves, with the replicas a
     /// write there waits for; none that waits for nothing.
     pub(super) fn masters(&self) -> Vec<Master> {
-        let masters = self.known().masters.clone();
-        masters
-            .into_iter()
+        self.known()
+            .masters
+            .iter()
             .map(|master| Master {
                 slot: master.slot,
-                replicas: self.wanted(master.slot),
+                replicas: self.wanted_of(master.replicas),
             })
             .filter(|master| master.replicas > 0)
             .collect()

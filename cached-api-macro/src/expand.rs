@@ -67,10 +67,10 @@ pub fn expand(model: &Model) -> TokenStream {
     // arguments that the body moves afterwards.
     let (bind_user, user) = match &model.user {
         Some(user) => (
-            quote_spanned! {user.span()=>
+            quote_spanned! {at(user.span())=>
                 let __cached_api_user = &(#user);
             },
-            quote_spanned! {user.span()=>
+            quote_spanned! {at(user.span())=>
                 {
                     #[allow(unused_imports)]
                     use #krate::__private::{ViaDisplayUser as _, ViaIntegerUser as _};
@@ -89,7 +89,7 @@ pub fn expand(model: &Model) -> TokenStream {
         .iter()
         .map(|part| match part {
             KeyPart::Literal(text) => quote!(__cached_api_key.literal(#text);),
-            KeyPart::Value(value) => quote_spanned! {value.span()=>
+            KeyPart::Value(value) => quote_spanned! {at(value.span())=>
                 {
                     #[allow(unused_imports)]
                     use #krate::__private::{ViaDigest as _, ViaDisplay as _, ViaIntegerKey as _};
@@ -109,11 +109,11 @@ pub fn expand(model: &Model) -> TokenStream {
     };
     let stored = &model.stored;
     let with_l1 = model.l1_secs.map(|_| {
-        quote_spanned! {stored_span=>
+        quote_spanned! {at(stored_span)=>
             let __cached_api_codec = #krate::__private::with_l1::<#stored>(__cached_api_codec);
         }
     });
-    let bare_codec = quote_spanned! {stored.span()=>
+    let bare_codec = quote_spanned! {at(stored.span())=>
         let __cached_api_codec = {
             #[allow(unused_imports)]
             use #krate::__private::{ViaResponse as _, ViaSerde as _};
@@ -122,7 +122,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 .codec::<#stored>()
         };
     };
-    let codec = quote_spanned! {stored.span()=>
+    let codec = quote_spanned! {at(stored.span())=>
         #bare_codec
         let __cached_api_codec = {
             #[allow(unused_imports)]
@@ -146,9 +146,9 @@ pub fn expand(model: &Model) -> TokenStream {
         // Named before the call, so that an error about the body's future
         // (not `Send`, with `stale`) lands on the name's span, not the
         // attribute's.
-        let body = quote_spanned!(span=> __cached_api_body);
-        let krate = respan(krate.clone(), span);
-        quote_spanned! {span=>
+        let body = quote_spanned!(at(span)=> __cached_api_body);
+        let krate = respan(krate.clone(), at(span));
+        quote_spanned! {at(span)=>
             let #body = async move #block;
             #krate::__private::#call(
                 __cached_api_cache,
@@ -161,7 +161,7 @@ pub fn expand(model: &Model) -> TokenStream {
         }
     } else {
         let output = &sig.output;
-        quote_spanned! {ret_span=>
+        quote_spanned! {at(ret_span)=>
             #krate::__private::call_blocking::<#krate::__private::#policy, _, _>(
                 __cached_api_cache,
                 &__CACHED_API_SPEC,
@@ -205,7 +205,7 @@ pub fn expand(model: &Model) -> TokenStream {
         // arguments are the function's.
         let generics = &sig.generics;
         let where_clause = &sig.generics.where_clause;
-        quote_spanned! {name.span()=>
+        quote_spanned! {at(name.span())=>
             #[doc = #doc]
             #[allow(unused_mut, clippy::needless_lifetimes)]
             #vis #asyncness fn #name #generics (#(#inputs),*)
@@ -250,6 +250,14 @@ pub fn expand(model: &Model) -> TokenStream {
         }
         #companion
     }
+}
+
+/// Where generated tokens point: at the user's `span`, so that an error
+/// about them lands there, but resolved as the attribute's own tokens, so
+/// that the wrapper's locals see each other even when the user's tokens come
+/// from a `macro_rules!` invocation (whose locals are hygienic).
+fn at(span: Span) -> Span {
+    Span::call_site().located_at(span)
 }
 
 /// `tokens`, every one of them at `span`.

@@ -9,12 +9,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::policy::CacheValue;
-use crate::response::CachedResponse;
+use crate::response::ResponseShape;
 
 /// Appends the bincode 2 encoding (standard configuration, through serde)
 /// of `value` to `out`: the one payload format, since every process of a
 /// fleet must read what the others wrote.
-fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
     bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
         .map(drop)
         .map_err(|e| e.to_string())
@@ -22,7 +22,7 @@ fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
 
 /// Reads a value [`encode`] wrote from exactly `bytes`; `None` for bytes
 /// it cannot read, which the caller treats as a miss and overwrites.
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
         Ok((value, read)) if read == bytes.len() => Some(value),
         _ => None,
@@ -89,20 +89,18 @@ impl<T: CacheValue> TypedCodec<T> {
     }
 }
 
-impl<W: CachedResponse> TypedCodec<W>
+impl<W: ResponseShape> TypedCodec<W>
 where
     W::Payload: CacheValue,
+    W::Failure: CacheValue,
 {
-    /// The codec of a response wrapper `W`: stores its parts and payload,
-    /// and rebuilds it from them.
+    /// The codec of a response wrapper `W` (or an `Option` or `Result` of
+    /// one): stores its parts and payload, and rebuilds it from them.
     pub fn bincode_response() -> TypedCodec<W> {
         TypedCodec {
-            encode: |value, out| encode(&value.split(), out),
-            decode: |bytes| {
-                let (parts, payload) = decode(bytes)?;
-                W::join(parts, payload)
-            },
-            fingerprint: crate::shape::fingerprint::<(W::Parts, W::Payload)>,
+            encode: W::encode,
+            decode: W::decode,
+            fingerprint: W::fingerprint,
             copies: None,
         }
     }
@@ -311,6 +309,7 @@ impl Header {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::CachedResponse;
 
     const HEADER: Header = Header {
         mark: 2,

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::codec::{L1Value, TypedCodec};
 use crate::key::{Integer, KeyWriter, UserId};
 use crate::policy::CacheValue;
-use crate::response::CachedResponse;
+use crate::response::ResponseShape;
 
 /// Stands for the type `T` in a choice.
 pub struct Probe<T: ?Sized>(PhantomData<fn() -> *const T>);
@@ -35,7 +35,8 @@ impl<T: ?Sized> Default for Probe<T> {
     }
 }
 
-/// A [`CachedResponse`] is stored as its parts and payload.
+/// A [`CachedResponse`](crate::response::CachedResponse) is stored as its parts and payload (and an `Option`
+/// or `Result` of one, as the same of them).
 pub struct ResponseCodec;
 /// Anything else is stored with serde.
 pub struct SerdeCodec;
@@ -46,7 +47,7 @@ pub trait ViaResponse {
     }
 }
 
-impl<T: CachedResponse> ViaResponse for Probe<T> {}
+impl<T: ResponseShape> ViaResponse for Probe<T> {}
 
 pub trait ViaSerde {
     fn codec_kind(&self) -> SerdeCodec {
@@ -57,9 +58,10 @@ pub trait ViaSerde {
 impl<T> ViaSerde for &Probe<T> {}
 
 impl ResponseCodec {
-    pub fn codec<W: CachedResponse>(self) -> TypedCodec<W>
+    pub fn codec<W: ResponseShape>(self) -> TypedCodec<W>
     where
         W::Payload: CacheValue,
+        W::Failure: CacheValue,
     {
         TypedCodec::bincode_response()
     }

@@ -7,6 +7,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::policy::CacheValue;
+
 /// A return type that is cached as the value inside it, plus whatever else
 /// it needs to be rebuilt (such as a status code).
 ///
@@ -45,6 +47,128 @@ pub trait CachedResponse: Sized {
     /// The wrapper rebuilt from what was stored; `None` when the parts are
     /// not valid, which makes the entry a miss.
     fn join(parts: Self::Parts, payload: Self::Payload) -> Option<Self>;
+}
+
+/// How a return type built of response wrappers is stored: a wrapper as its
+/// parts and payload, and `Option`/`Result` of a wrapper (with `none = true`
+/// or `error_ttl`) as the same `Option`/`Result` of them. The generated code
+/// uses it for every such type; the bounds that make a type storable are on
+/// the methods, so an unfit payload or error is named by them.
+#[doc(hidden)]
+pub trait ResponseShape: Sized {
+    /// The serialized value inside (`T` of `Json<T>`).
+    type Payload;
+    /// The error of a `Result`; `()` for other shapes.
+    type Failure;
+
+    /// Appends the stored form to `out`.
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>
+    where
+        Self::Payload: CacheValue,
+        Self::Failure: CacheValue;
+
+    /// The value rebuilt from exactly `bytes`; `None` for bytes it cannot
+    /// read or parts that are not valid.
+    fn decode(bytes: &[u8]) -> Option<Self>
+    where
+        Self::Payload: CacheValue,
+        Self::Failure: CacheValue;
+
+    /// The fingerprint of the stored form's shape.
+    fn fingerprint() -> u64
+    where
+        Self::Payload: CacheValue,
+        Self::Failure: CacheValue;
+}
+
+impl<W: CachedResponse> ResponseShape for W {
+    type Payload = W::Payload;
+    type Failure = ();
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>
+    where
+        W::Payload: CacheValue,
+    {
+        crate::codec::encode(&self.split(), out)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<W>
+    where
+        W::Payload: CacheValue,
+    {
+        let (parts, payload) = crate::codec::decode(bytes)?;
+        W::join(parts, payload)
+    }
+
+    fn fingerprint() -> u64
+    where
+        W::Payload: CacheValue,
+    {
+        crate::shape::fingerprint::<(W::Parts, W::Payload)>()
+    }
+}
+
+/// `Option` of a wrapper, with `none = true`: `None` is stored as such.
+impl<W: CachedResponse> ResponseShape for Option<W> {
+    type Payload = W::Payload;
+    type Failure = ();
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>
+    where
+        W::Payload: CacheValue,
+    {
+        crate::codec::encode(&self.as_ref().map(W::split), out)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Option<W>>
+    where
+        W::Payload: CacheValue,
+    {
+        match crate::codec::decode::<Option<(W::Parts, W::Payload)>>(bytes)? {
+            Some((parts, payload)) => W::join(parts, payload).map(Some),
+            None => Some(None),
+        }
+    }
+
+    fn fingerprint() -> u64
+    where
+        W::Payload: CacheValue,
+    {
+        crate::shape::fingerprint::<Option<(W::Parts, W::Payload)>>()
+    }
+}
+
+/// `Result` of a wrapper, with `error_ttl`: the error is stored whole.
+impl<W: CachedResponse, E> ResponseShape for Result<W, E> {
+    type Payload = W::Payload;
+    type Failure = E;
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String>
+    where
+        W::Payload: CacheValue,
+        E: CacheValue,
+    {
+        crate::codec::encode(&self.as_ref().map(W::split), out)
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Result<W, E>>
+    where
+        W::Payload: CacheValue,
+        E: CacheValue,
+    {
+        match crate::codec::decode::<Result<(W::Parts, W::Payload), E>>(bytes)? {
+            Ok((parts, payload)) => W::join(parts, payload).map(Ok),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    fn fingerprint() -> u64
+    where
+        W::Payload: CacheValue,
+        E: CacheValue,
+    {
+        crate::shape::fingerprint::<Result<(W::Parts, W::Payload), E>>()
+    }
 }
 
 #[cfg(feature = "axum")]

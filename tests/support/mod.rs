@@ -72,6 +72,10 @@ impl RedisServer {
             .arg(&binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // A replica writes the master's snapshot to disk even with
+            // `--save ""`: somewhere of its own, not the crate's directory.
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .args(["--dbfilename", &snapshot_name(port)])
             .args(["--loglevel", "notice"])
             .args(extra)
             .stdin(Stdio::piped())
@@ -171,7 +175,14 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_file(std::env::temp_dir().join(snapshot_name(self.port)));
     }
+}
+
+/// Where a replica on `port` keeps the snapshot it loaded, in the temporary
+/// directory.
+fn snapshot_name(port: u16) -> String {
+    format!("cached-api-test-{port}.rdb")
 }
 
 #[derive(Debug)]

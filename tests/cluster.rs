@@ -413,6 +413,7 @@ fn a_second_runtime_uses_the_cluster_after_the_first_is_gone() {
     if !in_child("a_second_runtime_uses_the_cluster_after_the_first_is_gone") {
         return;
     }
+    support::logs::capture_logs();
     let _cluster = start_own_cluster_timed(
         RedisCluster::start(3),
         Duration::from_millis(100),
@@ -445,5 +446,10 @@ fn a_second_runtime_uses_the_cluster_after_the_first_is_gone() {
             );
         });
         drop(runtime);
+    }
+    // Nothing failed, so nothing was said to resume.
+    let logs = support::logs::logs();
+    for line in ["circuit is open", "caching resumes", "failed"] {
+        assert!(!logs.contains(line), "`{line}` was logged:\n{logs}");
     }
 }

@@ -178,6 +178,11 @@ impl Cache {
     /// after it. Failures are returned, kept and retried, as for
     /// [`invalidate_user`](Self::invalidate_user).
     ///
+    /// `id` is not checked against the functions that exist: the store keeps
+    /// no list of them, and the process dropping a function's entries need
+    /// not have run it. A mistyped id returns `Ok` having dropped nothing;
+    /// take ids from [`stats`](Self::stats), whose rows are keyed by them.
+    ///
     /// ```
     /// let cache = cached_api_runtime::Cache::builder().build()?;
     /// cache.invalidate_function_blocking("my_service::handlers::get_profile")?;

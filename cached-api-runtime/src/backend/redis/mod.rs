@@ -421,12 +421,25 @@ fn classify(error: &RedisError) -> StoreFailure {
             StoreFailure::Rejected
         }
         _ if error.code() == Some("WRONGPASS") => StoreFailure::Rejected,
-        // A cluster between a master's failure and its replica's promotion.
+        // A cluster between a master's failure and its replica's promotion,
+        // or a server still loading its data after a restart.
         ErrorKind::Server(
-            ServerErrorKind::ClusterDown | ServerErrorKind::MasterDown | ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::BusyLoading,
         )
         | ErrorKind::ClusterConnectionNotFound => StoreFailure::Unreachable,
-        _ => StoreFailure::Refused,
+        // A reply came: the server is there, whatever it said.
+        ErrorKind::Server(_)
+        | ErrorKind::Extension
+        | ErrorKind::UnexpectedReturnType
+        | ErrorKind::Parse => StoreFailure::Refused,
+        // The client gave up before any reply (a connection it cannot use,
+        // a configuration it refuses): counted as an outage, so that the
+        // breaker never closes, nor says caching resumes, on an answer that
+        // did not come from the server.
+        _ => StoreFailure::Unreachable,
     }
 }
 
@@ -861,4 +874,26 @@ fn info_cmd() -> Cmd {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("server");
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::{ErrorKind, ServerErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn only_a_reply_from_the_server_is_not_an_outage() {
+        let reply = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR"));
+        assert_eq!(classify(&reply), StoreFailure::Refused);
+        let loading = RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "LOADING"));
+        assert_eq!(classify(&loading), StoreFailure::Unreachable);
+        let unsent = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "redis_cluster: Unable to send command",
+        ));
+        assert_eq!(classify(&unsent), StoreFailure::Dropped);
+        let client = RedisError::from((ErrorKind::Client, "no connection to send on"));
+        assert_eq!(classify(&client), StoreFailure::Unreachable);
+    }
 }

@@ -403,6 +403,20 @@ fn a_master_that_is_back_is_used_from_the_first_probe() {
         1,
         "{logs}"
     );
+    // The calls that failed before their circuit opened are not a line each.
+    assert_eq!(
+        count("the store failed; calls run their function"),
+        1,
+        "{logs}"
+    );
+    let others: Vec<&str> = logs
+        .lines()
+        .filter(|line| {
+            line.contains("cached_api") && (line.contains(" WARN ") || line.contains(" ERROR "))
+        })
+        .filter(|line| !line.contains("cached_api_runtime::breaker"))
+        .collect();
+    assert!(others.is_empty(), "{others:#?}");
 }
 
 /// The connection to a cluster survives the runtime that opened it: two

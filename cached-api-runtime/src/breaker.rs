@@ -27,10 +27,20 @@ pub(crate) struct Breaker {
     opened: AtomicU64,
     short_circuited: AtomicU64,
     probes: AtomicU64,
-    /// How many circuits of the store are open, shared by all of them: an
-    /// outage is logged once, when the first opens, and its end once, when
-    /// the last closes, not once per circuit (a cluster has 64).
-    open_circuits: Arc<AtomicUsize>,
+    /// The store's outage, shared by all its circuits.
+    outage: Arc<Outage>,
+}
+
+/// What all circuits of a store know of its outage, so that it is logged
+/// once, not once per circuit (a cluster has 64) nor per failed call: a
+/// WARN at its first failure, an ERROR when its first circuit opens, and a
+/// WARN when its last closes.
+#[derive(Default)]
+pub(crate) struct Outage {
+    /// Circuits whose last operation was an outage.
+    failing: AtomicUsize,
+    /// Circuits that are open.
+    open: AtomicUsize,
 }
 
 /// Why an operation was let through, which decides what its outcome does.
@@ -45,8 +55,8 @@ pub(crate) enum Permit {
 }
 
 impl Breaker {
-    /// A circuit of a store whose open circuits `open_circuits` counts.
-    pub(crate) fn new(cooldown: Duration, open_circuits: Arc<AtomicUsize>) -> Breaker {
+    /// A circuit of a store whose outage `outage` follows.
+    pub(crate) fn new(cooldown: Duration, outage: Arc<Outage>) -> Breaker {
         Breaker {
             cooldown,
             started: Instant::now(),
@@ -56,7 +66,7 @@ impl Breaker {
             opened: AtomicU64::new(0),
             short_circuited: AtomicU64::new(0),
             probes: AtomicU64::new(0),
-            open_circuits,
+            outage,
         }
     }
 
@@ -94,11 +104,13 @@ impl Breaker {
         if !result.as_ref().is_err_and(Error::is_outage) {
             // Loads first: in the steady state nothing is written, so calls
             // on different cores do not fight over these cache lines.
-            if self.consecutive_failures.load(SeqCst) != 0 {
-                self.consecutive_failures.store(0, SeqCst);
+            if self.consecutive_failures.load(SeqCst) != 0
+                && self.consecutive_failures.swap(0, SeqCst) != 0
+            {
+                self.outage.failing.fetch_sub(1, SeqCst);
             }
             if self.opened_at.load(SeqCst) != 0 && self.opened_at.swap(0, SeqCst) != 0 {
-                if self.open_circuits.fetch_sub(1, SeqCst) == 1 {
+                if self.outage.open.fetch_sub(1, SeqCst) == 1 {
                     tracing::warn!(
                         "the store answers again: every circuit is closed, caching resumes"
                     );
@@ -114,6 +126,16 @@ impl Breaker {
             return;
         }
         let failures = self.consecutive_failures.fetch_add(1, SeqCst) + 1;
+        if failures == 1
+            && self.outage.failing.fetch_add(1, SeqCst) == 0
+            && self.outage.open.load(SeqCst) == 0
+            && let Err(error) = result
+        {
+            tracing::warn!(
+                %error,
+                "the store failed; calls run their function uncached (further failures of this outage are counted in stats() and logged at DEBUG)"
+            );
+        }
         if permit == Permit::Probe {
             self.opened_at.store(self.now(), SeqCst);
             self.probe_at.store(0, SeqCst);
@@ -124,7 +146,7 @@ impl Breaker {
                 .is_ok()
         {
             self.opened.fetch_add(1, Relaxed);
-            if self.open_circuits.fetch_add(1, SeqCst) == 0 {
+            if self.outage.open.fetch_add(1, SeqCst) == 0 {
                 tracing::error!(
                     cooldown = ?self.cooldown,
                     "the store failed {failures} times in a row: the circuit is open, calls skip the cache (said once until every circuit is closed again)"
@@ -172,9 +194,9 @@ impl Breakers {
         let count = if cluster { SLOT_RANGES } else { 1 };
         Breakers {
             circuits: {
-                let open_circuits = Arc::default();
+                let outage = Arc::default();
                 (0..count)
-                    .map(|_| Breaker::new(cooldown, Arc::clone(&open_circuits)))
+                    .map(|_| Breaker::new(cooldown, Arc::clone(&outage)))
                     .collect()
             },
         }

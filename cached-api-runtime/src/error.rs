@@ -103,12 +103,6 @@ impl StoreError {
         )
     }
 
-    /// Whether the server refuses this client as configured (credentials,
-    /// permissions): the store logs that once, not at every call.
-    pub(crate) fn is_rejection(&self) -> bool {
-        self.kind == StoreFailure::Rejected
-    }
-
     /// Whether the connection broke under the command.
     pub(crate) fn was_dropped(&self) -> bool {
         self.kind == StoreFailure::Dropped

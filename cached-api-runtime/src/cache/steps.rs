@@ -17,7 +17,6 @@ use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
 use crate::backend::{L1Read, Read, with_entry};
 use crate::codec::{Generations, Header, Observed, Shared, TypedCodec};
-use crate::error::StoreError;
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
 use crate::key::EntryKey;
 use crate::policy::{Lifetime, Policy};
@@ -943,15 +942,16 @@ impl<R> Write<'_, R> {
 }
 
 /// Counts and logs a store failure. A call the open circuit turned away is
-/// neither (the breaker counts those), and a rejection of the client's
-/// credentials is logged once by the store: either would repeat every call.
+/// neither (the breaker counts those); an outage is logged by the breaker,
+/// once for the store, and a rejection of the client's credentials once by
+/// the store: either would otherwise repeat every call.
 pub(super) fn record_error(inner: &Inner, spec: &FnSpec, error: &Error, what: &'static str) {
     if let Error::CircuitOpen(_) = error {
         tracing::trace!(function = spec.id(), "circuit open: {what}");
         return;
     }
     inner.stats.record(spec, Event::Error);
-    if error.store_failure().is_some_and(StoreError::is_rejection) {
+    if error.is_outage() {
         tracing::debug!(function = spec.id(), %error, "{what}");
     } else {
         tracing::warn!(function = spec.id(), %error, "{what}");

@@ -886,7 +886,8 @@ mod tests {
     fn only_a_reply_from_the_server_is_not_an_outage() {
         let reply = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "ERR"));
         assert_eq!(classify(&reply), StoreFailure::Refused);
-        let loading = RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "LOADING"));
+        let loading =
+            RedisError::from((ErrorKind::Server(ServerErrorKind::BusyLoading), "LOADING"));
         assert_eq!(classify(&loading), StoreFailure::Unreachable);
         let unsent = RedisError::from(std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,

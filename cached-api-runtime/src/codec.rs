@@ -36,9 +36,19 @@ pub struct TypedCodec<T> {
     encode: fn(&T, &mut Vec<u8>) -> Result<(), String>,
     decode: fn(&[u8]) -> Option<T>,
     fingerprint: fn() -> u64,
+    /// What a kept copy of a value costs in memory.
+    footprint: fn(&T) -> usize,
     /// How decoded values are kept and copied out, for `Clone` types; set by
     /// [`with_copies`](TypedCodec::with_copies).
     copies: Option<Copies<T>>,
+}
+
+/// A decoded value kept in process, and what it costs in memory: what the
+/// budget of whatever keeps it is charged.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoded {
+    pub(crate) value: Arc<Shared>,
+    pub(crate) size: usize,
 }
 
 /// Copies of decoded values, in and out of wherever they are kept.
@@ -84,6 +94,7 @@ impl<T: CacheValue> TypedCodec<T> {
             encode: |value, out| encode(value, out),
             decode: |bytes| decode(bytes),
             fingerprint: crate::shape::fingerprint::<T>,
+            footprint: |value| crate::footprint::in_arc(value),
             copies: None,
         }
     }
@@ -101,6 +112,7 @@ where
             encode: W::encode,
             decode: W::decode,
             fingerprint: W::fingerprint,
+            footprint: W::footprint,
             copies: None,
         }
     }
@@ -124,8 +136,11 @@ impl<T: L1Value> TypedCodec<T> {
 impl<T> TypedCodec<T> {
     /// A copy of `value` to keep; `None` unless the codec was made
     /// [`with_copies`](TypedCodec::with_copies).
-    pub(crate) fn share(&self, value: &T) -> Option<Arc<Shared>> {
-        self.copies.map(|copies| (copies.share)(value))
+    pub(crate) fn share(&self, value: &T) -> Option<Decoded> {
+        self.copies.map(|copies| Decoded {
+            value: (copies.share)(value),
+            size: (self.footprint)(value),
+        })
     }
 
     /// A copy of a kept value, if it is a `T`.

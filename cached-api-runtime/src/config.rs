@@ -327,15 +327,18 @@ impl CacheBuilder {
         self
     }
 
-    /// Most bytes the embedded store keeps, keys and values (default
-    /// 256 MiB); the least useful entries go first when it is full.
+    /// Most memory the embedded store's entries take (default 256 MiB):
+    /// each is charged its key, its bytes, its decoded copy and moka's own
+    /// records, so that the process's resident growth stays near this; the
+    /// least useful entries go first when it is full.
     pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
         self.config.memory_max_bytes = bytes;
         self
     }
 
-    /// Most bytes the in-process tier keeps for functions with `l1`, keys
-    /// and values as encoded (default 64 MiB); the least useful go first.
+    /// Most memory the in-process tier's values take for functions with
+    /// `l1` (default 64 MiB), charged as the embedded store charges them;
+    /// the least useful go first.
     pub fn l1_max_bytes(mut self, bytes: u64) -> Self {
         self.config.l1_max_bytes = bytes;
         self

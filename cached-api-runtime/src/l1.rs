@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use foldhash::fast::RandomState;
 use moka::sync::Cache as Moka;
 
-use crate::codec::Shared;
+use crate::codec::{Decoded, Shared};
+use crate::footprint::{allocation, moka_entry};
 
 /// Where the store last saw the tracked values a kept value depends on,
 /// in words only the store reads: while they are unchanged, so are the
@@ -32,7 +33,7 @@ pub(crate) struct Kept {
     /// each is a true statement about its own key alone.
     seen: [AtomicU64; 3],
     until: Instant,
-    /// Its encoded size, which stands for its size in memory.
+    /// What it costs in memory.
     size: usize,
 }
 
@@ -50,9 +51,6 @@ pub(crate) struct L1 {
 /// Ids of tiers, from 1: a thread's empty [`front`] slot names tier 0.
 static TIERS: AtomicU64 = AtomicU64::new(1);
 
-/// What an entry costs beyond its key and value, roughly.
-const ENTRY_OVERHEAD: usize = 128;
-
 impl L1 {
     /// A tier that keeps at most `max_bytes` of keys, values and overhead.
     pub(crate) fn new(max_bytes: u64) -> L1 {
@@ -60,7 +58,8 @@ impl L1 {
             entries: Moka::builder()
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, kept: &Arc<Kept>| {
-                    u32::try_from(key.len() + kept.size + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                    let record = allocation(16 + size_of::<Kept>());
+                    u32::try_from(moka_entry(key) + record + kept.size).unwrap_or(u32::MAX)
                 })
                 .build_with_hasher(RandomState::default()),
             id: TIERS.fetch_add(1, Relaxed),
@@ -111,20 +110,19 @@ impl L1 {
     pub(crate) fn insert(
         &self,
         key: &str,
-        value: Arc<Shared>,
+        decoded: Decoded,
         current_at: (u64, u64),
         lifetime: Duration,
-        size: usize,
     ) {
         let Some(until) = Instant::now().checked_add(lifetime) else {
             return;
         };
         let kept = Kept {
-            value,
+            value: decoded.value,
             current_at,
             seen: NEVER_SEEN.map(AtomicU64::new),
             until,
-            size,
+            size: decoded.size,
         };
         self.entries.insert(key.into(), Arc::new(kept));
     }
@@ -167,6 +165,13 @@ impl Kept {
 mod tests {
     use super::*;
 
+    fn kept(value: u32) -> Decoded {
+        Decoded {
+            value: Arc::new(value),
+            size: 4,
+        }
+    }
+
     fn copy(shared: &Shared) -> Option<u32> {
         shared.downcast_ref::<u32>().copied()
     }
@@ -179,7 +184,7 @@ mod tests {
     #[test]
     fn a_value_is_served_only_while_current_and_in_time() {
         let l1 = L1::new(1 << 20);
-        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(7u32), (3, 0), Duration::from_secs(60));
         assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7), "current");
         assert_eq!(checked_at(&l1, "k", (4, 0)), None, "another generation");
         assert_eq!(
@@ -187,14 +192,14 @@ mod tests {
             None,
             "the function was invalidated"
         );
-        l1.insert("old", Arc::new(1u32), (3, 0), Duration::ZERO, 4);
+        l1.insert("old", kept(1u32), (3, 0), Duration::ZERO);
         assert_eq!(checked_at(&l1, "old", (3, 0)), None, "past its time");
     }
 
     #[test]
     fn a_value_seen_current_is_served_without_a_lookup_while_unchanged() {
         let l1 = L1::new(1 << 20);
-        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(7u32), (3, 0), Duration::from_secs(60));
         let lookups = std::cell::Cell::new(0);
         let get = |held: Seen, now: ((u64, u64), Seen)| {
             let lookup = || {
@@ -214,14 +219,14 @@ mod tests {
     #[test]
     fn a_removed_value_is_not_served_by_a_thread_that_found_it_before() {
         let l1 = L1::new(1 << 20);
-        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(7u32), (3, 0), Duration::from_secs(60));
         assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7));
         l1.remove("k");
         assert_eq!(checked_at(&l1, "k", (3, 0)), None);
         // The value found may be one moka replaced since and still keeps.
-        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(7u32), (3, 0), Duration::from_secs(60));
         assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7));
-        l1.insert("k", Arc::new(8u32), (3, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(8u32), (3, 0), Duration::from_secs(60));
         l1.remove("k");
         assert_eq!(checked_at(&l1, "k", (3, 0)), None);
     }
@@ -229,17 +234,17 @@ mod tests {
     #[test]
     fn a_value_replaced_at_a_newer_generation_is_found_anew() {
         let l1 = L1::new(1 << 20);
-        l1.insert("k", Arc::new(7u32), (3, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(7u32), (3, 0), Duration::from_secs(60));
         assert_eq!(checked_at(&l1, "k", (3, 0)), Some(7));
-        l1.insert("k", Arc::new(8u32), (4, 0), Duration::from_secs(60), 4);
+        l1.insert("k", kept(8u32), (4, 0), Duration::from_secs(60));
         assert_eq!(checked_at(&l1, "k", (4, 0)), Some(8));
     }
 
     #[test]
     fn tiers_do_not_share_what_a_thread_found() {
         let (a, b) = (L1::new(1 << 20), L1::new(1 << 20));
-        a.insert("k", Arc::new(1u32), (3, 0), Duration::from_secs(60), 4);
-        b.insert("k", Arc::new(2u32), (3, 0), Duration::from_secs(60), 4);
+        a.insert("k", kept(1u32), (3, 0), Duration::from_secs(60));
+        b.insert("k", kept(2u32), (3, 0), Duration::from_secs(60));
         for _ in 0..3 {
             assert_eq!(checked_at(&a, "k", (3, 0)), Some(1));
             assert_eq!(checked_at(&b, "k", (3, 0)), Some(2));

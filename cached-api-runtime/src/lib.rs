@@ -15,6 +15,7 @@ mod codec;
 pub mod config;
 mod error;
 mod flight;
+mod footprint;
 mod global;
 mod invalidation;
 mod key;

@@ -79,6 +79,12 @@ pub trait ResponseShape: Sized {
     where
         Self::Payload: CacheValue,
         Self::Failure: CacheValue;
+
+    /// What a copy of the value kept in process costs in memory.
+    fn footprint(&self) -> usize
+    where
+        Self::Payload: CacheValue,
+        Self::Failure: CacheValue;
 }
 
 impl<W: CachedResponse> ResponseShape for W {
@@ -105,6 +111,13 @@ impl<W: CachedResponse> ResponseShape for W {
         W::Payload: CacheValue,
     {
         crate::shape::fingerprint::<(W::Parts, W::Payload)>()
+    }
+
+    fn footprint(&self) -> usize
+    where
+        W::Payload: CacheValue,
+    {
+        kept(self, &self.split())
     }
 }
 
@@ -135,6 +148,13 @@ impl<W: CachedResponse> ResponseShape for Option<W> {
         W::Payload: CacheValue,
     {
         crate::shape::fingerprint::<Option<(W::Parts, W::Payload)>>()
+    }
+
+    fn footprint(&self) -> usize
+    where
+        W::Payload: CacheValue,
+    {
+        kept(self, &self.as_ref().map(W::split))
     }
 }
 
@@ -169,6 +189,21 @@ impl<W: CachedResponse, E> ResponseShape for Result<W, E> {
     {
         crate::shape::fingerprint::<Result<(W::Parts, W::Payload), E>>()
     }
+
+    fn footprint(&self) -> usize
+    where
+        W::Payload: CacheValue,
+        E: CacheValue,
+    {
+        kept(self, &self.as_ref().map(W::split))
+    }
+}
+
+/// What `value` costs kept behind an `Arc`, with `stored` (its stored form)
+/// showing what it owns.
+fn kept<T, S: Serialize>(value: &T, stored: &S) -> usize {
+    crate::footprint::allocation(16 + std::mem::size_of_val(value))
+        + crate::footprint::owned(stored)
 }
 
 #[cfg(feature = "axum")]

@@ -14,7 +14,8 @@ use moka::ops::compute::Op;
 use moka::sync::Cache as Moka;
 
 use super::{Backend, Bytes, GENERATION_TTL, L1Read, Read};
-use crate::codec::{Observed, Shared};
+use crate::codec::{Decoded, Observed, Shared};
+use crate::footprint::{allocation, moka_entry};
 use crate::key::{EntryKey, is_function_generation};
 use crate::{Clock, Error};
 
@@ -24,15 +25,27 @@ struct Slot {
     /// The value decoded, for types that can be copied: a hit copies it
     /// instead of decoding the bytes.
     decoded: Option<Arc<Shared>>,
-    ttl: Duration,
+    /// What the decoded copy costs in memory (see [`weight`]).
+    decoded_size: u32,
+    /// In milliseconds, as Redis keeps it: with the size beside it, a slot
+    /// stays 64 bytes, which every hit copies out of moka.
+    ttl_ms: u64,
     expires_at: Instant,
+}
+
+const _: () = assert!(size_of::<Slot>() <= 64);
+
+impl Slot {
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms)
+    }
 }
 
 struct SlotTtl;
 
 impl Expiry<String, Slot> for SlotTtl {
     fn expire_after_create(&self, _: &String, slot: &Slot, _: Instant) -> Option<Duration> {
-        Some(slot.ttl)
+        Some(slot.ttl())
     }
 
     fn expire_after_update(
@@ -42,7 +55,7 @@ impl Expiry<String, Slot> for SlotTtl {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(slot.ttl)
+        Some(slot.ttl())
     }
 }
 
@@ -61,16 +74,18 @@ pub(crate) struct MemoryStore {
     clock: Clock,
 }
 
-/// What an entry costs beyond its key's and value's bytes: moka's entry,
-/// the slot, the key's `String` and the value's `Arc`, roughly.
-const ENTRY_OVERHEAD: usize = 128;
-
-/// An entry's weight against the store's byte budget; a decoded copy
-/// counts as many bytes as its encoding, which stands for its size.
+/// An entry's weight against the store's byte budget: what keeping it
+/// costs in memory (moka's entry and the key, the bytes, and the decoded
+/// copy as [`Decoded::size`] estimates it).
 fn weight(key: &str, slot: &Slot) -> u32 {
-    let copies = if slot.decoded.is_some() { 2 } else { 1 };
-    let bytes = key.len() + copies * slot.bytes.len() + ENTRY_OVERHEAD;
-    u32::try_from(bytes).unwrap_or(u32::MAX)
+    let bytes = allocation(16 + slot.bytes.len());
+    let decoded = usize::try_from(slot.decoded_size).unwrap_or(usize::MAX);
+    u32::try_from(
+        moka_entry(key)
+            .saturating_add(bytes)
+            .saturating_add(decoded),
+    )
+    .unwrap_or(u32::MAX)
 }
 
 impl MemoryStore {
@@ -98,11 +113,16 @@ impl MemoryStore {
         Some(slot)
     }
 
-    fn slot(&self, bytes: Arc<[u8]>, decoded: Option<Arc<Shared>>, ttl: Duration) -> Slot {
+    fn slot(&self, bytes: Arc<[u8]>, decoded: Option<Decoded>, ttl: Duration) -> Slot {
+        let (decoded, decoded_size) = match decoded {
+            Some(decoded) => (Some(decoded.value), decoded.size),
+            None => (None, 0),
+        };
         Slot {
             bytes,
             decoded,
-            ttl,
+            decoded_size: u32::try_from(decoded_size).unwrap_or(u32::MAX),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             expires_at: self.clock.now() + ttl,
         }
     }
@@ -169,7 +189,7 @@ impl Backend for MemoryStore {
         &self,
         key: &str,
         bytes: &[u8],
-        decoded: Option<Arc<Shared>>,
+        decoded: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> Result<bool, Error> {
@@ -241,5 +261,27 @@ mod tests {
             (1..=16).contains(&kept),
             "{kept} entries of 4 KiB in 64 KiB"
         );
+    }
+
+    #[test]
+    fn an_entry_is_charged_its_key_bytes_decoded_copy_and_records() {
+        let store = MemoryStore::new(1 << 20, Clock::default());
+        let decoded = Decoded {
+            value: Arc::new("x".repeat(1000)),
+            size: crate::footprint::in_arc(&"x".repeat(1000)),
+        };
+        let ttl = Duration::from_secs(60);
+        let bare = store.slot(vec![1; 1000].into(), None, ttl);
+        let copied = store.slot(vec![1; 1000].into(), Some(decoded.clone()), ttl);
+        assert_eq!(
+            weight("k", &bare),
+            u32::try_from(moka_entry("k") + allocation(1016)).unwrap()
+        );
+        assert_eq!(
+            weight("k", &copied) - weight("k", &bare),
+            u32::try_from(decoded.size).unwrap(),
+            "the decoded copy, as estimated: the Arc's block and the string's"
+        );
+        assert_eq!(decoded.size, allocation(16 + 24) + allocation(1000));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 pub(crate) use self::memory::MemoryStore;
 pub(crate) use self::redis::RedisStore;
 use crate::Error;
-use crate::codec::{Observed, Shared};
+use crate::codec::{Decoded, Observed, Shared};
 use crate::key::EntryKey;
 use crate::l1::Seen;
 use crate::stats::{BreakerStats, TrackingStats};
@@ -104,7 +104,7 @@ pub(crate) trait Backend: Send + Sync {
         &self,
         key: &str,
         bytes: &[u8],
-        decoded: Option<Arc<Shared>>,
+        decoded: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> Result<bool, Error>;
@@ -184,7 +184,7 @@ pub(crate) trait Backend: Send + Sync {
         &self,
         key: &str,
         bytes: &[u8],
-        decoded: Option<Arc<Shared>>,
+        decoded: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> impl Future<Output = Result<bool, Error>> + Send {
@@ -301,7 +301,7 @@ impl Backend for Store {
         &self,
         key: &str,
         bytes: &[u8],
-        decoded: Option<Arc<Shared>>,
+        decoded: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> Result<bool, Error> {
@@ -320,7 +320,7 @@ impl Backend for Store {
         &self,
         key: &str,
         bytes: &[u8],
-        decoded: Option<Arc<Shared>>,
+        decoded: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> Result<bool, Error> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::{Inner, fresh_generation, unit_random};
 use crate::Error;
 use crate::backend::{L1Read, Read, with_entry};
-use crate::codec::{Generations, Header, Observed, Shared, TypedCodec};
+use crate::codec::{Decoded, Generations, Header, Observed, Shared, TypedCodec};
 use crate::flight::{Epoch, Flight, Leader, Outcome, Role};
 use crate::key::EntryKey;
 use crate::policy::{Lifetime, Policy};
@@ -123,7 +123,7 @@ impl<'c, P: Policy<R>, R> Step<'c, P, R> {
 pub(super) struct Storing<'w> {
     pub(super) key: &'w str,
     pub(super) bytes: &'w [u8],
-    pub(super) decoded: Option<Arc<Shared>>,
+    pub(super) decoded: Option<Decoded>,
     pub(super) ttl: Duration,
     /// Store only if the key still holds this.
     pub(super) expected: &'w Observed,
@@ -262,11 +262,10 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     /// function has `l1`.
     fn keep_in_l1(
         &self,
-        copy: &dyn Fn() -> Option<Arc<Shared>>,
+        copy: &dyn Fn() -> Option<Decoded>,
         current_at: u64,
         function: u64,
         age_ms: &dyn Fn() -> u64,
-        size: usize,
     ) {
         if self.spec.has_l1() {
             keep_in_l1(
@@ -276,7 +275,6 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
                 copy,
                 (current_at, function),
                 age_ms,
-                size,
             );
         }
     }
@@ -543,17 +541,14 @@ fn keep_in_l1(
     inner: &Inner,
     spec: &FnSpec,
     key: &EntryKey,
-    copy: &dyn Fn() -> Option<Arc<Shared>>,
+    copy: &dyn Fn() -> Option<Decoded>,
     current_at: (u64, u64),
     age_ms: &dyn Fn() -> u64,
-    size: usize,
 ) {
     let age = Duration::from_millis(age_ms());
     let lifetime = spec.l1_lifetime(inner.config.default_ttl, age);
-    if let (Some(lifetime), Some(shared)) = (lifetime, copy()) {
-        inner
-            .l1
-            .insert(key.entry(), shared, current_at, lifetime, size);
+    if let (Some(lifetime), Some(decoded)) = (lifetime, copy()) {
+        inner.l1.insert(key.entry(), decoded, current_at, lifetime);
     }
 }
 
@@ -621,7 +616,7 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             if let Some(current_at) = current_at {
                 let copy = || call.codec.share(&stored);
                 let age_ms = || header.age_ms(call.now_ms());
-                call.keep_in_l1(&copy, current_at, function, &age_ms, bytes.len());
+                call.keep_in_l1(&copy, current_at, function, &age_ms);
             }
             let value = P::restore(stored);
             if call.spec.refresh_due(
@@ -876,7 +871,7 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                 if call.l1_read() == L1Read::Generations {
                     let copy = || decoded.clone();
                     let (user, function) = (generations.user, generations.function);
-                    call.keep_in_l1(&copy, user, function, &|| 0, bytes.len());
+                    call.keep_in_l1(&copy, user, function, &|| 0);
                 }
                 Finish::Write(Write {
                     inner: call.inner,
@@ -907,7 +902,7 @@ pub(super) struct Write<'c, R> {
     expected: Observed,
     bytes: Vec<u8>,
     /// A copy of the value, for a store that keeps one.
-    decoded: Option<Arc<Shared>>,
+    decoded: Option<Decoded>,
     ttl: Duration,
     leader: Leader<'c>,
     value: R,

@@ -11,7 +11,6 @@ mod tracking;
 use std::borrow::Cow;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::task::Poll;
 use std::time::Duration;
@@ -30,7 +29,7 @@ use self::tracking::{Mark, TrackedKeys, stamp};
 use super::{Backend, Bytes, L1Read, Read, with_entry};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
-use crate::codec::{Observed, Shared};
+use crate::codec::{Decoded, Observed};
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
 use crate::key::{EntryKey, SLOTS, cluster_slot, in_slot, is_function_generation};
@@ -454,7 +453,7 @@ impl Backend for RedisStore {
         &self,
         key: &str,
         bytes: &[u8],
-        _: Option<Arc<Shared>>,
+        _: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> Result<bool, Error> {
@@ -574,7 +573,7 @@ impl Backend for RedisStore {
         &self,
         key: &str,
         bytes: &[u8],
-        _: Option<Arc<Shared>>,
+        _: Option<Decoded>,
         ttl: Duration,
         expected: Option<&Observed>,
     ) -> Result<bool, Error> {

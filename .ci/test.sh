@@ -33,3 +33,5 @@ redis-server --version
 
 cargo test --workspace
 cargo test --features metrics --test metrics
+# Another framework through a response newtype: its own workspace, this target.
+cargo test --manifest-path examples/actix/Cargo.toml --target-dir target

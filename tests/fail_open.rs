@@ -175,6 +175,37 @@ fn a_restarted_server_is_used_from_the_first_probe() {
     }
 }
 
+/// Invalidations are always tried, open circuit or not: an `invalidate =`
+/// companion lands, like `invalidate_user`, while the circuit that a kill
+/// opened has not yet let a probe through the restarted server.
+#[test]
+fn with_the_circuit_open_a_companion_is_tried_and_lands() {
+    if !in_child("with_the_circuit_open_a_companion_is_tried_and_lands") {
+        return;
+    }
+    let mut server = start(NO_PROBE);
+    let port = server.port();
+    let tag = unique("companion-open");
+    assert_eq!(label(&tag), "v1");
+    assert_eq!(label(&tag), "v1");
+    assert_eq!(runs(&format!("label/{tag}")), 1, "cached while Redis is up");
+    server.kill();
+    while !stats().breaker.open {
+        label(&tag);
+    }
+    server = RedisServer::start_on(port);
+    assert!(stats().breaker.open, "no call probes within the cooldown");
+    forget_label(&tag).expect("a companion is tried with the circuit open, and lands");
+    // The restarted server is empty but for what the companion wrote: the
+    // tombstone at the entry's key. Its reply also closed the circuit.
+    let written: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("*{tag}*"))
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(!stats().breaker.open);
+}
+
 /// An invalidation that fails is retried in the background until it lands,
 /// and until then this process never serves what it was meant to drop.
 #[test]

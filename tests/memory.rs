@@ -186,6 +186,30 @@ fn an_oversized_value_is_logged_once_per_function() {
     assert_eq!(counted, 3);
 }
 
+/// Keys and users are logged at TRACE only: each lookup names its entry and
+/// its user's generation in one line at TRACE, and no line above it does.
+#[test]
+fn keys_and_users_appear_at_trace_level_only() {
+    if !support::is_child() {
+        support::run_in_child("keys_and_users_appear_at_trace_level_only", &[]);
+        return;
+    }
+    support::logs::capture_logs_down_to(tracing::Level::TRACE);
+    cached_api::set_global(cached_api::Cache::builder().build().unwrap()).unwrap();
+    let user = unique("traced");
+    for _ in 0..2 {
+        assert_eq!(sized(&user, 10).len(), 10);
+    }
+    let logs = support::logs::logs();
+    let naming: Vec<&str> = logs.lines().filter(|line| line.contains(&user)).collect();
+    let lookups = naming.iter().filter(|line| line.contains("lookup")).count();
+    assert_eq!(lookups, 2, "one line per lookup: {logs}");
+    assert!(
+        naming.iter().all(|line| line.contains("TRACE")),
+        "{naming:#?}"
+    );
+}
+
 #[test]
 fn build_rejects_bad_settings_with_a_clear_error() {
     let error = cached_api::Cache::builder()

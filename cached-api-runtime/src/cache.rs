@@ -22,7 +22,7 @@ use crate::key::{self, EntryKey, KeyWriter, UserId};
 use crate::l1::L1;
 use crate::policy::Policy;
 use crate::spec::FnSpec;
-use crate::stats::{CacheStats, Event, Stats};
+use crate::stats::{CacheStats, Dropped, Event, Stats};
 
 /// A configured cache: where entries live and how calls use them.
 ///
@@ -32,12 +32,12 @@ use crate::stats::{CacheStats, Event, Stats};
 /// [`set_global`](crate::set_global).
 ///
 /// ```
-/// let cache = cached_api_runtime::Cache::builder()
+/// let cache = cached_api::Cache::builder()
 ///     .prefix("my_service")
 ///     .default_ttl(std::time::Duration::from_secs(300))
 ///     .build()?;
-/// cached_api_runtime::set_global(cache)?;
-/// # Ok::<(), cached_api_runtime::Error>(())
+/// cached_api::set_global(cache)?;
+/// # Ok::<(), cached_api::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct Cache {
@@ -125,16 +125,16 @@ impl Cache {
 
     /// A cache configured from `CACHED_API_*` environment variables.
     pub fn from_env() -> Result<Cache, Error> {
-        CacheBuilder::from(Config::from_env()?).build()
+        CacheBuilder::starting_from(Config::from_env()?).build()
     }
 
     /// The counts of this cache: per function, in total, and its store's
     /// circuit breaker. [`stats()`](crate::stats()) is the process-wide cache's.
     ///
     /// ```
-    /// let cache = cached_api_runtime::Cache::builder().build()?;
+    /// let cache = cached_api::Cache::builder().build()?;
     /// assert_eq!(cache.stats().total.hits, 0);
-    /// # Ok::<(), cached_api_runtime::Error>(())
+    /// # Ok::<(), cached_api::Error>(())
     /// ```
     pub fn stats(&self) -> Stats {
         let mut stats = self.inner.stats.snapshot(self.inner.store.breaker_stats());
@@ -158,13 +158,14 @@ impl Cache {
     /// cached entry of `user` (other processes may, until it lands).
     pub async fn invalidate_user<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let key = key::generation_key(&self.inner.config.prefix, &user);
-        self.invalidate(&key, Target::Generation, None).await
+        self.invalidate(&key, Target::Generation, Dropped::User)
+            .await
     }
 
     /// [`invalidate_user`](Self::invalidate_user) for code outside an async runtime.
     pub fn invalidate_user_blocking<U: Display + ?Sized>(&self, user: &U) -> Result<(), Error> {
         let key = key::generation_key(&self.inner.config.prefix, &user);
-        self.invalidate_blocking(&key, Target::Generation, None)
+        self.invalidate_blocking(&key, Target::Generation, Dropped::User)
     }
 
     /// Makes every entry of the cached function `id` unreachable, in every
@@ -184,59 +185,60 @@ impl Cache {
     /// take ids from [`stats`](Self::stats), whose rows are keyed by them.
     ///
     /// ```
-    /// let cache = cached_api_runtime::Cache::builder().build()?;
+    /// let cache = cached_api::Cache::builder().build()?;
     /// cache.invalidate_function_blocking("my_service::handlers::get_profile")?;
-    /// # Ok::<(), cached_api_runtime::Error>(())
+    /// # Ok::<(), cached_api::Error>(())
     /// ```
     pub async fn invalidate_function(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        self.invalidate(&key, Target::Generation, None).await
+        self.invalidate(&key, Target::Generation, Dropped::Function(id))
+            .await
     }
 
     /// [`invalidate_function`](Self::invalidate_function) for code outside an async runtime.
     pub fn invalidate_function_blocking(&self, id: &str) -> Result<(), Error> {
         let key = key::function_generation_key(&self.inner.config.prefix, id);
-        self.invalidate_blocking(&key, Target::Generation, None)
+        self.invalidate_blocking(&key, Target::Generation, Dropped::Function(id))
     }
 
     /// Writes what invalidating `target` at `key` writes (a fresh
     /// generation: every entry computed at the old one becomes
     /// unreachable; or a tombstone), and keeps it to be retried if that
     /// failed; a dropped entry also leaves this process's in-process tier.
-    /// Counted for `by`, the function it was done for, if one was.
+    /// Counted as `dropped`.
     async fn invalidate(
         &self,
         key: &str,
         target: Target,
-        by: Option<&FnSpec>,
+        dropped: Dropped<'_>,
     ) -> Result<(), Error> {
         self.usable()?;
         let result = self.inner.write_invalidation(key, target).await;
-        self.invalidated(key, target, by, result)
+        self.invalidated(key, target, dropped, result)
     }
 
     fn invalidate_blocking(
         &self,
         key: &str,
         target: Target,
-        by: Option<&FnSpec>,
+        dropped: Dropped<'_>,
     ) -> Result<(), Error> {
         self.usable()?;
         let result = self.inner.write_invalidation_blocking(key, target);
-        self.invalidated(key, target, by, result)
+        self.invalidated(key, target, dropped, result)
     }
 
     fn invalidated(
         &self,
         key: &str,
         target: Target,
-        by: Option<&FnSpec>,
+        dropped: Dropped<'_>,
         result: Result<(), Error>,
     ) -> Result<(), Error> {
         if let Target::Entry(_) = target {
             self.inner.l1.remove(key);
         }
-        self.record_invalidation(key, target, by, result)
+        self.record_invalidation(key, target, dropped, result)
     }
 
     /// The key of one call of `spec`; `None` when the cache is disabled,
@@ -514,21 +516,24 @@ impl Cache {
         &self,
         generation_key: &str,
         target: Target,
-        by: Option<&FnSpec>,
+        dropped: Dropped<'_>,
         result: Result<(), Error>,
     ) -> Result<(), Error> {
         let inner = &self.inner;
-        let count = |event| match by {
-            Some(spec) => inner.stats.record(spec, event),
-            None => inner.stats.record_unattributed(event),
-        };
         let Err(error) = &result else {
             inner.pending.landed(generation_key, false);
-            count(Event::Invalidation);
-            tracing::debug!("invalidated");
+            inner.stats.record_invalidation(dropped);
+            tracing::debug!(
+                function = dropped.function(),
+                kind = dropped.kind(),
+                "invalidated"
+            );
             return result;
         };
-        count(Event::Error);
+        match dropped {
+            Dropped::Entry(spec) => inner.stats.record(spec, Event::Error),
+            Dropped::User | Dropped::Function(_) => inner.stats.record_unattributed(Event::Error),
+        }
         match inner.pending.keep(generation_key, target) {
             Kept::Dropped => tracing::error!(
                 %error,

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// ```
 /// use std::time::Duration;
 ///
-/// let clock = cached_api_runtime::Clock::default();
-/// let cache = cached_api_runtime::Cache::builder().clock(clock.clone()).build()?;
+/// let clock = cached_api::Clock::default();
+/// let cache = cached_api::Cache::builder().clock(clock.clone()).build()?;
 /// clock.advance(Duration::from_secs(3600)); // every entry of an hour or less is gone
-/// # Ok::<(), cached_api_runtime::Error>(())
+/// # Ok::<(), cached_api::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Clock {

@@ -37,10 +37,10 @@ pub const ENV_REPLICA_ACKS: &str = "CACHED_API_REPLICA_ACKS";
 /// the background like any failed invalidation. Cached calls never wait.
 ///
 /// ```
-/// use cached_api_runtime::{Cache, config::ReplicaAcks};
+/// use cached_api::{Cache, config::ReplicaAcks};
 ///
 /// let cache = Cache::builder().replica_acks(ReplicaAcks::AtLeast(2)).build()?;
-/// # Ok::<(), cached_api_runtime::Error>(())
+/// # Ok::<(), cached_api::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -386,8 +386,9 @@ impl CacheBuilder {
     }
 }
 
-impl From<Config> for CacheBuilder {
-    fn from(config: Config) -> CacheBuilder {
+impl CacheBuilder {
+    /// A builder that starts from `config` (read from the environment).
+    pub(crate) fn starting_from(config: Config) -> CacheBuilder {
         CacheBuilder {
             config,
             two_stores: false,

@@ -30,8 +30,8 @@ pub fn global() -> &'static Cache {
 /// `set_global(Cache::from_env()?)` itself.
 ///
 /// ```
-/// cached_api_runtime::status()?;
-/// # Ok::<(), cached_api_runtime::Error>(())
+/// cached_api::status()?;
+/// # Ok::<(), cached_api::Error>(())
 /// ```
 pub fn status() -> Result<(), Error> {
     global().usable()
@@ -50,7 +50,7 @@ pub fn set_global(cache: Cache) -> Result<(), Error> {
 /// [`Cache::stats`].
 ///
 /// ```
-/// let stats = cached_api_runtime::stats();
+/// let stats = cached_api::stats();
 /// assert!(stats.total.hit_rate() >= 0.0);
 /// ```
 pub fn stats() -> Stats {
@@ -64,8 +64,8 @@ pub fn stats() -> Stats {
 /// that prompted the invalidation.
 ///
 /// ```
-/// # async fn demo() -> Result<(), cached_api_runtime::Error> {
-/// cached_api_runtime::invalidate_user(&42).await?;
+/// # async fn demo() -> Result<(), cached_api::Error> {
+/// cached_api::invalidate_user(&42).await?;
 /// # Ok(()) }
 /// ```
 pub async fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error> {
@@ -76,9 +76,9 @@ pub async fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error>
 /// shares the store; see [`Cache::invalidate_function`] for what `id` is.
 ///
 /// ```
-/// # async fn demo() -> Result<(), cached_api_runtime::Error> {
+/// # async fn demo() -> Result<(), cached_api::Error> {
 /// // After a deploy that changed how profiles are rendered:
-/// cached_api_runtime::invalidate_function("my_service::handlers::get_profile").await?;
+/// cached_api::invalidate_function("my_service::handlers::get_profile").await?;
 /// # Ok(()) }
 /// ```
 pub async fn invalidate_function(id: &str) -> Result<(), Error> {

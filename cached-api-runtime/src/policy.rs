@@ -11,7 +11,8 @@ use serde::de::DeserializeOwned;
     message = "`{Self}` cannot be cached: it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
     label = "not serializable",
     note = "derive them with `#[derive(serde::Serialize, serde::Deserialize)]`",
-    note = "a raw response (axum's `Response`, actix's `HttpResponse`) cannot be cached: its body is a stream that can be read once; return `Json<T>`, `Html<T>` or `(StatusCode, Json<T>)` (feature `axum`), or a type implementing `cached_api::CachedResponse`"
+    note = "a raw response (axum's `Response`, actix's `HttpResponse`) cannot be cached: its body is a stream that can be read once; return `Json<T>`, `Html<T>` or `(StatusCode, Json<T>)` (feature `axum`), or a type implementing `cached_api::CachedResponse`",
+    note = "another framework's wrapper (actix-web's `web::Json`) cannot implement `CachedResponse` outside that framework: return a newtype of your own that implements it (README, \"Other frameworks\")"
 )]
 pub trait CacheValue: Serialize + DeserializeOwned {}
 

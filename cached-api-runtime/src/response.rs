@@ -17,7 +17,7 @@ use crate::policy::CacheValue;
 /// `(parts, payload)`, encoded like the tuple.
 ///
 /// ```
-/// use cached_api_runtime::CachedResponse;
+/// use cached_api::CachedResponse;
 ///
 /// /// A handler's answer: a value and how long clients may keep it.
 /// pub struct WithMaxAge<T>(pub u32, pub T);

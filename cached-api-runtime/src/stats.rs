@@ -146,6 +146,7 @@ static ROWS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 fn row(spec: &FnSpec) -> usize {
     *spec.stats_row.get_or_init(|| {
+        announce(spec);
         let mut rows = ROWS.lock().unwrap_or_else(|p| p.into_inner());
         rows.push(spec.id());
         rows.len() - 1
@@ -181,24 +182,69 @@ fn locate(row: usize) -> (usize, usize) {
     (bucket, n - (FIRST_BUCKET << bucket))
 }
 
+/// What an invalidation dropped: how it is counted, and labelled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dropped<'a> {
+    /// Every entry of a user (`invalidate_user`).
+    User,
+    /// Every entry of the function of this id (`invalidate_function`).
+    Function(&'a str),
+    /// One entry of this function (its `invalidate =` companion).
+    Entry(&'static FnSpec),
+}
+
+impl Dropped<'_> {
+    /// The id of the function whose entries were dropped; empty for a user's.
+    pub(crate) fn function(&self) -> &str {
+        match self {
+            Dropped::User => "",
+            Dropped::Function(id) => id,
+            Dropped::Entry(spec) => spec.id(),
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Dropped::User => "user",
+            Dropped::Function(_) => "function",
+            Dropped::Entry(_) => "entry",
+        }
+    }
+}
+
 impl CacheStats {
     /// Counts `event` for the function of `spec` (and, with the `metrics`
     /// feature, emits it labelled by the function id).
     pub(crate) fn record(&self, spec: &FnSpec, event: Event) {
+        self.counters(spec).count(event);
+        emit(spec.id(), event);
+    }
+
+    fn counters(&self, spec: &FnSpec) -> &FnCounters {
         let (bucket, at) = locate(row(spec));
         let counters = self.buckets[bucket].get_or_init(|| {
             (0..FIRST_BUCKET << bucket)
                 .map(|_| FnCounters::new())
                 .collect()
         });
-        counters[at].count(event);
-        emit(Some(spec.id()), event);
+        &counters[at]
     }
 
-    /// Counts an event that belongs to no function, such as `invalidate_user`.
+    /// Counts an event that belongs to no function, such as a failed
+    /// `invalidate_user`.
     pub(crate) fn record_unattributed(&self, event: Event) {
         self.unattributed.count(event);
-        emit(None, event);
+        emit("", event);
+    }
+
+    /// Counts an invalidation that landed: for its function, if it dropped
+    /// one entry; else for none.
+    pub(crate) fn record_invalidation(&self, dropped: Dropped<'_>) {
+        match dropped {
+            Dropped::Entry(spec) => self.counters(spec).count(Event::Invalidation),
+            Dropped::User | Dropped::Function(_) => self.unattributed.count(Event::Invalidation),
+        }
+        emit_invalidation(dropped);
     }
 
     /// The counts at this moment; `breaker` comes from the store.
@@ -224,34 +270,143 @@ impl CacheStats {
     }
 }
 
-/// Emits `event` through the `metrics` facade, labelled by function id
-/// (never by key or user, whose values are unbounded and may be personal).
 #[cfg(feature = "metrics")]
-fn emit(function: Option<&'static str>, event: Event) {
-    let name = match event {
-        Event::Hit => "cached_api_hits_total",
-        Event::Miss => "cached_api_misses_total",
-        Event::Set => "cached_api_sets_total",
-        Event::Invalidation => "cached_api_invalidations_total",
-        Event::Error => "cached_api_errors_total",
-        Event::Oversized => "cached_api_oversized_total",
-        Event::Coalesced => "cached_api_coalesced_total",
-        Event::L1Hit => "cached_api_l1_hits_total",
-        Event::Refresh => "cached_api_refreshes_total",
-        Event::Stale => "cached_api_stale_total",
-        Event::LeaseWait => "cached_api_lease_waits_total",
-    };
-    match function {
-        Some(function) => metrics::counter!(name, "function" => function).increment(1),
-        None => metrics::counter!(name).increment(1),
+/// The counters exported with the `metrics` feature, with their help
+/// text, by [`Event`] (`L1Hit` is also counted as `Hit`).
+const COUNTERS: [(Event, &str, &str); 11] = [
+    (
+        Event::Hit,
+        "cached_api_hits_total",
+        "Calls answered from the cache, the in-process tier included.",
+    ),
+    (
+        Event::Miss,
+        "cached_api_misses_total",
+        "Calls that ran the function (a failed cache read included).",
+    ),
+    (
+        Event::Set,
+        "cached_api_sets_total",
+        "Entries written to the store.",
+    ),
+    (
+        Event::Invalidation,
+        "cached_api_invalidations_total",
+        "Invalidations that landed, by what they dropped: kind=user, function or entry.",
+    ),
+    (
+        Event::Error,
+        "cached_api_errors_total",
+        "Store operations that failed or timed out; function=\"\" for invalidations of users and functions.",
+    ),
+    (
+        Event::Oversized,
+        "cached_api_oversized_total",
+        "Values returned but not stored: larger than max_value_size.",
+    ),
+    (
+        Event::Coalesced,
+        "cached_api_coalesced_total",
+        "Calls that waited for a concurrent call of the same entry instead of running the function.",
+    ),
+    (
+        Event::L1Hit,
+        "cached_api_l1_hits_total",
+        "Hits served by the in-process tier (l1), also counted in hits.",
+    ),
+    (
+        Event::Refresh,
+        "cached_api_refreshes_total",
+        "Entries recomputed ahead of their expiry (refresh, stale).",
+    ),
+    (
+        Event::Stale,
+        "cached_api_stale_total",
+        "Answers from an entry past its TTL, within its stale window.",
+    ),
+    (
+        Event::LeaseWait,
+        "cached_api_lease_waits_total",
+        "Hits on a value another process computed under the entry's lease (lock).",
+    ),
+];
+
+#[cfg(feature = "metrics")]
+fn name(event: Event) -> &'static str {
+    let (_, name, _) = COUNTERS
+        .iter()
+        .find(|(counted, _, _)| std::mem::discriminant(counted) == std::mem::discriminant(&event))
+        .expect("every event is exported");
+    name
+}
+
+/// Describes every counter (`# HELP`), and starts the series that belong to
+/// no function at 0, once per process, at its first counted event: a
+/// recorder installed before the first cached call sees them.
+#[cfg(feature = "metrics")]
+fn describe() {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        for (_, name, help) in COUNTERS {
+            metrics::describe_counter!(name, metrics::Unit::Count, help);
+        }
+        metrics::counter!(name(Event::Error), "function" => "").increment(0);
+        for kind in ["user", "function"] {
+            metrics::counter!(name(Event::Invalidation), "function" => "", "kind" => kind)
+                .increment(0);
+        }
+    });
+}
+
+/// Starts a function's series at 0 when it is first counted, so that a
+/// rate of misses or errors exists before the first one.
+#[cfg(feature = "metrics")]
+fn announce(spec: &FnSpec) {
+    describe();
+    for (event, name, _) in COUNTERS {
+        match event {
+            Event::Invalidation if spec.drops_entries() => {
+                metrics::counter!(name, "function" => spec.id(), "kind" => "entry").increment(0);
+            }
+            Event::Invalidation => {}
+            _ => metrics::counter!(name, "function" => spec.id()).increment(0),
+        }
     }
+}
+
+#[cfg(not(feature = "metrics"))]
+fn announce(_: &FnSpec) {}
+
+/// Emits `event` through the `metrics` facade, labelled by function id
+/// (never by key or user, whose values are unbounded and may be personal);
+/// `function` is empty for events of no function.
+#[cfg(feature = "metrics")]
+fn emit(function: &'static str, event: Event) {
+    describe();
+    metrics::counter!(name(event), "function" => function).increment(1);
     if let Event::L1Hit = event {
         emit(function, Event::Hit);
     }
 }
 
 #[cfg(not(feature = "metrics"))]
-fn emit(_: Option<&'static str>, _: Event) {}
+fn emit(_: &'static str, _: Event) {}
+
+/// Emits a landed invalidation, labelled by the function it dropped (empty
+/// for a user's) and its kind.
+#[cfg(feature = "metrics")]
+fn emit_invalidation(dropped: Dropped<'_>) {
+    describe();
+    let function: metrics::SharedString = match dropped {
+        Dropped::Entry(spec) => spec.id().into(),
+        other => other.function().to_owned().into(),
+    };
+    metrics::counter!(name(Event::Invalidation), "function" => function, "kind" => dropped.kind())
+        .increment(1);
+}
+
+#[cfg(not(feature = "metrics"))]
+fn emit_invalidation(_: Dropped<'_>) {}
 
 /// Counts at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,10 +20,15 @@ impl Write for Capture {
 
 /// Keeps every log line of this process from now on, down to `DEBUG`.
 pub fn capture_logs() {
+    capture_logs_down_to(tracing::Level::DEBUG);
+}
+
+/// Keeps every log line of this process from now on, down to `level`.
+pub fn capture_logs_down_to(level: tracing::Level) {
     tracing_subscriber::fmt()
         .with_writer(|| Capture)
         .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(level)
         .init();
 }
 

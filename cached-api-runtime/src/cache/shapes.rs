@@ -22,7 +22,7 @@ use crate::backend::Backend;
 use crate::invalidation::Target;
 use crate::key::EntryKey;
 use crate::spec::FnSpec;
-use crate::stats::Event;
+use crate::stats::{Dropped, Event};
 
 /// How often a process records its shape again while it runs, so that the
 /// record outlives every entry it writes.
@@ -136,12 +136,14 @@ impl Cache {
         let target = Target::Entry(self.tombstone_ttl(spec));
         let now_ms = self.inner.config.clock.unix_ms();
         let shapes = self.inner.store.shapes(&key.shapes(), now_ms).await;
-        let mut result = self.invalidate(key.entry(), target, Some(spec)).await;
+        let mut result = self
+            .invalidate(key.entry(), target, Dropped::Entry(spec))
+            .await;
         match self.other_shapes(spec, key, shapes) {
             Ok(others) => {
                 for other in others {
                     let dropped = self
-                        .invalidate(&key.entry_of_shape(&other), target, Some(spec))
+                        .invalidate(&key.entry_of_shape(&other), target, Dropped::Entry(spec))
                         .await;
                     result = result.and(dropped);
                 }
@@ -166,12 +168,15 @@ impl Cache {
         let target = Target::Entry(self.tombstone_ttl(spec));
         let now_ms = self.inner.config.clock.unix_ms();
         let shapes = self.inner.store.shapes_blocking(&key.shapes(), now_ms);
-        let mut result = self.invalidate_blocking(key.entry(), target, Some(spec));
+        let mut result = self.invalidate_blocking(key.entry(), target, Dropped::Entry(spec));
         match self.other_shapes(spec, key, shapes) {
             Ok(others) => {
                 for other in others {
-                    let dropped =
-                        self.invalidate_blocking(&key.entry_of_shape(&other), target, Some(spec));
+                    let dropped = self.invalidate_blocking(
+                        &key.entry_of_shape(&other),
+                        target,
+                        Dropped::Entry(spec),
+                    );
                     result = result.and(dropped);
                 }
             }

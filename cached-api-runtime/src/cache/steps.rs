@@ -222,6 +222,12 @@ struct Call<'c, P: Policy<R>, R> {
 
 impl<'c, P: Policy<R>, R> Call<'c, P, R> {
     fn lookup(self) -> Step<'c, P, R> {
+        tracing::trace!(
+            function = self.spec.id(),
+            key = self.key.entry(),
+            user_generation = self.key.generation(),
+            "lookup"
+        );
         if let Some(value) = self.l1_value() {
             self.record(Event::L1Hit);
             return Step::Done(value);

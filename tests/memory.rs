@@ -278,3 +278,48 @@ fn a_hit_on_the_embedded_store_copies_the_kept_value_instead_of_decoding() {
         "each hit copied the kept value"
     );
 }
+
+/// A cache of its own, named by `cache = …`.
+static REGION: std::sync::LazyLock<cached_api::Cache> = std::sync::LazyLock::new(|| {
+    cached_api::Cache::builder()
+        .prefix("region")
+        .build()
+        .unwrap()
+});
+
+static REGION_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cached_api::cached_api(key = "{id}", ttl = "1m", cache = REGION, invalidate = forget_in_region, name = "memory::in_region")]
+fn in_region(id: u64) -> u64 {
+    REGION_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id
+}
+
+/// `cache = …` routes a function, and its companion, to that cache: its
+/// stats are that cache's, and the process-wide cache never sees it.
+#[test]
+fn a_function_with_a_cache_of_its_own_uses_it_and_only_it() {
+    Memory::install();
+    let runs = || REGION_RUNS.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(in_region(7), 7);
+    assert_eq!(in_region(7), 7);
+    assert_eq!(runs(), 1, "the second call hit");
+    let counted = REGION.stats().function("memory::in_region");
+    assert_eq!((counted.hits, counted.misses, counted.sets), (1, 1, 1));
+    assert_eq!(
+        cached_api::stats().function("memory::in_region"),
+        cached_api::Counts::default(),
+        "the process-wide cache never saw it"
+    );
+    forget_in_region(7).unwrap();
+    assert_eq!(in_region(7), 7);
+    assert_eq!(runs(), 2, "its companion dropped the entry in its cache");
+    assert_eq!(
+        REGION.stats().function("memory::in_region").invalidations,
+        1
+    );
+    // The process-wide cache's invalidations do not reach it.
+    cached_api::blocking::invalidate_function("memory::in_region").unwrap();
+    assert_eq!(in_region(7), 7);
+    assert_eq!(runs(), 2);
+}

@@ -19,9 +19,10 @@ mod kw {
     syn::custom_keyword!(lock);
     syn::custom_keyword!(invalidate);
     syn::custom_keyword!(shared);
+    syn::custom_keyword!(cache);
 }
 
-const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, crate";
+const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, cache, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -76,6 +77,9 @@ pub struct Args {
     pub lock: Option<Arg<SwitchOrDuration>>,
     /// `invalidate = forget_profile`: the companion that drops one call's entry.
     pub invalidate: Option<Arg<Ident>>,
+    /// `cache = EU`: a `static` whose type derefs to `Cache`, used instead
+    /// of the process-wide cache.
+    pub cache: Option<Arg<Path>>,
     /// `crate = path`: where the facade is, for users who renamed it.
     pub krate: Option<Arg<Path>>,
 }
@@ -165,6 +169,18 @@ impl Parse for Args {
                 let span = input.parse::<kw::invalidate>()?.span;
                 let value = value(input, Ident::parse)?;
                 set_once(&mut args.invalidate, "invalidate", span, value)?;
+            } else if lookahead.peek(kw::cache) {
+                let span = input.parse::<kw::cache>()?.span;
+                let value = value(input, |input| {
+                    if input.peek(LitStr) {
+                        Err(input.error(
+                            "`cache` names a `static` whose type derefs to `Cache`, unquoted: `cache = EU`",
+                        ))
+                    } else {
+                        input.parse()
+                    }
+                })?;
+                set_once(&mut args.cache, "cache", span, value)?;
             } else if lookahead.peek(Token![crate]) {
                 let span = input.parse::<Token![crate]>()?.span;
                 set_once(&mut args.krate, "crate", span, value(input, crate_path)?)?;

@@ -55,6 +55,13 @@ pub fn expand(model: &Model) -> TokenStream {
         Some(None) => quote!(::core::option::Option::Some(::core::time::Duration::MAX)),
         None => quote!(::core::option::Option::None),
     };
+    // A cache named by the attribute is checked where its path is written.
+    let cache = match &model.cache {
+        Some(path) => quote_spanned! {at(path.span())=>
+            #krate::__private::named(&#path)
+        },
+        None => quote!(#krate::__private::global()),
+    };
     let reserved = &model.reserved;
     let owner = if model.func.has_receiver() {
         quote!(::core::option::Option::Some(
@@ -215,7 +222,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 #spec
                 // The key names the stored type's shape, as the function's does.
                 #bare_codec
-                let __cached_api_cache = #krate::__private::global();
+                let __cached_api_cache = #cache;
                 #bind_user
                 let __cached_api_key = #krate::__private::entry_key(
                     __cached_api_cache,
@@ -236,7 +243,7 @@ pub fn expand(model: &Model) -> TokenStream {
         #vis #sig {
             #spec
             #codec
-            let __cached_api_cache = #krate::__private::global();
+            let __cached_api_cache = #cache;
             #bind_user
             let __cached_api_key = #krate::__private::key(
                 __cached_api_cache,

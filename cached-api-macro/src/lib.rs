@@ -33,6 +33,7 @@ use proc_macro::TokenStream;
 /// | `jitter` | `"10%"` (1% to 50%) | shorten each entry's TTL by a random share up to this, so entries written together do not expire together |
 /// | `version` | integer | bump to orphan older entries whose meaning changed but not their shape |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
+/// | `cache` | a path to a `static` that derefs to `Cache` (`cache = EU`) | use that cache instead of the process-wide one: its store, its stats, its invalidations |
 /// | `crate` | a path (`crate = my_cache`) | where the `cached-api` facade is, if the dependency was renamed or re-exported |
 ///
 /// A `Result` caches its `Ok` value, an `Option` its `Some` value, anything

@@ -46,6 +46,8 @@ pub struct Model {
     pub stored: Type,
     /// The facade's path: `::cached_api` unless `crate = …` says otherwise.
     pub krate: TokenStream,
+    /// The `static` the function's cache is, if not the process-wide one.
+    pub cache: Option<syn::Path>,
 }
 
 /// A function, beside the cached one, that drops the entry of one call.
@@ -275,6 +277,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
                 Some(krate) => krate.value.to_token_stream(),
                 None => quote!(::cached_api),
             },
+            cache: args.cache.map(|cache| cache.value),
         }),
     }
 }

@@ -57,6 +57,33 @@ pub mod __private {
     };
     pub use crate::spec::{FnOptions, FnSpec};
 
+    /// What `cache = …` may name: a `static` whose type derefs to [`Cache`].
+    #[diagnostic::on_unimplemented(
+        message = "`cache = …` must name a `static` whose type derefs to `cached_api::Cache`, not `{Self}`",
+        label = "not a `Cache`",
+        note = "for example `static EU: LazyLock<Cache> = LazyLock::new(|| Cache::builder().redis_url(\"redis://eu-cache:6379\").build().expect(\"EU cache\"));`"
+    )]
+    pub trait NamedCache {
+        fn cache(&self) -> &Cache;
+    }
+
+    impl<C: std::ops::Deref<Target = Cache>> NamedCache for C {
+        fn cache(&self) -> &Cache {
+            self
+        }
+    }
+
+    impl NamedCache for Cache {
+        fn cache(&self) -> &Cache {
+            self
+        }
+    }
+
+    /// The cache a function names with `cache = …`.
+    pub fn named<C: NamedCache + ?Sized>(cache: &'static C) -> &'static Cache {
+        cache.cache()
+    }
+
     /// The codec of a function with `l1`; the bound names a type that is
     /// not `Clone` where the function's return type is written.
     pub fn with_l1<T: L1Value>(codec: TypedCodec<T>) -> TypedCodec<T> {

@@ -291,7 +291,10 @@ static REGION_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32:
 
 #[cached_api::cached_api(key = "{id}", ttl = "1m", cache = REGION, invalidate = forget_in_region, name = "memory::in_region")]
 fn in_region(id: u64) -> u64 {
-    REGION_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // Only the id its test reads: other tests call it too.
+    if id == 7 {
+        REGION_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     id
 }
 
@@ -322,4 +325,106 @@ fn a_function_with_a_cache_of_its_own_uses_it_and_only_it() {
     cached_api::blocking::invalidate_function("memory::in_region").unwrap();
     assert_eq!(in_region(7), 7);
     assert_eq!(runs(), 2);
+}
+
+static SCOPED_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cached_api::cached_api(key = "{id}", ttl = "1m", name = "memory::scoped")]
+async fn scoped(id: u64) -> u32 {
+    SCOPED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+}
+
+#[cached_api::cached_api(key = "{id}", ttl = "1m", name = "memory::scoped_sync")]
+fn scoped_sync(id: u64) -> u64 {
+    id
+}
+
+fn current_thread<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn isolated() -> cached_api::Cache {
+    cached_api::Cache::builder().build().unwrap()
+}
+
+/// Two scopes joined on one task each use their own cache: the same call
+/// misses once in each, and neither is seen by the other or the
+/// process-wide cache.
+#[test]
+fn concurrent_scopes_on_one_task_each_use_their_own_cache() {
+    Memory::install();
+    let (a, b) = (isolated(), isolated());
+    let global_before = cached_api::stats().function("memory::scoped");
+    current_thread(async {
+        let twice = || async {
+            let first = scoped(1).await;
+            tokio::task::yield_now().await;
+            (first, scoped(1).await)
+        };
+        let ((a1, a2), (b1, b2)) = tokio::join!(a.scope(twice()), b.scope(twice()));
+        assert_eq!(a1, a2, "a's second call hit a's entry");
+        assert_eq!(b1, b2, "b's second call hit b's entry");
+        assert_ne!(a1, b1, "each scope computed its own");
+    });
+    for cache in [&a, &b] {
+        let counted = cache.stats().function("memory::scoped");
+        assert_eq!((counted.misses, counted.hits), (1, 1));
+    }
+    assert_eq!(
+        cached_api::stats().function("memory::scoped"),
+        global_before,
+        "the process-wide cache saw none of them"
+    );
+}
+
+/// A sync scope covers the calls of its closure on this thread, overrides a
+/// function's `cache = …`, and ends with the closure, even by a panic.
+#[test]
+fn a_blocking_scope_covers_its_thread_and_overrides_a_named_cache() {
+    Memory::install();
+    let scoped_cache = isolated();
+    let region_before = REGION.stats().function("memory::in_region");
+    scoped_cache.scope_blocking(|| {
+        scoped_sync(5);
+        scoped_sync(5);
+        in_region(99);
+    });
+    assert_eq!(scoped_cache.stats().function("memory::scoped_sync").hits, 1);
+    assert_eq!(scoped_cache.stats().function("memory::in_region").misses, 1);
+    assert_eq!(
+        REGION.stats().function("memory::in_region"),
+        region_before,
+        "the scope overrides `cache = REGION`"
+    );
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scoped_cache.scope_blocking(|| panic!("inside"))
+    }));
+    assert!(panicked.is_err());
+    scoped_sync(6);
+    assert_eq!(
+        scoped_cache.stats().function("memory::scoped_sync").misses,
+        1,
+        "the scope ended with its closure"
+    );
+}
+
+/// A task spawned inside a scope does not inherit it (tokio's task-locals
+/// stay with their task): it uses the process-wide cache unless scoped too.
+#[test]
+fn a_task_spawned_in_a_scope_uses_its_own_scope_or_the_process_wide_cache() {
+    Memory::install();
+    let scoped_cache = isolated();
+    current_thread(scoped_cache.scope(async {
+        tokio::spawn(async { scoped(40).await }).await.unwrap();
+        let inner = isolated();
+        tokio::spawn(inner.scope(async { scoped(41).await }))
+            .await
+            .unwrap();
+        assert_eq!(inner.stats().function("memory::scoped").misses, 1);
+    }));
+    assert_eq!(scoped_cache.stats().function("memory::scoped").misses, 0);
 }

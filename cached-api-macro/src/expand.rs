@@ -60,7 +60,7 @@ pub fn expand(model: &Model) -> TokenStream {
         Some(path) => quote_spanned! {at(path.span())=>
             #krate::__private::named(&#path)
         },
-        None => quote!(#krate::__private::global()),
+        None => quote!(#krate::__private::current()),
     };
     let reserved = &model.reserved;
     let owner = if model.func.has_receiver() {
@@ -223,6 +223,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 // The key names the stored type's shape, as the function's does.
                 #bare_codec
                 let __cached_api_cache = #cache;
+                let __cached_api_cache = &*__cached_api_cache;
                 #bind_user
                 let __cached_api_key = #krate::__private::entry_key(
                     __cached_api_cache,
@@ -244,6 +245,7 @@ pub fn expand(model: &Model) -> TokenStream {
             #spec
             #codec
             let __cached_api_cache = #cache;
+                let __cached_api_cache = &*__cached_api_cache;
             #bind_user
             let __cached_api_key = #krate::__private::key(
                 __cached_api_cache,

@@ -23,6 +23,7 @@ mod l1;
 mod policy;
 mod probe;
 mod response;
+mod scope;
 mod shape;
 mod spec;
 mod stats;
@@ -55,6 +56,7 @@ pub mod __private {
         ViaDigest, ViaDisplay, ViaDisplayUser, ViaIntegerKey, ViaIntegerUser, ViaResponse,
         ViaSerde, probe_of,
     };
+    pub use crate::scope::CallCache;
     pub use crate::spec::{FnOptions, FnSpec};
 
     /// What `cache = …` may name: a `static` whose type derefs to [`Cache`].
@@ -79,9 +81,16 @@ pub mod __private {
         }
     }
 
-    /// The cache a function names with `cache = …`.
-    pub fn named<C: NamedCache + ?Sized>(cache: &'static C) -> &'static Cache {
-        cache.cache()
+    /// The cache a call of a function that names one with `cache = …`
+    /// uses: the scope's, if it runs in one, else that one.
+    pub fn named<C: NamedCache + ?Sized>(cache: &'static C) -> CallCache {
+        crate::scope::current(|| cache.cache())
+    }
+
+    /// The cache a call uses: the scope's, if it runs in one, else the
+    /// process-wide one.
+    pub fn current() -> CallCache {
+        crate::scope::current(global)
     }
 
     /// The codec of a function with `l1`; the bound names a type that is

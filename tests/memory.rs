@@ -428,3 +428,28 @@ fn a_task_spawned_in_a_scope_uses_its_own_scope_or_the_process_wide_cache() {
     }));
     assert_eq!(scoped_cache.stats().function("memory::scoped").misses, 0);
 }
+
+/// The README's "Testing code that caches", as written there: a scoped
+/// cache per test, its stats per function, and expiry by moving its clock.
+#[test]
+fn a_test_scopes_its_own_cache_and_moves_its_clock() {
+    Memory::install();
+    let clock = cached_api::Clock::default();
+    let cache = cached_api::Cache::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    current_thread(cache.scope(async {
+        scoped(70).await;
+        scoped(70).await;
+        let counted = cache.stats().function("memory::scoped");
+        assert_eq!((counted.misses, counted.hits), (1, 1));
+        clock.advance(std::time::Duration::from_secs(60));
+        scoped(70).await;
+        assert_eq!(
+            cache.stats().function("memory::scoped").misses,
+            2,
+            "expired"
+        );
+    }));
+}

@@ -95,7 +95,16 @@ struct Block<'w> {
     hashed: bool,
 }
 
-impl Block<'_> {
+impl<'w> Block<'w> {
+    fn of(walk: &'w mut Walk, hashed: bool) -> Result<Block<'w>, Never> {
+        Ok(Block {
+            walk,
+            elements: 0,
+            count: 0,
+            hashed,
+        })
+    }
+
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
         self.elements += value.serialize(&mut *self.walk)?;
         Ok(())
@@ -119,7 +128,12 @@ struct Inline<'w> {
     size: usize,
 }
 
-impl Inline<'_> {
+impl<'w> Inline<'w> {
+    /// Starts at `size`: a variant's tag, or nothing.
+    fn of(walk: &'w mut Walk, size: usize) -> Result<Inline<'w>, Never> {
+        Ok(Inline { walk, size })
+    }
+
     fn field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Never> {
         self.size += value.serialize(&mut *self.walk)?;
         Ok(())
@@ -199,26 +213,15 @@ impl<'w> ser::Serializer for &'w mut Walk {
     }
 
     fn serialize_seq(self, _: Option<usize>) -> Result<Block<'w>, Never> {
-        Ok(Block {
-            walk: self,
-            elements: 0,
-            count: 0,
-            hashed: false,
-        })
+        Block::of(self, false)
     }
 
     fn serialize_tuple(self, _: usize) -> Result<Inline<'w>, Never> {
-        Ok(Inline {
-            walk: self,
-            size: 0,
-        })
+        Inline::of(self, 0)
     }
 
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Inline<'w>, Never> {
-        Ok(Inline {
-            walk: self,
-            size: 0,
-        })
+        Inline::of(self, 0)
     }
 
     fn serialize_tuple_variant(
@@ -228,26 +231,15 @@ impl<'w> ser::Serializer for &'w mut Walk {
         _: &'static str,
         _: usize,
     ) -> Result<Inline<'w>, Never> {
-        Ok(Inline {
-            walk: self,
-            size: TAG,
-        })
+        Inline::of(self, TAG)
     }
 
     fn serialize_map(self, _: Option<usize>) -> Result<Block<'w>, Never> {
-        Ok(Block {
-            walk: self,
-            elements: 0,
-            count: 0,
-            hashed: true,
-        })
+        Block::of(self, true)
     }
 
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Inline<'w>, Never> {
-        Ok(Inline {
-            walk: self,
-            size: 0,
-        })
+        Inline::of(self, 0)
     }
 
     fn serialize_struct_variant(
@@ -257,10 +249,7 @@ impl<'w> ser::Serializer for &'w mut Walk {
         _: &'static str,
         _: usize,
     ) -> Result<Inline<'w>, Never> {
-        Ok(Inline {
-            walk: self,
-            size: TAG,
-        })
+        Inline::of(self, TAG)
     }
 }
 

@@ -31,6 +31,11 @@ use proc_macro::TokenStream;
 /// | `error_ttl` | as `ttl` | also cache `Err`, this long (`Result` only) |
 /// | `none` | `true` / `false` | also cache `None` (`Option` only) |
 /// | `jitter` | `"10%"` (1% to 50%) | shorten each entry's TTL by a random share up to this, so entries written together do not expire together |
+/// | `l1` | `true`, or a cap: `"30s"` | also keep decoded values in this process, served while Redis's tracking says they are current (async functions, `Clone` values) |
+/// | `refresh` | `true`, or a β: `2.0` | recompute a hot entry shortly before it expires (XFetch), one computation per entry per process |
+/// | `stale` | as `ttl`: `"1m"` | past its TTL an entry answers this much longer while it is recomputed, and instead of an `Err` (needs `ttl`) |
+/// | `lock` | `true`, or a lease: `"10s"` | on a miss, one caller in the whole fleet computes under a lease in Redis; the others wait for its value |
+/// | `invalidate` | a function name: `forget_profile` | also generate that function: it takes the arguments the key and user read and drops that call's entry in every process |
 /// | `version` | integer | bump to orphan older entries whose meaning changed but not their shape |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
 /// | `cache` | a path to a `static` that derefs to `Cache` (`cache = EU`) | use that cache instead of the process-wide one: its store, its stats, its invalidations |

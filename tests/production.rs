@@ -167,6 +167,10 @@ fn a_wrong_password_is_one_error_fails_open_and_never_leaks() {
         );
         let refusals = logs.matches("redis refuses this client").count();
         assert_eq!(refusals, 1, "one clear error, not one per call:\n{logs}");
+        assert!(
+            !logs.contains("the store failed; calls run"),
+            "the refusal is not also an outage's warning:\n{logs}"
+        );
         let warnings = logs.lines().filter(|line| line.contains(" WARN ")).count();
         assert!(warnings < 10, "fewer warnings than calls:\n{logs}");
         return;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed, Or
 use std::time::{Duration, Instant};
 
 use crate::Error;
+use crate::error::StoreError;
 use crate::key::cluster_slot;
 use crate::stats::BreakerStats;
 
@@ -126,10 +127,13 @@ impl Breaker {
             return;
         }
         let failures = self.consecutive_failures.fetch_add(1, SeqCst) + 1;
+        // A rejected password is not said here: the store says it once,
+        // as the error it is.
         if failures == 1
             && self.outage.failing.fetch_add(1, SeqCst) == 0
             && self.outage.open.load(SeqCst) == 0
             && let Err(error) = result
+            && !error.store_failure().is_some_and(StoreError::is_rejection)
         {
             tracing::warn!(
                 %error,

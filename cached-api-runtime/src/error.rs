@@ -103,6 +103,12 @@ impl StoreError {
         )
     }
 
+    /// Whether the server refuses this client as configured (credentials,
+    /// permissions): the store says that once, as an error of its own.
+    pub(crate) fn is_rejection(&self) -> bool {
+        self.kind == StoreFailure::Rejected
+    }
+
     /// Whether the connection broke under the command.
     pub(crate) fn was_dropped(&self) -> bool {
         self.kind == StoreFailure::Dropped

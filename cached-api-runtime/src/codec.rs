@@ -94,7 +94,7 @@ impl<T: CacheValue> TypedCodec<T> {
             encode: |value, out| encode(value, out),
             decode: |bytes| decode(bytes),
             fingerprint: crate::shape::fingerprint::<T>,
-            footprint: |value| crate::footprint::in_arc(value),
+            footprint: |value| crate::footprint::in_arc(value, value),
             copies: None,
         }
     }

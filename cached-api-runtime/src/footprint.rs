@@ -36,9 +36,10 @@ pub(crate) fn moka_entry(key: &str) -> usize {
 }
 
 /// What `value` costs when kept alone behind an `Arc`: the `Arc`'s block
-/// (two counts and the value) and everything the value owns.
-pub(crate) fn in_arc<T: Serialize + ?Sized>(value: &T) -> usize {
-    allocation(16 + size_of_val(value)) + owned(value)
+/// (two counts and the value) and everything the value owns, as `shown`
+/// serializes it (the value itself, or the form a response wrapper stores).
+pub(crate) fn in_arc<T: ?Sized, S: Serialize + ?Sized>(value: &T, shown: &S) -> usize {
+    allocation(16 + size_of_val(value)) + owned(shown)
 }
 
 /// The heap bytes `value` owns, as far as its serialization shows them.
@@ -351,7 +352,7 @@ mod tests {
         };
         assert_eq!(owned(&profile), allocation(100) + allocation(24) + 32);
         assert_eq!(
-            in_arc(&profile),
+            in_arc(&profile, &profile),
             allocation(16 + std::mem::size_of::<Profile>()) + owned(&profile)
         );
     }

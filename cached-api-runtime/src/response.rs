@@ -117,7 +117,7 @@ impl<W: CachedResponse> ResponseShape for W {
     where
         W::Payload: CacheValue,
     {
-        kept(self, &self.split())
+        crate::footprint::in_arc(self, &self.split())
     }
 }
 
@@ -154,7 +154,7 @@ impl<W: CachedResponse> ResponseShape for Option<W> {
     where
         W::Payload: CacheValue,
     {
-        kept(self, &self.as_ref().map(W::split))
+        crate::footprint::in_arc(self, &self.as_ref().map(W::split))
     }
 }
 
@@ -195,15 +195,8 @@ impl<W: CachedResponse, E> ResponseShape for Result<W, E> {
         W::Payload: CacheValue,
         E: CacheValue,
     {
-        kept(self, &self.as_ref().map(W::split))
+        crate::footprint::in_arc(self, &self.as_ref().map(W::split))
     }
-}
-
-/// What `value` costs kept behind an `Arc`, with `stored` (its stored form)
-/// showing what it owns.
-fn kept<T, S: Serialize>(value: &T, stored: &S) -> usize {
-    crate::footprint::allocation(16 + std::mem::size_of_val(value))
-        + crate::footprint::owned(stored)
 }
 
 #[cfg(feature = "axum")]

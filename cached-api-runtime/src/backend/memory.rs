@@ -266,9 +266,10 @@ mod tests {
     #[test]
     fn an_entry_is_charged_its_key_bytes_decoded_copy_and_records() {
         let store = MemoryStore::new(1 << 20, Clock::default());
+        let text = "x".repeat(1000);
         let decoded = Decoded {
-            value: Arc::new("x".repeat(1000)),
-            size: crate::footprint::in_arc(&"x".repeat(1000)),
+            size: crate::footprint::in_arc(&text, &text),
+            value: Arc::new(text),
         };
         let ttl = Duration::from_secs(60);
         let bare = store.slot(vec![1; 1000].into(), None, ttl);

@@ -80,6 +80,23 @@ async fn hot_profile(user: u64) -> Profile {
     sample_profile(user)
 }
 
+/// [`user_profile`] and [`hot_profile`] in two groups: what tags cost a hit.
+#[cached_api(key = "profile", user = user, ttl = "1h", name = "bench::tagged", tags = ["org:{user}", "plans"])]
+async fn tagged_profile(user: u64) -> Profile {
+    sample_profile(user)
+}
+
+#[cached_api(key = "profile", user = user, ttl = "1h", l1 = true, name = "bench::hot_tagged", tags = ["org:{user}", "plans"])]
+async fn hot_tagged_profile(user: u64) -> Profile {
+    sample_profile(user)
+}
+
+/// Row 6's group: 100 entries of one tag.
+#[cached_api(key = "{id}", ttl = "1h", name = "bench::grouped", tags = ["bench-group"])]
+async fn grouped_profile(id: u64) -> Profile {
+    sample_profile(id)
+}
+
 /// The same, returning `Arc<Profile>`: an L1 hit clones a reference, not the struct.
 #[cached_api(key = "profile", user = user, ttl = "1h", l1 = true, name = "bench::hot_shared")]
 async fn shared_profile(user: u64) -> Arc<Profile> {
@@ -608,28 +625,34 @@ async fn replicated_invalidation_rows(nodes: Vec<String>) {
         ),
         Some(waited.as_secs_f64() / base.as_secs_f64()),
     );
-    let mut times = (Vec::new(), Vec::new(), Vec::new());
+    let mut times = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         for (cache, times) in [(&off, &mut times.0), (&auto, &mut times.1)] {
             let began = Instant::now();
             cache.invalidate_function("bench::per_user").await.unwrap();
             times.push(began.elapsed());
         }
-        let auto = auto.clone();
+        let blocking = auto.clone();
         let began = Instant::now();
         tokio::task::spawn_blocking(move || {
-            auto.invalidate_function_blocking("bench::per_user")
+            blocking
+                .invalidate_function_blocking("bench::per_user")
                 .unwrap()
         })
         .await
         .unwrap();
         times.2.push(began.elapsed());
+        let began = Instant::now();
+        auto.invalidate_tag("plans").await.unwrap();
+        times.3.push(began.elapsed());
     }
     let (base, waited, blocking) = (median(times.0), median(times.1), median(times.2));
+    let tag = median(times.3);
     for (contender, time) in [
         ("invalidate_function, ReplicaAcks::Off (baseline)", base),
         ("invalidate_function, ReplicaAcks::Auto (3 WAITs)", waited),
         ("invalidate_function_blocking, ReplicaAcks::Auto", blocking),
+        ("invalidate_tag, ReplicaAcks::Auto (3 WAITs)", tag),
     ] {
         row(
             section,
@@ -677,6 +700,11 @@ async fn redis_section(url: String) {
         assert_eq!(*shared_profile(USER).await, profile);
     }
     assert_eq!(cached_api::stats().function("bench::hot_shared").l1_hits, 2);
+    for _ in 0..3 {
+        assert_eq!(tagged_profile(USER).await, profile);
+        assert_eq!(hot_tagged_profile(USER).await, profile);
+    }
+    assert_eq!(cached_api::stats().function("bench::hot_tagged").l1_hits, 2);
 
     // 1 and 2: hit throughput and latency, contenders interleaved round by round.
     let contenders: Vec<Contender> = vec![
@@ -711,6 +739,12 @@ async fn redis_section(url: String) {
                 black_box(shared_profile(USER).await);
             },
         ),
+        contender("cached-api, per-user entry, 2 tags", || async {
+            black_box(tagged_profile(USER).await);
+        }),
+        contender("cached-api, per-user entry, 2 tags, `l1` hit", || async {
+            black_box(hot_tagged_profile(USER).await);
+        }),
         contender("`cached` crate, AsyncRedisCache", {
             let store = cached_store.clone();
             move || {
@@ -881,6 +915,17 @@ async fn redis_section(url: String) {
         theirs.push(began.elapsed());
     }
     theirs.sort();
+    for id in 0..100 {
+        grouped_profile(id).await;
+    }
+    let mut group = Vec::new();
+    for _ in 0..21 {
+        let began = Instant::now();
+        cached_api::invalidate_tag("bench-group").await.unwrap();
+        group.push(began.elapsed());
+    }
+    group.sort();
+    let group = group[group.len() / 2];
     let (ours, theirs) = (ours[ours.len() / 2], theirs[theirs.len() / 2]);
     let section = format!("6. Drop one user's 100 entries, {dbsize} keys on the server");
     row(
@@ -894,6 +939,12 @@ async fn redis_section(url: String) {
         "cached-api invalidate_user",
         format!("{:.3} ms", ours.as_secs_f64() * 1e3),
         Some(ours.as_secs_f64() / theirs.as_secs_f64()),
+    );
+    row(
+        &section,
+        "cached-api invalidate_tag (100 entries of one tag)",
+        format!("{:.3} ms", group.as_secs_f64() * 1e3),
+        Some(group.as_secs_f64() / theirs.as_secs_f64()),
     );
 }
 

@@ -17,7 +17,7 @@
 //!
 //! | endpoint | cached as | ttl |
 //! |---|---|---|
-//! | `GET /plans` | global | 24h |
+//! | `GET /plans`, `GET /plans/{id}` | global, tagged `plans`; `PUT /admin/plans/{id}` drops both | 24h |
 //! | `GET /profile`, `PUT /profile` | per user; the PUT drops the user's entries | 15m |
 //! | `GET /notes?page=&per_page=`, `POST /notes` | per user, keyed by the query; the POST drops the user's entries | 10m |
 //! | `GET /rate-limit` | per user, keyed by the minute | 2m |
@@ -71,6 +71,8 @@ impl Clock {
 #[derive(Default)]
 pub struct Source {
     profiles: Mutex<HashMap<String, Profile>>,
+    /// Monthly prices an admin set, over the defaults.
+    prices: Mutex<HashMap<String, u32>>,
     notes: Mutex<HashMap<String, Vec<Note>>>,
     pub reads: Reads,
     /// Simulated latency of every read.
@@ -81,6 +83,7 @@ pub struct Source {
 #[derive(Default)]
 pub struct Reads {
     pub plans: AtomicU64,
+    pub plan: AtomicU64,
     pub profile: AtomicU64,
     pub notes: AtomicU64,
     pub rate_limit: AtomicU64,
@@ -94,11 +97,28 @@ impl Source {
         counter.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
     }
+
+    /// Every plan, at its current price.
+    fn plans(&self) -> Vec<Plan> {
+        let prices = self.prices.lock().unwrap();
+        [("free", 0), ("pro", 1_500)]
+            .into_iter()
+            .map(|(id, default)| Plan {
+                id: id.to_owned(),
+                monthly_cents: prices.get(id).copied().unwrap_or(default),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub id: String,
+    pub monthly_cents: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PlanUpdate {
     pub monthly_cents: u32,
 }
 
@@ -219,19 +239,60 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-#[cached_api(key = "all", ttl = "24h", name = "plans")]
+/// The plan list and each plan's page carry the tag `plans`: an admin's
+/// change drops all of them with one `invalidate_tag`.
+#[cached_api(key = "all", ttl = "24h", name = "plans", tags = ["plans"])]
 async fn get_plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
     state.source.read(&state.source.reads.plans).await;
-    Json(vec![
-        Plan {
-            id: "free".into(),
-            monthly_cents: 0,
-        },
-        Plan {
-            id: "pro".into(),
-            monthly_cents: 1_500,
-        },
-    ])
+    Json(state.source.plans())
+}
+
+/// A 404 is not cached.
+#[cached_api(key = "{id}", ttl = "24h", name = "plan", tags = ["plans"])]
+async fn get_plan(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Plan>, ApiError> {
+    state.source.read(&state.source.reads.plan).await;
+    let plan = state.source.plans().into_iter().find(|plan| plan.id == id);
+    plan.map(Json)
+        .ok_or(ApiError(StatusCode::NOT_FOUND, "no such plan"))
+}
+
+/// An admin sets a plan's price, then drops every cached view of the plans
+/// (the list and every plan's page) in every process. Only the caller
+/// `admin` may; not cached: a write.
+async fn put_plan(
+    State(state): State<AppState>,
+    Caller(user_id): Caller,
+    Path(id): Path<String>,
+    Json(update): Json<PlanUpdate>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if user_id != "admin" {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only admin may change plans",
+        ));
+    }
+    if !state.source.plans().iter().any(|plan| plan.id == id) {
+        return Err(ApiError(StatusCode::NOT_FOUND, "no such plan"));
+    }
+    state
+        .source
+        .prices
+        .lock()
+        .unwrap()
+        .insert(id, update.monthly_cents);
+    let invalidated = match cached_api::invalidate_tag("plans").await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, "plans saved but their cached copies were not invalidated");
+            false
+        }
+    };
+    Ok(Json(
+        serde_json::json!({ "plans": state.source.plans(), "cache_invalidated": invalidated }),
+    ))
 }
 
 #[cached_api(key = "profile", user = user_id, ttl = "15m", name = "profile")]
@@ -399,6 +460,8 @@ async fn get_stats() -> Json<cached_api::Stats> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/plans", get(get_plans))
+        .route("/plans/{id}", get(get_plan))
+        .route("/admin/plans/{id}", axum::routing::put(put_plan))
         .route("/profile", get(get_profile).put(put_profile))
         .route("/notes", get(list_notes).post(post_note))
         .route("/rate-limit", get(get_rate_limit))

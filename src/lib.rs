@@ -56,22 +56,29 @@
 //! # Dropping entries
 //!
 //! [`invalidate_user`] drops every entry of one user, [`invalidate_function`]
-//! every entry of one function, and an `invalidate = …` companion one call's
-//! entry: each in every process, in one store command, and never undone by a
-//! computation that started before it returned `Ok`.
+//! every entry of one function, [`invalidate_tag`] every entry of a group
+//! named by `tags = [...]`, across functions, and an `invalidate = …`
+//! companion one call's entry: each in every process, in one store command,
+//! and never undone by a computation that started before it returned `Ok`.
 //!
 //! ```
 //! use cached_api::cached_api;
 //!
-//! #[cached_api(key = "plan:{id}", ttl = "24h", invalidate = forget_plan)]
+//! #[cached_api(key = "plan:{id}", ttl = "24h", invalidate = forget_plan, tags = ["plans"])]
 //! fn plan(id: u64) -> String {
 //!     format!("plan {id}")
+//! }
+//!
+//! #[cached_api(key = "all", ttl = "24h", tags = ["plans"])]
+//! fn plan_list() -> Vec<u64> {
+//!     vec![1, 2]
 //! }
 //!
 //! # fn main() -> Result<(), cached_api::Error> {
 //! plan(1);
 //! forget_plan(1)?;                                        // the next call computes again
 //! cached_api::blocking::invalidate_function(concat!(module_path!(), "::plan"))?;
+//! cached_api::blocking::invalidate_tag("plans")?;         // plan pages and the list
 //! # Ok(()) }
 //! ```
 //!
@@ -120,8 +127,8 @@
 pub use cached_api_macro::cached_api;
 pub use cached_api_runtime::{
     BreakerStats, Cache, CacheBuilder, CachedResponse, Clock, Counts, Error, Stats, StoreError,
-    TrackingStats, blocking, config, invalidate_function, invalidate_user, set_global, stats,
-    status,
+    TrackingStats, blocking, config, invalidate_function, invalidate_tag, invalidate_user,
+    set_global, stats, status,
 };
 
 /// What `#[cached_api]` expands to calls. Not a public API: it changes

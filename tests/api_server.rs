@@ -72,6 +72,22 @@ impl Service {
         response.json().await.expect("a JSON body")
     }
 
+    /// `PUT /admin/plans/{id}` as `caller`: its status and body.
+    async fn put_plan(&self, id: &str, monthly_cents: u32, caller: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(format!("{}/admin/plans/{id}", self.base))
+            .header("x-user-id", caller)
+            .json(&serde_json::json!({ "monthly_cents": monthly_cents }))
+            .send()
+            .await
+            .expect("the service answers");
+        (
+            response.status(),
+            response.json().await.expect("a JSON body"),
+        )
+    }
+
     fn reads(&self, counter: impl Fn(&api_server::Reads) -> &std::sync::atomic::AtomicU64) -> u64 {
         counter(&self.state.source.reads).load(Ordering::SeqCst)
     }
@@ -248,6 +264,36 @@ async fn the_reference_service_caches_per_plan_and_survives_redis_dying() {
         svc.summarize("four").await["summary"].as_str().unwrap(),
         "1 words, starting with Some(\"four\")"
     );
+
+    // The plan list and each plan's page are tagged `plans`: an admin's
+    // price change drops all of them at once, and nothing else.
+    for _ in 0..2 {
+        let (status, pro) = svc.get("/plans/pro", None).await;
+        assert_eq!(
+            (status, pro["monthly_cents"].as_u64()),
+            (StatusCode::OK, Some(1_500))
+        );
+        assert_eq!(svc.get("/plans/free", None).await.1["monthly_cents"], 0);
+    }
+    assert_eq!((svc.reads(|r| &r.plans), svc.reads(|r| &r.plan)), (1, 2));
+    let (status, _) = svc.put_plan("pro", 1_900, "alice").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only admin changes plans");
+    let (status, put) = svc.put_plan("pro", 1_900, "admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(put["cache_invalidated"], Value::Bool(true));
+    for _ in 0..2 {
+        assert_eq!(svc.get("/plans", None).await.1[1]["monthly_cents"], 1_900);
+        assert_eq!(svc.get("/plans/pro", None).await.1["monthly_cents"], 1_900);
+        assert_eq!(svc.get("/plans/free", None).await.1["monthly_cents"], 0);
+    }
+    assert_eq!(
+        (svc.reads(|r| &r.plans), svc.reads(|r| &r.plan)),
+        (2, 4),
+        "the list and both pages were read again once, then cached"
+    );
+    assert_eq!(svc.reads(|r| &r.health), 1, "untagged entries stay");
+    let (status, _) = svc.get("/plans/gold", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Redis dies: every request still answers 200 with the right body.
     redis.kill();

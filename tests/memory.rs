@@ -453,3 +453,36 @@ fn a_test_scopes_its_own_cache_and_moves_its_clock() {
         );
     }));
 }
+
+static TAGGED_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[cached_api::cached_api(key = "{id}", ttl = "1m", tags = ["scoped:{id}"], name = "memory::scoped_tagged")]
+async fn scoped_tagged(id: u64) -> u32 {
+    TAGGED_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+}
+
+/// A handler under test calls the free invalidations: in a scope they drop
+/// what the scope's cache holds, not the process-wide cache's entries.
+#[test]
+fn free_invalidations_in_a_scope_act_on_the_scope_s_cache() {
+    Memory::install();
+    let outside = current_thread(scoped_tagged(41));
+    let scoped_cache = isolated();
+    current_thread(scoped_cache.scope(async {
+        let first = scoped_tagged(41).await;
+        assert_eq!(scoped_tagged(41).await, first, "cached in the scope");
+        cached_api::invalidate_tag("scoped:41").await.unwrap();
+        assert_ne!(scoped_tagged(41).await, first, "dropped in the scope");
+    }));
+    let drops = scoped_cache.stats().total.invalidations;
+    assert_eq!(drops, 1, "counted by the scope's cache");
+    scoped_cache.scope_blocking(|| {
+        cached_api::blocking::invalidate_function("memory::scoped_tagged").unwrap();
+    });
+    assert_eq!(scoped_cache.stats().total.invalidations, 2);
+    assert_eq!(
+        current_thread(scoped_tagged(41)),
+        outside,
+        "the process-wide cache kept its entry"
+    );
+}

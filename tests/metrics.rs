@@ -84,6 +84,7 @@ fn counters_are_described_labelled_by_function_and_kind_and_start_at_zero() {
     cached_api::blocking::invalidate_user(&"secret-user").unwrap();
     forget_lookup("secret-user", 1).unwrap();
     cached_api::blocking::invalidate_function("metrics::lookup").unwrap();
+    cached_api::blocking::invalidate_tag("org:secret-org").unwrap();
 
     assert_eq!(
         counter("cached_api_misses_total{function=metrics::lookup}"),
@@ -109,11 +110,15 @@ fn counters_are_described_labelled_by_function_and_kind_and_start_at_zero() {
         counter("cached_api_invalidations_total{function=metrics::lookup,kind=function}"),
         1
     );
+    assert_eq!(
+        counter("cached_api_invalidations_total{function=,kind=tag}"),
+        1
+    );
     let names: Vec<String> = COUNTERS.0.lock().unwrap().keys().cloned().collect();
     assert!(
-        names
-            .iter()
-            .all(|name| !name.contains("secret-user") && !name.contains("key")),
+        names.iter().all(|name| !name.contains("secret-user")
+            && !name.contains("secret-org")
+            && !name.contains("key")),
         "no user or key in metric labels: {names:?}"
     );
     // One set of label names per metric, and a help text for each.

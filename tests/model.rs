@@ -2,7 +2,8 @@
 //! invalidations, TTL expiry and (on Redis) server restarts, each result
 //! checked against what an uncached oracle says may legally be returned:
 //! that user's and key's value, current at some moment no older than the
-//! user's last invalidation nor than the TTL. Same suite on both stores,
+//! user's last invalidation, its key's tag's last invalidation, nor than the
+//! TTL. Same suite on both stores,
 //! and on Redis with two processes reading and invalidating, each with
 //! values in its in-process tier (`l1`).
 
@@ -66,7 +67,7 @@ fn bump(user: &str, key: &str) -> u64 {
     *version
 }
 
-#[cached_api(user = user, key = "{key}", name = "model::read", l1 = true)]
+#[cached_api(user = user, key = "{key}", name = "model::read", l1 = true, tags = ["key:{key}"])]
 async fn read(user: String, key: String) -> String {
     let version = version(&user, &key);
     format!("{user}|{key}|{version}")
@@ -89,6 +90,8 @@ enum Op {
     /// The source changes and the user is invalidated, as after a PUT.
     WriteThenInvalidate(usize, usize, usize),
     Invalidate(usize, usize),
+    /// The source changes and the key's tag is invalidated, for every user.
+    WriteThenInvalidateTag(usize, usize, usize),
     Expire,
     Restart,
 }
@@ -100,6 +103,7 @@ fn ops(processes: usize) -> BoxedStrategy<Vec<Op>> {
             2 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::Write(u, k)),
             2 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::WriteThenInvalidate(0, u, k)),
             1 => (0..3usize).prop_map(|u| Op::Invalidate(0, u)),
+            1 => (0..3usize, 0..2usize).prop_map(|(u, k)| Op::WriteThenInvalidateTag(0, u, k)),
             1 => Just(Op::Expire),
             1 => Just(Op::Restart),
         ];
@@ -113,17 +117,20 @@ fn ops(processes: usize) -> BoxedStrategy<Vec<Op>> {
         3 => (0..2usize, 0..2usize, 0..2usize)
             .prop_map(|(p, u, k)| Op::WriteThenInvalidate(p, u, k)),
         1 => (0..2usize, 0..2usize).prop_map(|(p, u)| Op::Invalidate(p, u)),
+        2 => (0..2usize, 0..2usize, 0..2usize)
+            .prop_map(|(p, u, k)| Op::WriteThenInvalidateTag(p, u, k)),
         1 => Just(Op::Restart),
     ];
     proptest::collection::vec(op, 1..40).boxed()
 }
 
-/// What the oracle knows: when each version appeared, when each user was
-/// last invalidated, in the store's time.
+/// What the oracle knows: when each version appeared, when each user and
+/// each key's tag was last invalidated, in the store's time.
 struct Oracle {
     ttl: Duration,
     history: HashMap<(String, String), Vec<(Instant, u64)>>,
     invalidated: HashMap<String, Instant>,
+    tag_invalidated: HashMap<String, Instant>,
 }
 
 impl Oracle {
@@ -131,6 +138,9 @@ impl Oracle {
     fn legal(&self, user: &str, key: &str, now: Instant) -> std::ops::RangeInclusive<u64> {
         let mut lower = now.checked_sub(self.ttl + SLACK).unwrap_or(now);
         if let Some(&invalidated) = self.invalidated.get(user) {
+            lower = lower.max(invalidated);
+        }
+        if let Some(&invalidated) = self.tag_invalidated.get(key) {
             lower = lower.max(invalidated);
         }
         let history = self.history.get(&(user.to_owned(), key.to_owned()));
@@ -245,6 +255,7 @@ fn run_model(store: &dyn Store, cases: u32, other: Option<&Other>) {
             ttl: store.ttl(),
             history: HashMap::new(),
             invalidated: HashMap::new(),
+            tag_invalidated: HashMap::new(),
         };
         for op in &ops {
             match *op {
@@ -266,7 +277,9 @@ fn run_model(store: &dyn Store, cases: u32, other: Option<&Other>) {
                         "{op:?}: version {version}, legal {legal:?}"
                     );
                 }
-                Op::Write(u, k) | Op::WriteThenInvalidate(_, u, k) => {
+                Op::Write(u, k)
+                | Op::WriteThenInvalidate(_, u, k)
+                | Op::WriteThenInvalidateTag(_, u, k) => {
                     let (user, key) = (users[u].clone(), keys[k].clone());
                     let next = bump(&user, &key);
                     oracle
@@ -274,11 +287,19 @@ fn run_model(store: &dyn Store, cases: u32, other: Option<&Other>) {
                         .entry((user.clone(), key))
                         .or_default()
                         .push((store.now(), next));
-                    if let Op::WriteThenInvalidate(p, ..) = *op {
-                        invalidate(store, &mut oracle, p, &user, other)?;
+                    match *op {
+                        Op::WriteThenInvalidate(p, ..) => {
+                            invalidate(store, &mut oracle, p, Dropped::User(&user), other)?;
+                        }
+                        Op::WriteThenInvalidateTag(p, ..) => {
+                            invalidate(store, &mut oracle, p, Dropped::Key(&keys[k]), other)?;
+                        }
+                        _ => {}
                     }
                 }
-                Op::Invalidate(p, u) => invalidate(store, &mut oracle, p, &users[u], other)?,
+                Op::Invalidate(p, u) => {
+                    invalidate(store, &mut oracle, p, Dropped::User(&users[u]), other)?;
+                }
                 Op::Expire => store.expire(),
                 Op::Restart => store.restart(),
             }
@@ -290,24 +311,45 @@ fn run_model(store: &dyn Store, cases: u32, other: Option<&Other>) {
     }
 }
 
-/// Invalidates `user` in process `p`. With two processes, the other one
-/// then makes a round trip on its tracked connection: the guarantee is
-/// that it serves nothing older once the push has reached it.
+/// What an invalidation drops: a user's entries, or every entry of a key
+/// (its tag).
+#[derive(Clone, Copy)]
+enum Dropped<'a> {
+    User(&'a str),
+    Key(&'a str),
+}
+
+/// The peer's request for `dropped`.
+fn request(dropped: Dropped<'_>) -> String {
+    match dropped {
+        Dropped::User(user) => format!("invalidate {user}"),
+        Dropped::Key(key) => format!("invalidate_tag key:{key}"),
+    }
+}
+
+/// Drops what `dropped` names in process `p`. With two processes, the
+/// other one then makes a round trip on its tracked connection: the
+/// guarantee is that it serves nothing older once the push has reached it.
 fn invalidate(
     store: &dyn Store,
     oracle: &mut Oracle,
     p: usize,
-    user: &str,
+    dropped: Dropped<'_>,
     other: Option<&Other>,
 ) -> Result<(), TestCaseError> {
     let at = store.now();
     let result = match (p, other) {
-        (1, Some(other)) => match other.lock().unwrap().ask(&format!("invalidate {user}")) {
+        (1, Some(other)) => match other.lock().unwrap().ask(&request(dropped)) {
             answer if answer == "ok" => Ok(()),
             error => Err(error),
         },
         _ => runtime()
-            .block_on(cached_api::invalidate_user(user))
+            .block_on(async {
+                match dropped {
+                    Dropped::User(user) => cached_api::invalidate_user(user).await,
+                    Dropped::Key(key) => cached_api::invalidate_tag(&format!("key:{key}")).await,
+                }
+            })
             .map_err(|error| error.to_string()),
     };
     if let Err(error) = result {
@@ -315,7 +357,10 @@ fn invalidate(
             "invalidation failed with Redis up: {error}"
         )));
     }
-    oracle.invalidated.insert(user.to_owned(), at);
+    match dropped {
+        Dropped::User(user) => oracle.invalidated.insert(user.to_owned(), at),
+        Dropped::Key(key) => oracle.tag_invalidated.insert(key.to_owned(), at),
+    };
     match (p, other) {
         (1, Some(_)) => {
             runtime().block_on(barrier("barrier".to_owned()));
@@ -413,6 +458,10 @@ fn model_peer() {
             runtime().block_on(read(user.to_owned(), key.to_owned()))
         }
         "invalidate" => match runtime().block_on(cached_api::invalidate_user(arg)) {
+            Ok(()) => "ok".to_owned(),
+            Err(error) => format!("error: {error}"),
+        },
+        "invalidate_tag" => match runtime().block_on(cached_api::invalidate_tag(arg)) {
             Ok(()) => "ok".to_owned(),
             Err(error) => format!("error: {error}"),
         },

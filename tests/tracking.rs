@@ -41,6 +41,13 @@ async fn motd() -> String {
     format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
 }
 
+/// The same, tagged: dropped with its tag.
+#[cached_api::cached_api(key = "tagged:{user}", user = user, ttl = "1h", l1 = true, tags = ["tracking"], name = "tracking::tagged")]
+async fn tagged(user: String) -> String {
+    let process = std::env::var("PEER_NAME").unwrap_or_else(|_| "parent".to_owned());
+    format!("{process}-{}", RUNS.fetch_add(1, Relaxed) + 1)
+}
+
 /// A function that returns `Arc<T>`, in the in-process tier.
 #[cached_api::cached_api(key = "shared:{user}", user = user, ttl = "1h", l1 = true, name = "tracking::shared")]
 async fn shared(user: String) -> std::sync::Arc<String> {
@@ -63,6 +70,14 @@ fn peer() {
     serve(|verb, arg| match verb {
         "call" => rt.block_on(profile(arg.to_owned())),
         "hot" => rt.block_on(hot(arg.to_owned())),
+        "tagged" => rt.block_on(tagged(arg.to_owned())),
+        "warm_tagged" => {
+            let before = l1_hits();
+            warm(
+                || rt.block_on(tagged(arg.to_owned())),
+                || l1_hits() > before,
+            )
+        }
         "motd" => rt.block_on(motd()),
         "pinned" => rt.block_on(pinned(arg.to_owned())),
         "warm_pinned" => warm(|| rt.block_on(pinned(arg.to_owned())), || l1_hits() > 0),
@@ -409,6 +424,30 @@ fn a_function_invalidated_elsewhere_leaves_the_in_process_tier() {
 }
 
 #[test]
+fn a_tag_invalidated_elsewhere_leaves_the_in_process_tier() {
+    if !support::in_child("a_tag_invalidated_elsewhere_leaves_the_in_process_tier") {
+        return;
+    }
+    let server = RedisServer::start();
+    install(&server.url());
+    let mut peer = start_peer(&server.url());
+    assert_eq!(peer.ask("warm_tagged ada"), "peer-1");
+    let warm: u64 = peer.ask("l1_hits").parse().unwrap();
+    assert_eq!(peer.ask("tagged ada"), "peer-1");
+    assert_eq!(peer.ask("l1_hits"), (warm + 1).to_string(), "kept in L1");
+    cached_api::blocking::invalidate_tag("tracking").unwrap();
+    // Any round trip on the peer's tracked connection: the push for the
+    // tag's generation comes ahead of its reply.
+    assert_eq!(peer.ask("call bob"), "peer-2");
+    assert_eq!(
+        peer.ask("tagged ada"),
+        "peer-3",
+        "recomputed, not served from L1"
+    );
+    assert_eq!(peer.ask("l1_hits"), (warm + 1).to_string());
+}
+
+#[test]
 fn a_flushed_server_empties_the_in_process_tier() {
     let server = RedisServer::start();
     let mut peer = start_peer(&server.url());
@@ -567,9 +606,20 @@ fn on_a_cluster_the_in_process_tier_stays_coherent() {
     assert_eq!(peer.ask("wait_below 2"), "1", "the push arrived");
     assert_eq!(peer.ask("hot ada"), "peer-3", "recomputed");
 
+    // A tag's copy in the entry's slot is tracked too.
+    assert_eq!(peer.ask("warm_tagged ada"), "peer-4");
+    let warm: u64 = peer.ask("l1_hits").parse().unwrap();
+    assert_eq!(peer.ask("tagged ada"), "peer-4");
+    assert_eq!(peer.ask("l1_hits"), (warm + 1).to_string(), "kept in L1");
+    let tracked: u64 = peer.ask("tracked").parse().unwrap();
+    cached_api::blocking::invalidate_tag("tracking").unwrap();
+    let below = peer.ask(&format!("wait_below {tracked}"));
+    assert_eq!(below, (tracked - 1).to_string(), "the push arrived");
+    assert_eq!(peer.ask("tagged ada"), "peer-5", "recomputed");
+
     // Every tracking connection killed: the peer forgets all it tracked,
     // and serves what another instance wrote meanwhile.
-    assert_eq!(peer.ask("warm_hot bob"), "peer-4");
+    assert_eq!(peer.ask("warm_hot bob"), "peer-6");
     let warm = peer.ask("l1_hits");
     for url in cluster.urls() {
         kill_tracking_clients(&mut node(&url));

@@ -20,9 +20,10 @@ mod kw {
     syn::custom_keyword!(invalidate);
     syn::custom_keyword!(shared);
     syn::custom_keyword!(cache);
+    syn::custom_keyword!(tags);
 }
 
-const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, cache, crate";
+const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, tags, cache, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -77,6 +78,9 @@ pub struct Args {
     pub lock: Option<Arg<SwitchOrDuration>>,
     /// `invalidate = forget_profile`: the companion that drops one call's entry.
     pub invalidate: Option<Arg<Ident>>,
+    /// `tags = ["org:{org_id}", "plans"]`: groups an invalidation drops at
+    /// once, across functions.
+    pub tags: Option<Arg<Vec<LitStr>>>,
     /// `cache = EU`: a `static` whose type derefs to `Cache`, used instead
     /// of the process-wide cache.
     pub cache: Option<Arg<Path>>,
@@ -169,6 +173,9 @@ impl Parse for Args {
                 let span = input.parse::<kw::invalidate>()?.span;
                 let value = value(input, Ident::parse)?;
                 set_once(&mut args.invalidate, "invalidate", span, value)?;
+            } else if lookahead.peek(kw::tags) {
+                let span = input.parse::<kw::tags>()?.span;
+                set_once(&mut args.tags, "tags", span, value(input, tag_list)?)?;
             } else if lookahead.peek(kw::cache) {
                 let span = input.parse::<kw::cache>()?.span;
                 let value = value(input, |input| {
@@ -275,6 +282,21 @@ fn jitter(input: ParseStream) -> syn::Result<LitStr> {
     Err(input.error(format!(
         "`jitter` is a percent of the TTL written as a string{hint}"
     )))
+}
+
+/// `["org:{org_id}", "plans"]`; a lone string gets the list as its hint.
+fn tag_list(input: ParseStream) -> syn::Result<Vec<LitStr>> {
+    if input.peek(LitStr) {
+        let tag: LitStr = input.fork().parse()?;
+        return Err(input.error(format!(
+            "`tags` is a list of templates; write `tags = [{:?}]`",
+            tag.value()
+        )));
+    }
+    let content;
+    syn::bracketed!(content in input);
+    let tags = content.parse_terminated(<LitStr as Parse>::parse, Token![,])?;
+    Ok(tags.into_iter().collect())
 }
 
 fn switch_or_duration(input: ParseStream) -> syn::Result<SwitchOrDuration> {

@@ -108,6 +108,18 @@ pub fn expand(model: &Model) -> TokenStream {
             },
         })
         .collect::<Vec<_>>();
+    let tag_writes = model.tags.iter().map(|tag| {
+        let parts = tag.iter().map(|part| match part {
+            KeyPart::Literal(text) => quote!(__cached_api_key.tag_literal(#text);),
+            KeyPart::Value(value) => quote_spanned! {at(value.span())=>
+                __cached_api_key.tag_value(#value);
+            },
+        });
+        quote! {
+            __cached_api_key.tag();
+            #(#parts)*
+        }
+    });
     let policy = match model.policy {
         Policy::Whole => quote!(Whole),
         Policy::OkOnly => quote!(OkOnly),
@@ -245,7 +257,7 @@ pub fn expand(model: &Model) -> TokenStream {
             #spec
             #codec
             let __cached_api_cache = #cache;
-                let __cached_api_cache = &*__cached_api_cache;
+            let __cached_api_cache = &*__cached_api_cache;
             #bind_user
             let __cached_api_key = #krate::__private::key(
                 __cached_api_cache,
@@ -253,7 +265,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 &__cached_api_codec,
                 #owner,
                 #user,
-                |__cached_api_key| { #(#writes)* },
+                |__cached_api_key| { #(#writes)* #(#tag_writes)* },
             );
             #call
         }

@@ -36,6 +36,7 @@ use proc_macro::TokenStream;
 /// | `stale` | as `ttl`: `"1m"` | past its TTL an entry answers this much longer while it is recomputed, and instead of an `Err` (needs `ttl`) |
 /// | `lock` | `true`, or a lease: `"10s"` | on a miss, one caller in the whole fleet computes under a lease in Redis; the others wait for its value |
 /// | `invalidate` | a function name: `forget_profile` | also generate that function: it takes the arguments the key and user read and drops that call's entry in every process |
+/// | `tags` | a list of templates: `["org:{org_id}", "plans"]` | put the entries in groups that `invalidate_tag("org:42")` drops at once, across functions, users and processes (at most 4) |
 /// | `version` | integer | bump to orphan older entries whose meaning changed but not their shape |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
 /// | `cache` | a path to a `static` that derefs to `Cache` (`cache = EU`) | use that cache instead of the process-wide one: its store, its stats, its invalidations |

@@ -16,10 +16,15 @@ pub struct KeyTemplate {
 }
 
 impl KeyTemplate {
-    /// Splits `text`; the error explains the first problem found.
-    pub fn parse(text: &str) -> Result<KeyTemplate, String> {
+    /// Splits `text`, a template of `of` (`"key"` or `"tag"`); the error
+    /// explains the first problem found.
+    pub fn parse(text: &str, of: &str) -> Result<KeyTemplate, String> {
         if text.is_empty() {
-            return Err("the key template is empty; write e.g. \"profile:{id}\", or leave `key` out to key by every argument".to_owned());
+            return Err(if of == "key" {
+                "the key template is empty; write e.g. \"profile:{id}\", or leave `key` out to key by every argument".to_owned()
+            } else {
+                format!("the {of} template is empty; write e.g. \"org:{{org_id}}\" or \"plans\"")
+            });
         }
         let mut pieces = Vec::new();
         let mut literal = String::new();
@@ -34,14 +39,16 @@ impl KeyTemplate {
                             Some(c) => name.push(c),
                             None => {
                                 return Err(format!(
-                                    "unterminated placeholder `{{{name}` in the key template; close it with `}}`"
+                                    "unterminated placeholder `{{{name}` in the {of} template; close it with `}}`"
                                 ));
                             }
                         }
                     }
                     let name = name.trim().to_owned();
                     if name.is_empty() {
-                        return Err("empty placeholder `{}` in the key template; name an argument, e.g. `{id}`".to_owned());
+                        return Err(format!(
+                            "empty placeholder `{{}}` in the {of} template; name an argument, e.g. `{{id}}`"
+                        ));
                     }
                     if literal.is_empty() && matches!(pieces.last(), Some(Piece::Placeholder(_))) {
                         return Err(format!(
@@ -53,12 +60,11 @@ impl KeyTemplate {
                     }
                     pieces.push(Piece::Placeholder(name));
                 }
-                '}' => return Err("unmatched `}` in the key template".to_owned()),
+                '}' => return Err(format!("unmatched `}}` in the {of} template")),
                 '%' => {
-                    return Err(
-                        "`%` is reserved in key templates: the runtime uses it to escape values"
-                            .to_owned(),
-                    );
+                    return Err(format!(
+                        "`%` is reserved in {of} templates: the runtime uses it to escape values"
+                    ));
                 }
                 c => literal.push(c),
             }

@@ -40,6 +40,9 @@ pub struct Model {
     pub key: Vec<KeyPart>,
     /// Characters of the template's literal text.
     pub reserved: String,
+    /// Each tag, written as the key is (its text is not escaped by the
+    /// template: a tag is its text, whichever function writes it).
+    pub tags: Vec<Vec<KeyPart>>,
     pub user: Option<Expr>,
     pub policy: Policy,
     /// The type written to the store, for the check that names it.
@@ -182,7 +185,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         Some(Arg {
             value: KeyArg::Template(lit),
             ..
-        }) => template_key(&lit, &func, &mut errors),
+        }) => template_key(&lit, "key", &func, &mut errors),
         Some(Arg {
             value: KeyArg::Expr(expr),
             ..
@@ -195,6 +198,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         }
         None => (default_key(&func, user.as_ref()), String::new()),
     };
+    let tags = tags(args.tags, &func, &mut errors);
     let (policy, stored) = policy(&func, &args.error_ttl, &args.none, &mut errors);
     // What the key and the user read: the parameters that tell entries apart.
     let read = key
@@ -270,6 +274,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             detached,
             key,
             reserved,
+            tags,
             user,
             policy,
             stored,
@@ -400,8 +405,50 @@ fn policy(
     }
 }
 
-fn template_key(lit: &LitStr, func: &Function, errors: &mut Errors) -> (Vec<KeyPart>, String) {
-    let template = match KeyTemplate::parse(&lit.value()) {
+/// Most tags a function may carry; the runtime's bound, where each tag's
+/// cost is said.
+const MAX_TAGS: usize = 4;
+
+/// `tags = [...]`: each a template, none repeated, at most [`MAX_TAGS`].
+fn tags(tags: Option<Arg<Vec<LitStr>>>, func: &Function, errors: &mut Errors) -> Vec<Vec<KeyPart>> {
+    let Some(tags) = tags else {
+        return Vec::new();
+    };
+    if tags.value.is_empty() {
+        errors.push(
+            tags.span,
+            "`tags = []` puts the entries in no group: name one (`tags = [\"plans\"]`), or drop `tags`",
+        );
+    }
+    if tags.value.len() > MAX_TAGS {
+        errors.push(
+            tags.value[MAX_TAGS].span(),
+            format!(
+                "at most {MAX_TAGS} tags per function: each is one more generation every lookup checks; tag the groups invalidations drop"
+            ),
+        );
+    }
+    let mut written: Vec<String> = Vec::new();
+    tags.value
+        .iter()
+        .map(|tag| {
+            let text = tag.value();
+            if written.contains(&text) {
+                errors.push(tag.span(), format!("duplicate tag {text:?}"));
+            }
+            written.push(text);
+            template_key(tag, "tag", func, errors).0
+        })
+        .collect()
+}
+
+fn template_key(
+    lit: &LitStr,
+    of: &str,
+    func: &Function,
+    errors: &mut Errors,
+) -> (Vec<KeyPart>, String) {
+    let template = match KeyTemplate::parse(&lit.value(), of) {
         Ok(template) => template,
         Err(message) => {
             errors.push(lit.span(), message);
@@ -410,10 +457,17 @@ fn template_key(lit: &LitStr, func: &Function, errors: &mut Errors) -> (Vec<KeyP
     };
     for name in template.placeholders() {
         if name.contains('.') || name.contains("::") || name.contains('(') {
+            let instead = if of == "key" {
+                format!(
+                    "write the key as an expression instead, e.g. `key = format!(\"…{{}}\", {name})`, or capture the argument whole"
+                )
+            } else {
+                "capture the argument whole, or take the value as an argument of its own".to_owned()
+            };
             errors.push(
                 lit.span(),
                 format!(
-                    "placeholder `{{{name}}}` is an expression, and a template names arguments only; write the key as an expression instead, e.g. `key = format!(\"…{{}}\", {name})`, or capture the argument whole"
+                    "placeholder `{{{name}}}` is an expression, and a template names arguments only; {instead}"
                 ),
             );
             continue;

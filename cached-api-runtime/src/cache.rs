@@ -201,6 +201,34 @@ impl Cache {
         self.invalidate_blocking(&key, Target::Generation, Dropped::Function(id))
     }
 
+    /// Makes every entry carrying the tag `tag` unreachable, whatever its
+    /// function and user, in every process, in one store command (on a
+    /// cluster, one per slot, as [`invalidate_function`](Self::invalidate_function)):
+    /// entries carry their tags' generations, and this replaces the tag's.
+    /// `tag` is the text a `tags = [...]` template of the attribute writes
+    /// for the call (`"org:42"` for `"org:{org_id}"` with `org_id = 42`).
+    ///
+    /// A computation that started before this returned `Ok` is never served
+    /// after it. Failures are returned, kept and retried, as for
+    /// [`invalidate_user`](Self::invalidate_user).
+    ///
+    /// ```
+    /// let cache = cached_api::Cache::builder().build()?;
+    /// cache.invalidate_tag_blocking("plans")?;
+    /// # Ok::<(), cached_api::Error>(())
+    /// ```
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<(), Error> {
+        let key = key::tag_generation_key(&self.inner.config.prefix, tag);
+        self.invalidate(&key, Target::Generation, Dropped::Tag)
+            .await
+    }
+
+    /// [`invalidate_tag`](Self::invalidate_tag) for code outside an async runtime.
+    pub fn invalidate_tag_blocking(&self, tag: &str) -> Result<(), Error> {
+        let key = key::tag_generation_key(&self.inner.config.prefix, tag);
+        self.invalidate_blocking(&key, Target::Generation, Dropped::Tag)
+    }
+
     /// Writes what invalidating `target` at `key` writes (a fresh
     /// generation: every entry computed at the old one becomes
     /// unreachable; or a tombstone), and keeps it to be retried if that
@@ -532,7 +560,9 @@ impl Cache {
         };
         match dropped {
             Dropped::Entry(spec) => inner.stats.record(spec, Event::Error),
-            Dropped::User | Dropped::Function(_) => inner.stats.record_unattributed(Event::Error),
+            Dropped::User | Dropped::Function(_) | Dropped::Tag => {
+                inner.stats.record_unattributed(Event::Error)
+            }
         }
         match inner.pending.keep(generation_key, target) {
             Kept::Dropped => tracing::error!(

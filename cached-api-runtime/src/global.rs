@@ -4,6 +4,7 @@
 use std::fmt::Display;
 use std::sync::OnceLock;
 
+use crate::scope::CallCache;
 use crate::{Cache, Error, Stats};
 
 static GLOBAL: OnceLock<Cache> = OnceLock::new();
@@ -63,13 +64,18 @@ pub fn stats() -> Stats {
 /// An `Err` means the entries may still be served: retry, or fail the write
 /// that prompted the invalidation.
 ///
+/// Like the free invalidations below, it acts on the cache of the
+/// [scope](Cache::scope) it runs in, if any, so that a handler tested in a
+/// scope drops what its cached calls stored there; else on the
+/// process-wide cache.
+///
 /// ```
 /// # async fn demo() -> Result<(), cached_api::Error> {
 /// cached_api::invalidate_user(&42).await?;
 /// # Ok(()) }
 /// ```
 pub async fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error> {
-    global().invalidate_user(user).await
+    in_scope().invalidate_user(user).await
 }
 
 /// Drops every entry of the cached function `id`, in every process that
@@ -82,7 +88,27 @@ pub async fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error>
 /// # Ok(()) }
 /// ```
 pub async fn invalidate_function(id: &str) -> Result<(), Error> {
-    global().invalidate_function(id).await
+    in_scope().invalidate_function(id).await
+}
+
+/// Drops every entry carrying the tag `tag` (a `tags = [...]` template's
+/// text for a call), whatever its function and user, in every process that
+/// shares the store; see [`Cache::invalidate_tag`].
+///
+/// ```
+/// # async fn demo() -> Result<(), cached_api::Error> {
+/// // After an admin edited the plans:
+/// cached_api::invalidate_tag("plans").await?;
+/// # Ok(()) }
+/// ```
+pub async fn invalidate_tag(tag: &str) -> Result<(), Error> {
+    in_scope().invalidate_tag(tag).await
+}
+
+/// The cache the free invalidations act on: the scope's, else the
+/// process-wide one.
+fn in_scope() -> CallCache {
+    crate::scope::current(global)
 }
 
 /// Invalidation for code outside an async runtime.
@@ -91,11 +117,16 @@ pub mod blocking {
 
     /// Blocking form of [`invalidate_user`](super::invalidate_user).
     pub fn invalidate_user<U: Display + ?Sized>(user: &U) -> Result<(), Error> {
-        global().invalidate_user_blocking(user)
+        in_scope().invalidate_user_blocking(user)
     }
 
     /// Blocking form of [`invalidate_function`](super::invalidate_function).
     pub fn invalidate_function(id: &str) -> Result<(), Error> {
-        global().invalidate_function_blocking(id)
+        in_scope().invalidate_function_blocking(id)
+    }
+
+    /// Blocking form of [`invalidate_tag`](super::invalidate_tag).
+    pub fn invalidate_tag(tag: &str) -> Result<(), Error> {
+        in_scope().invalidate_tag_blocking(tag)
     }
 }

@@ -50,7 +50,7 @@ impl PendingInvalidations {
         self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether an invalidation of `key`'s user, function or entry is
+    /// Whether an invalidation of `key`'s user, function, tags or entry is
     /// pending. Nearly every call finds none pending, and learns it without
     /// the lock.
     pub(crate) fn affect(&self, key: &EntryKey) -> bool {
@@ -61,6 +61,7 @@ impl PendingInvalidations {
         key.generation()
             .into_iter()
             .chain([key.function_generation(), key.entry()])
+            .chain(key.tag_generations())
             .any(|key| pending.contains_key(key))
     }
 

@@ -7,7 +7,8 @@
 //! is `{u:<user>}` (a Redis hash tag, so one user's entries and
 //! generation share a cluster slot) or `g` for global entries. Methods add
 //! `@{Self type}:` before `user_tag`, since the attribute cannot see the impl.
-//! The user's generation lives at `{prefix}:gen:{user_tag}`.
+//! The user's generation lives at `{prefix}:gen:{user_tag}`, a function's
+//! at `{prefix}:fgen:{fn_id}`, a tag's at `{prefix}:tgen:{tag}`.
 //!
 //! Every user-supplied string is escaped: `%`, `:`, `{`, `}`, `#` and the
 //! characters of the function's key template become `%XX`. Escaping is
@@ -34,16 +35,25 @@ pub(crate) const MAX_USER_LEN: usize = 128;
 /// Longest escaped key part kept readable.
 pub(crate) const MAX_KEY_LEN: usize = 256;
 
+/// Most tags one function's entries carry: each is one more key read by a
+/// lookup that tracking does not answer, and on a cluster each tag is
+/// written to every slot when it is invalidated.
+pub const MAX_TAGS: usize = 4;
+
 const ALWAYS_ESCAPED: &str = "%:{}#";
 
 /// The Redis keys of one cached call: the entry's, its user's
-/// generation's and its function's generation's, kept in one buffer so a
-/// call allocates once for all.
+/// generation's, its function's generation's and its tags' generations',
+/// kept in one buffer so a call allocates once for all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryKey {
     keys: String,
     entry_len: usize,
     generation_end: usize,
+    function_end: usize,
+    /// Where each tag's generation key ends, the first `tags` of them.
+    tag_ends: [u32; MAX_TAGS],
+    tags: u8,
     /// Where `v{version}:s{shape}` is in the entry's key.
     shape: (usize, usize),
 }
@@ -62,7 +72,24 @@ impl EntryKey {
     /// The key of the function's generation, which
     /// [`invalidate_function`](crate::Cache::invalidate_function) replaces.
     pub fn function_generation(&self) -> &str {
-        &self.keys[self.generation_end..]
+        &self.keys[self.generation_end..self.function_end]
+    }
+
+    /// The keys of the generations of the entry's tags, which
+    /// [`invalidate_tag`](crate::Cache::invalidate_tag) replaces.
+    pub(crate) fn tag_generations(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        let ends = &self.tag_ends[..usize::from(self.tags)];
+        (0..ends.len()).map(move |at| {
+            let start = at
+                .checked_sub(1)
+                .map_or(self.function_end, |before| ends[before] as usize);
+            &self.keys[start..ends[at] as usize]
+        })
+    }
+
+    /// Whether the entry carries tags.
+    pub(crate) fn has_tags(&self) -> bool {
+        self.tags > 0
     }
 
     /// `v{version}:s{shape}`: which build's entries the key is among.
@@ -170,6 +197,8 @@ pub struct KeyWriter {
     shape: (usize, usize),
     tag: Option<(usize, usize)>,
     key_start: usize,
+    /// Where each tag's text starts, after the key's: see [`tag`](Self::tag).
+    tag_starts: Vec<usize>,
     reserved: &'static str,
     /// Set when an argument could not be serialized: the call runs uncached.
     failed: bool,
@@ -226,6 +255,7 @@ impl KeyWriter {
             shape: shape_at,
             tag,
             key_start,
+            tag_starts: Vec::new(),
             reserved,
             failed: false,
         }
@@ -247,6 +277,28 @@ impl KeyWriter {
     /// [`value`](Self::value) gives it.
     pub fn integer(&mut self, value: Integer) -> &mut Self {
         value.write_to(&mut self.buf, self.reserved);
+        self
+    }
+
+    /// Ends the key (or the tag before) and starts a tag of the entry: what
+    /// [`tag_literal`](Self::tag_literal) and [`tag_value`](Self::tag_value)
+    /// write next is the tag's text. A tag is its text, whichever function
+    /// writes it, so its parts are not escaped by any template: the text is
+    /// escaped whole into its generation's key.
+    pub fn tag(&mut self) -> &mut Self {
+        self.tag_starts.push(self.buf.len());
+        self
+    }
+
+    /// Appends fixed text of a tag template.
+    pub fn tag_literal(&mut self, text: &str) -> &mut Self {
+        escape_str(&mut self.buf, text);
+        self
+    }
+
+    /// Appends an argument to a tag, as its `Display` form writes it.
+    pub fn tag_value(&mut self, value: &dyn Display) -> &mut Self {
+        escape_display(&mut self.buf, value, "");
         self
     }
 
@@ -278,6 +330,10 @@ impl KeyWriter {
 
     /// Finishes the key, hashing the key part if it is too long.
     pub(crate) fn finish(mut self) -> EntryKey {
+        let tag_texts = self
+            .tag_starts
+            .first()
+            .map(|&key_end| self.buf.split_off(key_end));
         if self.buf.len() - self.key_start > MAX_KEY_LEN {
             let digest = hex_sha256(&self.buf[self.key_start..]);
             self.buf.truncate(self.key_start);
@@ -294,13 +350,59 @@ impl KeyWriter {
         self.buf.extend_from_within(..self.prefix_len);
         self.buf.push_str(":fgen:");
         self.buf.extend_from_within(self.segment.0..self.segment.1);
+        let function_end = self.buf.len();
+        let mut tag_ends = [0; MAX_TAGS];
+        let mut tags = 0;
+        if let Some(texts) = tag_texts {
+            let offset = self.tag_starts[0];
+            let starts = self.tag_starts.iter().map(|start| start - offset);
+            let ends = starts.clone().skip(1).chain([texts.len()]);
+            let mut written: Vec<&str> = Vec::with_capacity(MAX_TAGS);
+            for text in starts.zip(ends).map(|(start, end)| &texts[start..end]) {
+                // Two templates may write one tag: it is read once.
+                if written.len() == MAX_TAGS || written.contains(&text) {
+                    continue;
+                }
+                written.push(text);
+                push_tag_generation(&mut self.buf, self.prefix_len, text);
+                tag_ends[tags] = u32::try_from(self.buf.len()).expect("a key under 4 GiB");
+                tags += 1;
+            }
+        }
         EntryKey {
             keys: self.buf,
             entry_len,
             generation_end,
+            function_end,
+            tag_ends,
+            tags: tags as u8,
             shape: self.shape,
         }
     }
+}
+
+/// Appends the key of the generation of the tag whose escaped text is
+/// `escaped` to `buf`, which starts with the prefix (`prefix_len` bytes).
+fn push_tag_generation(buf: &mut String, prefix_len: usize, escaped: &str) {
+    buf.extend_from_within(..prefix_len);
+    buf.push_str(":tgen:");
+    if escaped.len() > MAX_KEY_LEN {
+        buf.push('#');
+        buf.push_str(&hex_sha256(escaped));
+    } else {
+        buf.push_str(escaped);
+    }
+}
+
+/// The key of the generation of `tag`, as entries carrying it read it.
+pub(crate) fn tag_generation_key(prefix: &str, tag: &str) -> String {
+    let mut escaped = String::with_capacity(tag.len() + 8);
+    escape_str(&mut escaped, tag);
+    // Written after a copy of the prefix, as a key writer writes it.
+    let mut key = String::with_capacity(2 * prefix.len() + escaped.len() + 8);
+    key.push_str(prefix);
+    push_tag_generation(&mut key, prefix.len(), &escaped);
+    key.split_off(prefix.len())
 }
 
 /// The generation key of `user`, as [`KeyWriter`] derives it for entries.
@@ -352,20 +454,35 @@ pub(crate) fn lease_key(entry: &str) -> String {
 /// How many slots a Redis Cluster has.
 pub(crate) const SLOTS: usize = 16_384;
 
-/// Whether `key` is a function's generation (not one of its per-slot
-/// copies): ids are escaped, so a generation key ends in `:fgen:<id>` only
-/// if it is a function's (a user's ends in its hash tag, as copies do). An
-/// entry whose key template ends in `fgen:{arg}` passes too: the tracked
-/// table then keeps it among the hot keys, which costs time, not truth.
+/// Whether `key` is a group's generation, a function's or a tag's (not
+/// one of its per-slot copies): ids and tags are escaped, so a generation
+/// key ends in `:fgen:<id>` or `:tgen:<tag>` only if it is one (a user's
+/// ends in its hash tag, as copies do). An entry whose key template ends in
+/// `fgen:{arg}` passes too: the tracked table then keeps it among the hot
+/// keys, which costs time, not truth.
+pub(crate) fn is_group_generation(key: &str) -> bool {
+    is_generation_of(key, b":fgen") || is_generation_of(key, b":tgen")
+}
+
+/// Whether `key` is a function's generation (see [`is_group_generation`]).
 /// Asked on every tracked lookup, hence a search from the end for one byte
 /// rather than for a substring.
 pub(crate) fn is_function_generation(key: &str) -> bool {
+    is_generation_of(key, b":fgen")
+}
+
+/// Whether `key` is a tag's generation (see [`is_group_generation`]).
+pub(crate) fn is_tag_generation(key: &str) -> bool {
+    is_generation_of(key, b":tgen")
+}
+
+fn is_generation_of(key: &str, kind: &[u8]) -> bool {
     let key = key.as_bytes();
     key.last() != Some(&b'}')
         && key
             .iter()
             .rposition(|&byte| byte == b':')
-            .is_some_and(|colon| key[..colon].ends_with(b":fgen"))
+            .is_some_and(|colon| key[..colon].ends_with(kind))
 }
 
 /// Escapes `text` into the form used for function ids.
@@ -850,21 +967,78 @@ mod tests {
     #[test]
     fn only_a_function_generation_is_one() {
         let k = key(Some("fgen"), &["x"]);
-        assert!(is_function_generation(k.function_generation()));
-        assert!(!is_function_generation(k.entry()));
-        assert!(!is_function_generation(k.generation().unwrap()));
+        assert!(is_group_generation(k.function_generation()));
+        assert!(!is_group_generation(k.entry()));
+        assert!(!is_group_generation(k.generation().unwrap()));
         let named_fgen = KeyWriter::new("p", "fgen:v1:", None, "", None).finish();
-        assert!(!is_function_generation(named_fgen.entry()));
-        assert!(is_function_generation(named_fgen.function_generation()));
+        assert!(!is_group_generation(named_fgen.entry()));
+        assert!(is_group_generation(named_fgen.function_generation()));
         let key = function_generation_key("a:b", "svc::f");
-        assert!(is_function_generation(&key), "{key}");
-        assert!(!is_function_generation(&in_slot(&key, 7)));
-        assert!(!is_function_generation(&lease_key(k.entry())));
+        assert!(is_group_generation(&key), "{key}");
+        assert!(!is_group_generation(&in_slot(&key, 7)));
+        assert!(!is_group_generation(&lease_key(k.entry())));
     }
 
     #[test]
     fn generation_key_matches_entries() {
         let k = key(Some("a:{b}"), &["k"]);
         assert_eq!(k.generation().unwrap(), generation_key("p", &"a:{b}"));
+    }
+
+    fn tagged(prefix: &str, tags: &[&[&dyn Display]]) -> EntryKey {
+        let mut writer = KeyWriter::new(prefix, "f:v1:", None, ":", None);
+        writer.literal("k");
+        for parts in tags {
+            writer.tag();
+            for part in *parts {
+                writer.tag_value(*part);
+            }
+        }
+        writer.finish()
+    }
+
+    #[test]
+    fn a_tag_is_its_text_whichever_template_writes_it() {
+        let key = tagged("a:b", &[&[&"org:", &42], &[&"plans"]]);
+        let tags: Vec<&str> = key.tag_generations().collect();
+        assert_eq!(
+            tags,
+            [
+                tag_generation_key("a:b", "org:42"),
+                tag_generation_key("a:b", "plans")
+            ]
+        );
+        assert_eq!(tags[0], "a:b:tgen:org%3A42");
+        assert_eq!(
+            key.entry(),
+            "a:b:f:v1:g:k",
+            "tags stay out of the entry's key"
+        );
+        assert_eq!(key.function_generation(), "a:b:fgen:f");
+        assert!(
+            tags.iter()
+                .all(|tag| is_tag_generation(tag) && is_group_generation(tag))
+        );
+        assert!(!is_tag_generation(key.function_generation()));
+        assert!(!is_tag_generation(&in_slot(tags[0], 3)));
+        assert!(!tagged("p", &[]).has_tags());
+    }
+
+    #[test]
+    fn tags_are_escaped_whole_read_once_and_hashed_when_long() {
+        let colliding = tagged("p", &[&[&"a:", &"b"], &[&"a", &":b"], &[&"a%3Ab"]]);
+        let tags: Vec<&str> = colliding.tag_generations().collect();
+        assert_eq!(
+            tags,
+            ["p:tgen:a%3Ab", "p:tgen:a%253Ab"],
+            "one text, one tag"
+        );
+        let long = "x".repeat(MAX_KEY_LEN + 1);
+        let key = tagged("p", &[&[&long.as_str()]]);
+        let tag = key.tag_generations().next().unwrap();
+        assert_eq!(tag, tag_generation_key("p", &long));
+        assert!(tag.len() < long.len(), "{tag}");
+        let many = tagged("p", &[&[&1], &[&2], &[&3], &[&4], &[&5]]);
+        assert_eq!(many.tag_generations().len(), MAX_TAGS);
     }
 }

@@ -33,7 +33,8 @@ pub use crate::clock::Clock;
 pub use crate::config::CacheBuilder;
 pub use crate::error::{Error, StoreError};
 pub use crate::global::{
-    blocking, global, invalidate_function, invalidate_user, set_global, stats, status,
+    blocking, global, invalidate_function, invalidate_tag, invalidate_user, set_global, stats,
+    status,
 };
 pub use crate::response::CachedResponse;
 pub use crate::stats::{BreakerStats, Counts, Stats, TrackingStats};

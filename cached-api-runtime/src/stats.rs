@@ -191,13 +191,15 @@ pub(crate) enum Dropped<'a> {
     Function(&'a str),
     /// One entry of this function (its `invalidate =` companion).
     Entry(&'static FnSpec),
+    /// Every entry carrying a tag (`invalidate_tag`).
+    Tag,
 }
 
 impl Dropped<'_> {
     /// The id of the function whose entries were dropped; empty for a user's.
     pub(crate) fn function(&self) -> &str {
         match self {
-            Dropped::User => "",
+            Dropped::User | Dropped::Tag => "",
             Dropped::Function(id) => id,
             Dropped::Entry(spec) => spec.id(),
         }
@@ -208,6 +210,7 @@ impl Dropped<'_> {
             Dropped::User => "user",
             Dropped::Function(_) => "function",
             Dropped::Entry(_) => "entry",
+            Dropped::Tag => "tag",
         }
     }
 }
@@ -242,7 +245,9 @@ impl CacheStats {
     pub(crate) fn record_invalidation(&self, dropped: Dropped<'_>) {
         match dropped {
             Dropped::Entry(spec) => self.counters(spec).count(Event::Invalidation),
-            Dropped::User | Dropped::Function(_) => self.unattributed.count(Event::Invalidation),
+            Dropped::User | Dropped::Function(_) | Dropped::Tag => {
+                self.unattributed.count(Event::Invalidation)
+            }
         }
         emit_invalidation(dropped);
     }
@@ -292,7 +297,7 @@ const COUNTERS: [(Event, &str, &str); 11] = [
     (
         Event::Invalidation,
         "cached_api_invalidations_total",
-        "Invalidations that landed, by what they dropped: kind=user, function or entry.",
+        "Invalidations that landed, by what they dropped: kind=user, function, tag or entry.",
     ),
     (
         Event::Error,

@@ -511,6 +511,40 @@ pub async fn racy_function(tag: String) -> String {
     value
 }
 
+/// A member's view of an organisation, dropped with the organisation's tag
+/// or the tag every dashboard carries; kept in process too (`l1`).
+#[cached_api(key = "{org}", user = user, tags = ["org:{org}", "dashboards"], l1 = true)]
+pub async fn dashboard(user: String, org: String) -> String {
+    ran(&format!("dashboard/{user}/{org}"));
+    source(&org)
+}
+
+/// A global entry of the same organisation, in another function.
+#[cached_api(key = "{org}", tags = ["org:{org}"])]
+pub async fn org_settings(org: String) -> String {
+    ran(&format!("org_settings/{org}"));
+    source(&org)
+}
+
+/// The same tag from a sync function, with a template of its own.
+#[cached_api(key = "{org}", user = user, tags = ["org:{org}"])]
+pub fn member_view(user: &str, org: &str) -> String {
+    ran(&format!("member_view/{user}/{org}"));
+    source(org)
+}
+
+/// [`racy`], for the tag invalidation.
+#[cached_api(key = "{tag}", tags = ["race:{tag}"])]
+pub async fn racy_tagged(tag: String) -> String {
+    let value = source(&tag);
+    if ran(&format!("racy_tagged/{tag}")) == 1 {
+        let gate = gate(&tag);
+        gate.meet().await;
+        gate.meet().await;
+    }
+    value
+}
+
 /// [`racy`], for single-entry invalidation: per user, and with an
 /// argument the key does not read (so the companion does not take it).
 #[cached_api(
@@ -968,6 +1002,96 @@ pub fn invalidate_function_drops_every_entry_of_that_function_only<S: StoreUnder
     });
 }
 
+pub fn invalidate_tag_drops_every_entry_carrying_it_only<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let (a, b) = (unique("org-a"), unique("org-b"));
+        let (ada, bob) = (unique("ada"), unique("bob"));
+        let all = async || {
+            let sync = (ada.clone(), a.clone());
+            let view = tokio::task::spawn_blocking(move || member_view(&sync.0, &sync.1));
+            [
+                dashboard(ada.clone(), a.clone()).await,
+                dashboard(bob.clone(), a.clone()).await,
+                org_settings(a.clone()).await,
+                view.await.unwrap(),
+                dashboard(ada.clone(), b.clone()).await,
+                org_settings(b.clone()).await,
+            ]
+        };
+        let runs_of = || {
+            [
+                format!("dashboard/{ada}/{a}"),
+                format!("dashboard/{bob}/{a}"),
+                format!("org_settings/{a}"),
+                format!("member_view/{ada}/{a}"),
+                format!("dashboard/{ada}/{b}"),
+                format!("org_settings/{b}"),
+            ]
+            .map(|tag| runs(&tag))
+        };
+        assert_eq!(all().await, ["v1"; 6].map(String::from));
+        assert_eq!(all().await, ["v1"; 6].map(String::from), "cached");
+        assert_eq!(runs_of(), [1; 6]);
+
+        set_source(&a, "v2");
+        set_source(&b, "v2");
+        cached_api::invalidate_tag(&format!("org:{a}"))
+            .await
+            .expect("invalidation succeeds");
+        let [a1, a2, a3, a4, b1, b2] = all().await;
+        assert_eq!(
+            [a1, a2, a3, a4],
+            ["v2"; 4].map(String::from),
+            "org a dropped"
+        );
+        assert_eq!([b1, b2], ["v1"; 2].map(String::from), "org b kept");
+        all().await;
+        assert_eq!(
+            runs_of(),
+            [2, 2, 2, 2, 1, 1],
+            "recomputed once, then cached"
+        );
+
+        // Another tag of the same entries, from a thread.
+        tokio::task::spawn_blocking(|| cached_api::blocking::invalidate_tag("dashboards"))
+            .await
+            .unwrap()
+            .expect("invalidation succeeds");
+        let [_, _, _, _, b1, b2] = all().await;
+        assert_eq!(
+            (b1.as_str(), b2.as_str()),
+            ("v2", "v1"),
+            "only dashboards dropped"
+        );
+        assert_eq!(runs_of(), [3, 3, 2, 2, 2, 1]);
+    });
+}
+
+pub fn a_value_computed_before_a_tag_invalidation_is_never_served_after_it<S: StoreUnderTest>() {
+    S::install();
+    run(async {
+        let tag = unique("tag-race");
+        set_source(&tag, "old");
+        let gate = set_gate(&tag, 1, true);
+        let slow_write = tokio::spawn(racy_tagged(tag.clone()));
+        gate.meet().await; // the body has read "old" and holds
+        set_source(&tag, "new");
+        cached_api::invalidate_tag(&format!("race:{tag}"))
+            .await
+            .expect("invalidation succeeds");
+        gate.meet().await; // the body returns "old", which is then stored
+        assert_eq!(slow_write.await.unwrap(), "old");
+        assert_eq!(
+            racy_tagged(tag.clone()).await,
+            "new",
+            "the stale write must not be served"
+        );
+        assert_eq!(racy_tagged(tag.clone()).await, "new");
+        assert_eq!(runs(&format!("racy_tagged/{tag}")), 2);
+    });
+}
+
 pub fn a_value_computed_before_a_function_invalidation_is_never_served_after_it<
     S: StoreUnderTest,
 >() {
@@ -1271,6 +1395,8 @@ macro_rules! behaviour_tests {
             a_value_computed_before_an_invalidation_is_never_served_after_it,
             invalidate_function_drops_every_entry_of_that_function_only,
             a_value_computed_before_a_function_invalidation_is_never_served_after_it,
+            invalidate_tag_drops_every_entry_carrying_it_only,
+            a_value_computed_before_a_tag_invalidation_is_never_served_after_it,
             an_entry_invalidation_drops_that_entry_only,
             a_value_computed_before_an_entry_invalidation_is_never_served_after_it,
             a_stale_entry_answers_failures_within_its_window_then_the_error_does,

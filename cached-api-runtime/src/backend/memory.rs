@@ -4,7 +4,7 @@
 //! checks each entry's expiry against its [`Clock`], which tests move forward.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -13,10 +13,10 @@ use moka::Expiry;
 use moka::ops::compute::Op;
 use moka::sync::Cache as Moka;
 
-use super::{Backend, Bytes, GENERATION_TTL, L1Read, Read};
+use super::{Backend, Bytes, GENERATION_TTL, L1Read, Read, groups};
 use crate::codec::{Decoded, Observed, Shared};
 use crate::footprint::{allocation, moka_entry};
-use crate::key::{EntryKey, is_function_generation};
+use crate::key::{EntryKey, is_group_generation, is_tag_generation};
 use crate::{Clock, Error};
 
 #[derive(Clone)]
@@ -68,6 +68,12 @@ pub(crate) struct MemoryStore {
     /// (nor a hash, while no function was ever invalidated). They never
     /// expire, as they never need to: there are as many as functions.
     functions: ArcSwap<HashMap<String, u64, RandomState>>,
+    /// Tags' generations, one per tag ever invalidated: tags may be many
+    /// (one per organisation), so a change is not a copy of them all. Kept
+    /// apart from the entries so that none is evicted: an evicted
+    /// generation would read as never set, which entries stored before the
+    /// tag's first invalidation carry.
+    tags: RwLock<HashMap<String, u64, RandomState>>,
     /// Each function's shapes, and until when their entries may live: one
     /// process holds several only for a method of a generic impl.
     shapes: Mutex<HashMap<String, HashMap<String, u64>>>,
@@ -98,6 +104,7 @@ impl MemoryStore {
                 .expire_after(SlotTtl)
                 .build_with_hasher(RandomState::default()),
             functions: ArcSwap::default(),
+            tags: RwLock::default(),
             shapes: Mutex::default(),
             clock,
         }
@@ -140,6 +147,21 @@ impl MemoryStore {
         }
         functions.get(key).copied().unwrap_or(0)
     }
+
+    /// What the entry at `key` records of its function's and tags'
+    /// generations (see [`groups`]).
+    fn groups(&self, key: &EntryKey) -> u64 {
+        let function = self.function_generation(key.function_generation());
+        if !key.has_tags() {
+            return function;
+        }
+        let tags = self.tags.read().unwrap_or_else(|e| e.into_inner());
+        groups(
+            function,
+            key.tag_generations()
+                .map(|tag| tags.get(tag).copied().unwrap_or(0)),
+        )
+    }
 }
 
 fn decode_generation(bytes: &[u8]) -> Option<u64> {
@@ -180,7 +202,7 @@ impl Backend for MemoryStore {
                 .generation()
                 .and_then(|gen_key| self.get(gen_key))
                 .and_then(|slot| decode_generation(&slot.bytes)),
-            function_generation: self.function_generation(key.function_generation()),
+            function_generation: self.groups(key),
             stamp: None,
         })
     }
@@ -222,7 +244,10 @@ impl Backend for MemoryStore {
     }
 
     fn set_generation_blocking(&self, key: &str, generation: u64) -> Result<(), Error> {
-        if is_function_generation(key) {
+        if is_tag_generation(key) {
+            let mut tags = self.tags.write().unwrap_or_else(|e| e.into_inner());
+            tags.insert(key.to_owned(), generation);
+        } else if is_group_generation(key) {
             self.functions.rcu(|functions| {
                 let mut functions = HashMap::clone(functions);
                 functions.insert(key.to_owned(), generation);

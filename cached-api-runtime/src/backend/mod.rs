@@ -27,7 +27,9 @@ pub(crate) const GENERATION_TTL: Duration = Duration::from_secs(30 * 86_400);
 pub(crate) struct Read {
     pub(crate) value: Option<Bytes>,
     pub(crate) generation: Option<u64>,
-    /// The function's generation: 0 until the function is first invalidated.
+    /// The function's generation (0 until the function is first
+    /// invalidated), mixed with its tags' when the entry has tags (see
+    /// [`groups`]).
     pub(crate) function_generation: u64,
     /// For a global entry read with tracking: the stamp this read left in
     /// the tracked keys, current until the entry changes.
@@ -47,6 +49,19 @@ impl Read {
             decoded: None,
         }
     }
+}
+
+/// What an entry records of the groups it is in: its function's generation,
+/// mixed with each of its tags' generations in turn (0 for a tag never
+/// invalidated). Each step is a bijection of the stamp so far, so a change
+/// of any one generation changes the result; an entry without tags records
+/// its function's generation as it is, as before tags existed.
+pub(crate) fn groups(function: u64, tags: impl IntoIterator<Item = u64>) -> u64 {
+    tags.into_iter().fold(function, |stamp, tag| {
+        (stamp ^ tag)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29)
+    })
 }
 
 /// What the values a function keeps in the in-process tier depend on, so

@@ -1,32 +1,47 @@
 //! The commands the cache sends to Redis, and how their replies are read.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use redis::{Cmd, Pipeline, Value};
 
 use super::gather::KEYS_PER_MGET;
-use crate::backend::{Bytes, GENERATION_TTL, Read};
+use crate::backend::{Bytes, GENERATION_TTL, Read, groups};
 use crate::codec::Observed;
 use crate::key::EntryKey;
 
+/// Where a lookup reads the generations of the groups its entry is in: its
+/// function's and its tags', each the key itself on one node and its copy
+/// in the entry's slot on a cluster.
+pub(super) struct GroupKeys<'k> {
+    pub(super) function: Cow<'k, str>,
+    pub(super) tags: Vec<Cow<'k, str>>,
+}
+
+impl GroupKeys<'_> {
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&*self.function).chain(self.tags.iter().map(|tag| &**tag))
+    }
+}
+
 /// `MGET` of an entry, its user's generation (which shares its hash tag
-/// and so its cluster slot) and its function's, at `function_key` (on a
-/// cluster, the copy in the entry's slot).
-pub(super) fn read_cmd(key: &EntryKey, function_key: &str) -> Cmd {
-    let size = read_keys(key, function_key).map(str::len).sum::<usize>();
-    let mut cmd = Cmd::with_capacity(4, "MGET".len() + size);
+/// and so its cluster slot) and its groups' generations.
+pub(super) fn read_cmd(key: &EntryKey, groups: &GroupKeys<'_>) -> Cmd {
+    let size = read_keys(key, groups).map(str::len).sum::<usize>();
+    let mut cmd = Cmd::with_capacity(4 + groups.tags.len(), "MGET".len() + size);
     cmd.arg("MGET");
-    for read in read_keys(key, function_key) {
+    for read in read_keys(key, groups) {
         cmd.arg(read);
     }
     cmd
 }
 
 /// The keys a lookup reads, in the order [`read_reply`] takes them.
-fn read_keys<'k>(key: &'k EntryKey, function_key: &'k str) -> impl Iterator<Item = &'k str> {
-    [Some(key.entry()), key.generation(), Some(function_key)]
+fn read_keys<'k>(key: &'k EntryKey, groups: &'k GroupKeys<'_>) -> impl Iterator<Item = &'k str> {
+    [Some(key.entry()), key.generation()]
         .into_iter()
         .flatten()
+        .chain(groups.iter())
 }
 
 /// The reply of [`read_cmd`], in its order.
@@ -34,18 +49,19 @@ pub(super) fn read_reply(key: &EntryKey, items: Vec<Option<Vec<u8>>>) -> Read {
     let mut items = items.into_iter();
     let value = items.next().flatten();
     let generation = key.generation().and_then(|_| items.next().flatten());
-    let function = items.next().flatten();
+    let function = function_generation(items.next().flatten().as_deref());
+    let tags = items.map(|tag| function_generation(tag.as_deref()));
     Read {
         value: value.map(Bytes::Received),
         generation: generation.as_deref().and_then(parse_generation),
-        function_generation: function_generation(function.as_deref()),
+        function_generation: groups(function, tags),
         stamp: None,
         decoded: None,
     }
 }
 
-/// A function's generation as read: 0 if it was never invalidated, and
-/// bytes that are not a generation match no entry.
+/// A function's or a tag's generation as read: 0 if it was never
+/// invalidated, and bytes that are not a generation match no entry.
 pub(super) fn function_generation(bytes: Option<&[u8]>) -> u64 {
     bytes.map_or(0, |bytes| parse_generation(bytes).unwrap_or(u64::MAX))
 }
@@ -74,13 +90,13 @@ pub(super) fn gathered_read<'k>(keys: impl ExactSizeIterator<Item = &'k str>) ->
 }
 
 /// A read that also makes Redis track, for the connection in OPTIN mode,
-/// the function's generation, the user's if there is one, and the entry
+/// the groups' generations, the user's if there is one, and the entry
 /// itself with `track_entry` (only then: entries change too often to be
-/// worth a push each). Replies: function generation, user generation if
-/// any, entry.
+/// worth a push each). Replies: function generation, tag generations, user
+/// generation if any, entry.
 pub(super) fn tracked_read_pipeline(
     key: &EntryKey,
-    function_key: &str,
+    groups: &GroupKeys<'_>,
     track_entry: bool,
 ) -> Pipeline {
     let mut pipeline = redis::pipe();
@@ -88,7 +104,9 @@ pub(super) fn tracked_read_pipeline(
         pipeline.cmd("CLIENT").arg("CACHING").arg("YES").ignore();
         pipeline.cmd("GET").arg(key);
     };
-    tracked_get(function_key);
+    for group in groups.iter() {
+        tracked_get(group);
+    }
     if let Some(generation) = key.generation() {
         tracked_get(generation);
     }
@@ -178,7 +196,7 @@ pub(super) fn take_lease_cmd(
     token: u64,
     ttl: Duration,
     key: &EntryKey,
-    function_key: &str,
+    groups: &GroupKeys<'_>,
 ) -> Cmd {
     const TAKE: &str = "local taken = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and '1' or '0' \
         local read = redis.call('MGET', unpack(KEYS, 2)) \
@@ -186,9 +204,9 @@ pub(super) fn take_lease_cmd(
         return read";
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(TAKE)
-        .arg(1 + read_keys(key, function_key).count())
+        .arg(1 + read_keys(key, groups).count())
         .arg(lease);
-    for read in read_keys(key, function_key) {
+    for read in read_keys(key, groups) {
         cmd.arg(read);
     }
     cmd.arg(token).arg(millis(ttl));

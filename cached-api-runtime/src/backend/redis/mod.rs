@@ -18,21 +18,21 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 use self::command::{
-    add_shape_cmd, function_generation, init_generation_cmd, init_generation_reply, millis,
-    parse_generation, read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd,
-    shapes_cmd, store_cmd, store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
-    write_cmd,
+    GroupKeys, add_shape_cmd, function_generation, init_generation_cmd, init_generation_reply,
+    millis, parse_generation, read_cmd, read_reply, release_lease_cmd, server_version,
+    set_generation_cmd, shapes_cmd, store_cmd, store_reply, take_lease_cmd, take_lease_reply,
+    tracked_read_pipeline, write_cmd,
 };
 use self::link::{Link, Request, Tracked};
 use self::replicas::Replicas;
-use self::tracking::{Mark, TrackedKeys, stamp};
+use self::tracking::{Mark, Ticket, TrackedKeys, stamp};
 use super::{Backend, Bytes, L1Read, Read, with_entry};
 use crate::Error;
 use crate::breaker::{Breaker, Breakers, Permit};
 use crate::codec::{Decoded, Observed};
 use crate::config::{Config, RedisTarget};
 use crate::error::{StoreError, StoreFailure};
-use crate::key::{EntryKey, SLOTS, cluster_slot, in_slot, is_function_generation};
+use crate::key::{EntryKey, SLOTS, cluster_slot, in_slot, is_group_generation};
 use crate::l1::Seen;
 use crate::stats::{BreakerStats, TrackingStats};
 
@@ -96,9 +96,13 @@ impl RedisStore {
         track_entry: bool,
     ) -> Result<Read, RedisError> {
         let keys = tracked.keys();
-        let function_key = self.function_key(key);
-        let function_key = &*function_key;
-        let known_function = self.known_function(keys, function_key);
+        let groups = self.group_keys(key);
+        let known_function = self.known_function(keys, &groups.function);
+        let known_tags: Vec<Option<(u64, Mark)>> = groups
+            .tags
+            .iter()
+            .map(|tag| keys.known_marked(tag))
+            .collect();
         let known_user = match key.generation() {
             Some(user_key) => keys
                 .known_marked(user_key)
@@ -108,6 +112,7 @@ impl RedisStore {
         if tracked.ordered()
             && !track_entry
             && let (Some(function), Some(user)) = (known_function, known_user)
+            && known_tags.iter().all(Option::is_some)
         {
             let value = tracked.get(key.entry()).await?;
             // A change Redis made before answering was pushed ahead of the
@@ -116,13 +121,22 @@ impl RedisStore {
             let current = |key: &str, (value, mark): (u64, Mark)| {
                 keys.unchanged(mark) || keys.known(key) == Some(value)
             };
-            if current(function_key, function)
+            let tags = groups
+                .tags
+                .iter()
+                .zip(&known_tags)
+                .flat_map(|(tag, known)| known.map(|known| (&**tag, known)));
+            if current(&groups.function, function)
+                && tags.clone().all(|(tag, known)| current(tag, known))
                 && user.is_none_or(|(user_key, known)| current(user_key, known))
             {
                 return Ok(Read {
                     value: value.map(Bytes::Received),
                     generation: user.map(|(_, (generation, _))| generation),
-                    function_generation: function.0,
+                    function_generation: super::groups(
+                        function.0,
+                        tags.map(|(_, (generation, _))| generation),
+                    ),
                     stamp: None,
                     decoded: None,
                 });
@@ -132,23 +146,39 @@ impl RedisStore {
         // is known, a change is pushed and forgets it, and beginning it again
         // would leave it unknown for a round trip to every other call (for
         // a function's generation, every call of the function).
-        let function_ticket = known_function.is_none().then(|| keys.begin(function_key));
+        let function_ticket = known_function
+            .is_none()
+            .then(|| keys.begin(&groups.function));
+        let tag_tickets: Vec<Option<Ticket>> = groups
+            .tags
+            .iter()
+            .zip(&known_tags)
+            .map(|(tag, known)| known.is_none().then(|| keys.begin(tag)).flatten())
+            .collect();
         let user_ticket = key
             .generation()
             .filter(|_| known_user.is_none())
             .map(|user_key| keys.begin(user_key));
         let entry_ticket = track_entry.then(|| keys.begin(key.entry())).flatten();
-        let pipeline = tracked_read_pipeline(key, function_key, track_entry);
+        let pipeline = tracked_read_pipeline(key, &groups, track_entry);
         let slot = cluster_slot(key.entry());
         let request = Request::Pipeline(&pipeline, slot);
         let replies: Vec<Option<Vec<u8>>> = tracked.query(&request).await?;
         let mut replies = replies.into_iter();
         let mut next = || replies.next().flatten();
-        // A function never invalidated has no generation key: 0, tracked
+        // A group never invalidated has no generation key: 0, tracked
         // like any value, since Redis tracks the missing key too.
-        let function_generation = function_generation(next().as_deref());
+        let function = function_generation(next().as_deref());
         if let Some(Some(ticket)) = function_ticket {
-            keys.finish(function_key, ticket, function_generation);
+            keys.finish(&groups.function, ticket, function);
+        }
+        let mut tags = Vec::with_capacity(groups.tags.len());
+        for (tag_key, ticket) in groups.tags.iter().zip(tag_tickets) {
+            let tag = function_generation(next().as_deref());
+            if let Some(ticket) = ticket {
+                keys.finish(tag_key, ticket, tag);
+            }
+            tags.push(tag);
         }
         let generation = key
             .generation()
@@ -168,7 +198,7 @@ impl RedisStore {
         Ok(Read {
             value: value.map(Bytes::Received),
             generation,
-            function_generation,
+            function_generation: super::groups(function, tags),
             stamp,
             decoded: None,
         })
@@ -176,32 +206,35 @@ impl RedisStore {
 
     /// Reads an entry and its generations without tracking: one `MGET`.
     async fn read_untracked(&self, key: &EntryKey) -> Result<Read, Error> {
-        let function_key = self.function_key(key);
-        let items = self
-            .query(key.entry(), &read_cmd(key, &function_key))
-            .await?;
+        let groups = self.group_keys(key);
+        let items = self.query(key.entry(), &read_cmd(key, &groups)).await?;
         Ok(read_reply(key, items))
     }
 
     fn read_untracked_blocking(&self, key: &EntryKey) -> Result<Read, Error> {
-        let function_key = self.function_key(key);
-        let items = self.query_blocking(key.entry(), &read_cmd(key, &function_key))?;
+        let groups = self.group_keys(key);
+        let items = self.query_blocking(key.entry(), &read_cmd(key, &groups))?;
         Ok(read_reply(key, items))
     }
 
-    /// Where a lookup of `key` reads its function's generation: the key
-    /// itself on one node; on a cluster, its copy in the entry's slot.
-    fn function_key<'k>(&self, key: &'k EntryKey) -> Cow<'k, str> {
-        let function_key = key.function_generation();
-        if self.link.is_cluster() {
-            Cow::Owned(in_slot(function_key, cluster_slot(key.entry())))
-        } else {
-            Cow::Borrowed(function_key)
+    /// Where a lookup of `key` reads its groups' generations: the keys
+    /// themselves on one node; on a cluster, their copies in the entry's slot.
+    fn group_keys<'k>(&self, key: &'k EntryKey) -> GroupKeys<'k> {
+        let in_entry_slot = |group: &'k str| {
+            if self.link.is_cluster() {
+                Cow::Owned(in_slot(group, cluster_slot(key.entry())))
+            } else {
+                Cow::Borrowed(group)
+            }
+        };
+        GroupKeys {
+            function: in_entry_slot(key.function_generation()),
+            tags: key.tag_generations().map(in_entry_slot).collect(),
         }
     }
 
-    /// What `keys` knows of a function generation at `function_key`, as
-    /// [`function_key`](Self::function_key) gives it: on one node a hot key,
+    /// What `keys` knows of a function's generation at `function_key`, as
+    /// [`group_keys`](Self::group_keys) gives it: on one node a hot key,
     /// on a cluster a copy, which is not.
     fn known_function(&self, keys: &TrackedKeys, function_key: &str) -> Option<(u64, Mark)> {
         if self.link.is_cluster() {
@@ -214,7 +247,7 @@ impl RedisStore {
     /// The keys a function's generation is written to: the key on one
     /// node, a copy in each slot on a cluster; any other key, itself.
     fn generation_copies(&self, key: &str) -> Vec<String> {
-        if self.link.is_cluster() && is_function_generation(key) {
+        if self.link.is_cluster() && is_group_generation(key) {
             (0..SLOTS as u16).map(|slot| in_slot(key, slot)).collect()
         } else {
             vec![key.to_owned()]
@@ -242,9 +275,19 @@ impl RedisStore {
             L1Read::Entry => with_entry(user, known(1, key.entry())?),
             L1Read::Generations | L1Read::Off => user,
         };
-        let (function, mark) = self.known_function(keys, &self.function_key(key))?;
-        seen[2] = mark.word();
-        Some(((primary, function), seen))
+        let groups = self.group_keys(key);
+        let (function, mark) = self.known_function(keys, &groups.function)?;
+        let tags: Option<Vec<u64>> = groups.tags.iter().map(|tag| keys.known(tag)).collect();
+        // Tags may be many (one per organisation), so they are not hot keys
+        // and sit in any shard: a value with tags is looked up again on
+        // every hit (a word that is no mark is never unchanged), which costs
+        // a shard's read lock per key.
+        seen[2] = if key.has_tags() {
+            u64::MAX
+        } else {
+            mark.word()
+        };
+        Some(((primary, super::groups(function, tags?)), seen))
     }
 
     /// Whether no tracked key was forgotten where [`current`](Self::current)
@@ -264,7 +307,7 @@ impl RedisStore {
         let Some(tracked) = self.link.tracked() else {
             return;
         };
-        if self.link.is_cluster() && is_function_generation(key) {
+        if self.link.is_cluster() && is_group_generation(key) {
             // Tracked as its copies, one per slot read.
             tracked.keys().forget_all();
         } else {
@@ -522,8 +565,8 @@ impl Backend for RedisStore {
         ttl: Duration,
         entry: &EntryKey,
     ) -> Result<(bool, Read), Error> {
-        let function_key = self.function_key(entry);
-        let cmd = take_lease_cmd(key, token, ttl, entry, &function_key);
+        let groups = self.group_keys(entry);
+        let cmd = take_lease_cmd(key, token, ttl, entry, &groups);
         Ok(take_lease_reply(entry, self.query_blocking(key, &cmd)?))
     }
 
@@ -539,8 +582,8 @@ impl Backend for RedisStore {
         ttl: Duration,
         entry: &EntryKey,
     ) -> Result<(bool, Read), Error> {
-        let function_key = self.function_key(entry);
-        let cmd = take_lease_cmd(key, token, ttl, entry, &function_key);
+        let groups = self.group_keys(entry);
+        let cmd = take_lease_cmd(key, token, ttl, entry, &groups);
         Ok(take_lease_reply(entry, self.query(key, &cmd).await?))
     }
 
@@ -612,7 +655,7 @@ impl Backend for RedisStore {
 
     /// Tried even while the circuit is open, as the blocking form.
     async fn set_generation(&self, key: &str, generation: u64) -> Result<(), Error> {
-        let result = if self.link.is_cluster() && is_function_generation(key) {
+        let result = if self.link.is_cluster() && is_group_generation(key) {
             self.set_every_copy(key, generation).await
         } else {
             self.write_invalidation(key, &set_generation_cmd(key, generation))

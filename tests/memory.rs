@@ -486,3 +486,54 @@ fn free_invalidations_in_a_scope_act_on_the_scope_s_cache() {
         "the process-wide cache kept its entry"
     );
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Session {
+    id: u64,
+    valid_for_secs: u64,
+}
+
+fn session_ttl(session: &Session) -> std::time::Duration {
+    std::time::Duration::from_secs(session.valid_for_secs)
+}
+
+static SESSION_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Sessions valid for as long as they say (the TTL function takes the `Ok`
+/// value); `stale` extends each one's own TTL.
+#[cached_api::cached_api(key = "{id}", ttl = session_ttl, stale = "1m", name = "memory::session")]
+async fn session(id: u64, valid_for_secs: u64) -> Result<Session, String> {
+    SESSION_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok(Session { id, valid_for_secs })
+}
+
+/// Each value lives as long as its TTL says: a short one expires while a
+/// long one written at the same time is still a hit; zero stores nothing.
+#[test]
+fn each_value_lives_as_long_as_its_ttl_function_says() {
+    Memory::install();
+    let clock = cached_api::Clock::default();
+    let cache = cached_api::Cache::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let runs = || SESSION_RUNS.load(std::sync::atomic::Ordering::SeqCst);
+    current_thread(cache.scope(async {
+        session(1, 10).await.unwrap();
+        session(2, 1_000).await.unwrap();
+        session(3, 0).await.unwrap();
+        let before = runs();
+        session(1, 10).await.unwrap();
+        session(2, 1_000).await.unwrap();
+        assert_eq!(runs(), before, "both cached");
+        session(3, 0).await.unwrap();
+        assert_eq!(runs(), before + 1, "a TTL of zero is not stored");
+        // Past the short TTL and its stale window: a miss; the long one hits.
+        clock.advance(std::time::Duration::from_secs(10 + 61));
+        session(1, 10).await.unwrap();
+        session(2, 1_000).await.unwrap();
+        assert_eq!(runs(), before + 2, "only the short-lived entry expired");
+        let counted = cache.stats().function("memory::session");
+        assert_eq!((counted.hits, counted.misses), (3, 5), "{counted:?}");
+    }));
+}

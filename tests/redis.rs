@@ -227,3 +227,55 @@ fn refresh_ahead_recomputes_a_hot_entry_before_it_expires() {
         "early recomputations are rare: {counts:?}"
     );
 }
+
+/// A token that says how long it is valid, as an OAuth token does.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Token {
+    id: u32,
+    expires_in_secs: u64,
+}
+
+fn token_ttl(token: &Token) -> std::time::Duration {
+    std::time::Duration::from_secs(token.expires_in_secs)
+}
+
+#[cached_api::cached_api(key = "{id}", ttl = token_ttl, name = "redis::token")]
+fn token(id: u32, expires_in_secs: u64) -> Token {
+    Token {
+        id,
+        expires_in_secs,
+    }
+}
+
+#[test]
+fn a_ttl_from_the_value_is_the_entry_s_ttl_in_redis() {
+    Redis::install();
+    let mut connection = SERVER.connection();
+    let pttl = |connection: &mut redis::Connection, id: u32| -> Option<i64> {
+        let keys: Vec<String> = connection
+            .keys(format!("t:redis%3A%3Atoken:v0:s*:g:{id}"))
+            .unwrap();
+        let key = keys.first()?;
+        Some(redis::cmd("PTTL").arg(key).query(connection).unwrap())
+    };
+    for (id, secs) in [(1, 90), (2, 86_400)] {
+        token(id, secs);
+        let pttl = pttl(&mut connection, id).expect("stored");
+        assert!(
+            pttl > (secs as i64 - 5) * 1000 && pttl <= secs as i64 * 1000,
+            "{id}: PTTL {pttl} for {secs} s"
+        );
+    }
+    token(3, 0);
+    assert_eq!(
+        pttl(&mut connection, 3),
+        None,
+        "a TTL of zero stores nothing"
+    );
+    token(4, 300 * 365 * 86_400);
+    let capped = pttl(&mut connection, 4).expect("stored");
+    assert!(
+        capped <= 100 * 365 * 86_400 * 1000 && capped > 99 * 365 * 86_400 * 1000,
+        "capped at 100 years: {capped}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The attribute's syntax: `name = value` pairs, each kept with its span.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::{Expr, Ident, LitBool, LitFloat, LitInt, LitStr, Path, Token};
 
@@ -43,6 +44,12 @@ pub enum DurationArg {
     Text(LitStr),
 }
 
+/// `ttl = "15m"`, or `ttl = token_ttl`: a function of the stored value.
+pub enum TtlArg {
+    Fixed(DurationArg),
+    FromValue(Path),
+}
+
 /// `l1 = true` or `l1 = "30s"` (a cap); `lock = true` or `lock = "5s"`.
 pub enum SwitchOrDuration {
     Switch(LitBool),
@@ -63,7 +70,7 @@ pub struct Args {
     /// `shared = true`: a global entry on a function that takes the caller
     /// is meant: the response is the same for every caller.
     pub shared: Option<Arg<LitBool>>,
-    pub ttl: Option<Arg<DurationArg>>,
+    pub ttl: Option<Arg<TtlArg>>,
     pub error_ttl: Option<Arg<DurationArg>>,
     pub none: Option<Arg<LitBool>>,
     pub version: Option<Arg<LitInt>>,
@@ -112,7 +119,14 @@ impl Parse for Args {
                 set_once(&mut args.shared, "shared", span, value)?;
             } else if lookahead.peek(kw::ttl) {
                 let span = input.parse::<kw::ttl>()?.span;
-                set_once(&mut args.ttl, "ttl", span, value(input, duration)?)?;
+                let value = value(input, |input| {
+                    if input.peek(Ident::peek_any) || input.peek(Token![::]) {
+                        input.parse().map(TtlArg::FromValue)
+                    } else {
+                        duration(input).map(TtlArg::Fixed)
+                    }
+                })?;
+                set_once(&mut args.ttl, "ttl", span, value)?;
             } else if lookahead.peek(kw::error_ttl) {
                 let span = input.parse::<kw::error_ttl>()?.span;
                 set_once(

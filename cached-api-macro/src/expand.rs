@@ -141,6 +141,12 @@ pub fn expand(model: &Model) -> TokenStream {
                 .codec::<#stored>()
         };
     };
+    // The function's type is checked where its path is written.
+    let ttl_of = model.ttl_of.as_ref().map(|path| {
+        quote_spanned! {at(path.span())=>
+            let __cached_api_codec = __cached_api_codec.ttl_from(#path);
+        }
+    });
     let codec = quote_spanned! {at(stored.span())=>
         #bare_codec
         let __cached_api_codec = {
@@ -151,6 +157,7 @@ pub fn expand(model: &Model) -> TokenStream {
                 .with(__cached_api_codec)
         };
         #with_l1
+        #ttl_of
     };
     let call = if model.func.is_async() {
         // With `stale` or `refresh`, the body runs in a task of its own, which

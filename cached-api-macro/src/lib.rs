@@ -27,13 +27,13 @@ use proc_macro::TokenStream;
 /// | `key` | `"profile:{id}"` or an expression | the entry's key; `{arg}` takes an argument's `Display` form, or a digest of its `Serialize` form when it has no `Display`. Default: every argument not in `user` |
 /// | `user` | an expression over the arguments | owner of the entry, dropped by `invalidate_user`. Default: a global entry |
 /// | `shared` | `true` / `false` | a global entry of a function that takes the caller is meant (below) |
-/// | `ttl` | seconds (`90`) or `"30s"`, `"15m"`, `"24h"`, `"7d"` | time to live. Default: the cache's default |
-/// | `error_ttl` | as `ttl` | also cache `Err`, this long (`Result` only) |
+/// | `ttl` | seconds (`90`) or `"30s"`, `"15m"`, `"24h"`, `"7d"`; or a function `fn(&T) -> Duration` of the stored value (`ttl = token_ttl`) | time to live. Default: the cache's default. A function gives each value its own, called once per write; zero stores nothing |
+/// | `error_ttl` | a duration, as a fixed `ttl` | also cache `Err`, this long (`Result` only) |
 /// | `none` | `true` / `false` | also cache `None` (`Option` only) |
 /// | `jitter` | `"10%"` (1% to 50%) | shorten each entry's TTL by a random share up to this, so entries written together do not expire together |
 /// | `l1` | `true`, or a cap: `"30s"` | also keep decoded values in this process, served while Redis's tracking says they are current (async functions, `Clone` values) |
 /// | `refresh` | `true`, or a β: `2.0` | recompute a hot entry shortly before it expires (XFetch), one computation per entry per process |
-/// | `stale` | as `ttl`: `"1m"` | past its TTL an entry answers this much longer while it is recomputed, and instead of an `Err` (needs `ttl`) |
+/// | `stale` | a duration, as a fixed `ttl`: `"1m"` | past its TTL an entry answers this much longer while it is recomputed, and instead of an `Err` (needs `ttl`) |
 /// | `lock` | `true`, or a lease: `"10s"` | on a miss, one caller in the whole fleet computes under a lease in Redis; the others wait for its value |
 /// | `invalidate` | a function name: `forget_profile` | also generate that function: it takes the arguments the key and user read and drops that call's entry in every process |
 /// | `tags` | a list of templates: `["org:{org_id}", "plans"]` | put the entries in groups that `invalidate_tag("org:42")` drops at once, across functions, users and processes (at most 4) |

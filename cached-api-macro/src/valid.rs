@@ -6,7 +6,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, GenericParam, LitBool, LitStr, Type};
 
-use crate::args::{Arg, Args, DurationArg, KeyArg, RefreshArg, SwitchOrDuration};
+use crate::args::{Arg, Args, DurationArg, KeyArg, RefreshArg, SwitchOrDuration, TtlArg};
 use crate::ast::{Function, Output, Receiver};
 use crate::caller;
 use crate::template::{KeyTemplate, Piece};
@@ -16,8 +16,10 @@ pub struct Model {
     pub func: Function,
     pub name: Option<LitStr>,
     pub version: u32,
-    /// `None`: the cache's default.
+    /// `None`: the cache's default, or `ttl_of`'s.
     pub ttl_secs: Option<u64>,
+    /// `ttl = path`: the function that gives each stored value its TTL.
+    pub ttl_of: Option<syn::Path>,
     /// `None`: errors are not cached.
     pub error_ttl_secs: Option<u64>,
     /// Percent of the TTL by which each entry's TTL is shortened at random.
@@ -102,10 +104,20 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
     let mut errors = Errors::default();
     check_signature(&func, &mut errors);
 
-    let ttl_secs = args
-        .ttl
-        .as_ref()
-        .and_then(|ttl| seconds(&ttl.value, "ttl", &mut errors));
+    let (ttl_secs, ttl_of) = match args.ttl.as_ref().map(|ttl| &ttl.value) {
+        Some(TtlArg::Fixed(ttl)) => (seconds(ttl, "ttl", &mut errors), None),
+        Some(TtlArg::FromValue(path)) => (None, Some(path.clone())),
+        None => (None, None),
+    };
+    if let (Some(path), Some(invalidate)) = (&ttl_of, &args.invalidate) {
+        errors.push(
+            invalidate.span,
+            format!(
+                "`invalidate` cannot drop entries whose TTL `{}` chooses: a dropped entry's record must outlive the longest entry, which a TTL from the value does not bound; put the entry in a group of its own with `tags = [...]` and drop it with `invalidate_tag`",
+                path.to_token_stream().to_string().replace(' ', "")
+            ),
+        );
+    }
     let error_ttl_secs = args
         .error_ttl
         .as_ref()
@@ -264,6 +276,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             name: args.name.map(|name| name.value),
             version,
             ttl_secs,
+            ttl_of,
             error_ttl_secs,
             jitter_percent,
             l1_secs,

@@ -41,6 +41,9 @@ pub struct TypedCodec<T> {
     /// How decoded values are kept and copied out, for `Clone` types; set by
     /// [`with_copies`](TypedCodec::with_copies).
     copies: Option<Copies<T>>,
+    /// The TTL of each stored value, from the value (`ttl = path`); set by
+    /// [`ttl_from`](TypedCodec::ttl_from).
+    ttl_of: Option<fn(&T) -> Duration>,
 }
 
 /// A decoded value kept in process, and what it costs in memory: what the
@@ -96,6 +99,7 @@ impl<T: CacheValue> TypedCodec<T> {
             fingerprint: crate::shape::fingerprint::<T>,
             footprint: |value| crate::footprint::in_arc(value, value),
             copies: None,
+            ttl_of: None,
         }
     }
 }
@@ -114,6 +118,7 @@ where
             fingerprint: W::fingerprint,
             footprint: W::footprint,
             copies: None,
+            ttl_of: None,
         }
     }
 }
@@ -134,6 +139,20 @@ impl<T: L1Value> TypedCodec<T> {
 }
 
 impl<T> TypedCodec<T> {
+    /// The same codec, storing each value for as long as `ttl_of` says
+    /// (`ttl = path` in the attribute).
+    pub fn ttl_from(self, ttl_of: fn(&T) -> Duration) -> TypedCodec<T> {
+        TypedCodec {
+            ttl_of: Some(ttl_of),
+            ..self
+        }
+    }
+
+    /// How long `value` is to be stored, if its TTL comes from it.
+    pub(crate) fn ttl_of(&self, value: &T) -> Option<Duration> {
+        self.ttl_of.map(|ttl_of| ttl_of(value))
+    }
+
     /// A copy of `value` to keep; `None` unless the codec was made
     /// [`with_copies`](TypedCodec::with_copies).
     pub(crate) fn share(&self, value: &T) -> Option<Decoded> {

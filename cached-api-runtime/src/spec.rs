@@ -186,16 +186,10 @@ impl FnSpec {
     }
 
     /// How long a value read or written now may serve from the in-process
-    /// tier: its cap, and no longer than the shortest TTL its entry may have
-    /// (minus the entry's age); `None` without `l1`.
-    pub(crate) fn l1_lifetime(&self, default_ttl: Duration, age: Duration) -> Option<Duration> {
-        let cap = self.options.l1?;
-        let ttl = match self.options.error_ttl {
-            Some(error_ttl) => self.ttl(default_ttl).min(error_ttl),
-            None => self.ttl(default_ttl),
-        };
-        let shortest = self.jittered(ttl, 1.0).saturating_sub(age);
-        Some(cap.min(shortest))
+    /// tier: its cap, and no longer than its entry's TTL has `left`; `None`
+    /// without `l1`.
+    pub(crate) fn l1_lifetime(&self, left: Duration) -> Option<Duration> {
+        Some(self.options.l1?.min(left))
     }
 
     /// The fingerprint of the shape `codec` stores: traced once per

@@ -264,14 +264,14 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
 
     /// Keeps a copy of the value, current while the tracked key holds
     /// `current_at` and the function's generation is `function`, in the
-    /// in-process tier; `age_ms` is the entry's age, asked only if the
-    /// function has `l1`.
+    /// in-process tier; `left_ms` is what is left of the entry's TTL, asked
+    /// only if the function has `l1`.
     fn keep_in_l1(
         &self,
         copy: &dyn Fn() -> Option<Decoded>,
         current_at: u64,
         function: u64,
-        age_ms: &dyn Fn() -> u64,
+        left_ms: &dyn Fn() -> u64,
     ) {
         if self.spec.has_l1() {
             keep_in_l1(
@@ -280,7 +280,7 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
                 &self.key,
                 copy,
                 (current_at, function),
-                age_ms,
+                left_ms,
             );
         }
     }
@@ -453,43 +453,54 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         Some((value, header))
     }
 
-    /// The bytes to store for `value` and how long the store keeps them;
-    /// `None` if it is not cached.
+    /// The bytes to store for `value`, how long the store keeps them and
+    /// its TTL; `None` if it is not cached.
     fn seal(
         &self,
         generations: Generations,
         value: &R,
         compute_ms: u32,
-    ) -> Option<(Vec<u8>, Duration)> {
+    ) -> Option<(Vec<u8>, Duration, Duration)> {
         let (stored, lifetime) = P::keep(value)?;
+        let from_value = match lifetime {
+            Lifetime::Value => self.codec.ttl_of(stored),
+            Lifetime::Error => None,
+        };
         let fingerprint = self.spec.fingerprint(&self.codec);
         let header = header(
             self.inner,
             self.spec,
             lifetime,
+            from_value,
             generations,
             fingerprint,
             compute_ms,
         )?;
         let bytes = header.seal(self.codec, stored)?;
-        storable(self.inner, self.spec, bytes, lifetime, header.ttl())
+        let ttl = header.ttl();
+        let (bytes, kept_for) = storable(self.inner, self.spec, bytes, lifetime, ttl)?;
+        Some((bytes, kept_for, ttl))
     }
 }
 
-/// The header of a value kept for `lifetime`, stored now; `None` if the
-/// function keeps no value of that kind. In one copy for every function,
-/// as [`storable`].
+/// The header of a value kept for `lifetime` (for `from_value`, when the
+/// value chose its TTL), stored now; `None` if the function keeps no value
+/// of that kind, or the value chose not to be kept (a TTL of zero). In one
+/// copy for every function, as [`storable`].
 fn header(
     inner: &Inner,
     spec: &FnSpec,
     lifetime: Lifetime,
+    from_value: Option<Duration>,
     generations: Generations,
     fingerprint: u64,
     compute_ms: u32,
 ) -> Option<Header> {
-    let ttl = match lifetime {
-        Lifetime::Value => spec.ttl(inner.config.default_ttl),
-        Lifetime::Error => spec.error_ttl()?,
+    let ttl = match (lifetime, from_value) {
+        (Lifetime::Value, Some(ttl)) if ttl.is_zero() => return None,
+        (Lifetime::Value, Some(ttl)) => ttl.min(cached_api_duration::MAX),
+        (Lifetime::Value, None) => spec.ttl(inner.config.default_ttl),
+        (Lifetime::Error, _) => spec.error_ttl()?,
     };
     let ttl = spec.jittered(ttl, unit_random());
     let now_ms = inner.config.clock.unix_ms();
@@ -549,10 +560,9 @@ fn keep_in_l1(
     key: &EntryKey,
     copy: &dyn Fn() -> Option<Decoded>,
     current_at: (u64, u64),
-    age_ms: &dyn Fn() -> u64,
+    left_ms: &dyn Fn() -> u64,
 ) {
-    let age = Duration::from_millis(age_ms());
-    let lifetime = spec.l1_lifetime(inner.config.default_ttl, age);
+    let lifetime = spec.l1_lifetime(Duration::from_millis(left_ms()));
     if let (Some(lifetime), Some(decoded)) = (lifetime, copy()) {
         inner.l1.insert(key.entry(), decoded, current_at, lifetime);
     }
@@ -621,8 +631,8 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             };
             if let Some(current_at) = current_at {
                 let copy = || call.codec.share(&stored);
-                let age_ms = || header.age_ms(call.now_ms());
-                call.keep_in_l1(&copy, current_at, function, &age_ms);
+                let left_ms = || header.expires_at_ms.saturating_sub(call.now_ms());
+                call.keep_in_l1(&copy, current_at, function, &left_ms);
             }
             let value = P::restore(stored);
             if call.spec.refresh_due(
@@ -863,11 +873,11 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
             return Finish::Done(value);
         };
         match call.seal(generations, &value, compute_ms) {
-            Some((bytes, _)) if generations == Generations::UNREAD => {
+            Some((bytes, ..)) if generations == Generations::UNREAD => {
                 leader.land(Outcome::Value(bytes.into()));
                 Finish::Done(value)
             }
-            Some((bytes, ttl)) => {
+            Some((bytes, kept_for, value_ttl)) => {
                 let wanted = call.spec.has_l1() || call.inner.store.keeps_decoded();
                 let decoded = P::keep(&value)
                     .filter(|_| wanted)
@@ -877,7 +887,8 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                 if call.l1_read() == L1Read::Generations {
                     let copy = || decoded.clone();
                     let (user, function) = (generations.user, generations.function);
-                    call.keep_in_l1(&copy, user, function, &|| 0);
+                    let left_ms = || u64::try_from(value_ttl.as_millis()).unwrap_or(u64::MAX);
+                    call.keep_in_l1(&copy, user, function, &left_ms);
                 }
                 Finish::Write(Write {
                     inner: call.inner,
@@ -886,7 +897,7 @@ impl<'c, P: Policy<R>, R> Compute<'c, P, R> {
                     key: call.key,
                     bytes,
                     decoded,
-                    ttl,
+                    ttl: kept_for,
                     leader,
                     value,
                 })

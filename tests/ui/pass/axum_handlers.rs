@@ -64,6 +64,16 @@ async fn from_claims(AuthUser(claims): AuthUser, Path(id): Path<u64>) -> Json<Pr
     Json(Profile { name: format!("{} {id}", claims.sub) })
 }
 
+fn profile_ttl(profile: &Json<Profile>) -> std::time::Duration {
+    std::time::Duration::from_secs(profile.name.len() as u64)
+}
+
+/// A TTL from the value of a wrapper: the function takes the wrapper.
+#[cached_api(key = "{id}", ttl = profile_ttl, tags = ["profiles"])]
+async fn timed(Path(id): Path<u64>) -> Result<Json<Profile>, StatusCode> {
+    Ok(Json(Profile { name: format!("{id}") }))
+}
+
 /// Not a handler (axum answers no `Option`), but a wrapper inside `Option` caches.
 #[cached_api(key = "{id}", ttl = "1m")]
 async fn maybe(id: u64) -> Option<Json<Profile>> {
@@ -108,5 +118,6 @@ fn main() {
         .route("/g/{id}", get(created_page))
         .route("/plans", get(plans))
         .route("/plans/{id}", get(plan))
+        .route("/timed/{id}", get(timed))
         .with_state(Db);
 }

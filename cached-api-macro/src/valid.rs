@@ -606,7 +606,18 @@ fn seconds(duration: &DurationArg, what: &str, errors: &mut Errors) -> Option<u6
     match cached_api_duration::parse(&text) {
         Ok(duration) => Some(duration.as_secs()),
         Err(error) => {
-            errors.push(span, format!("`{what}`: {error}"));
+            // A function's name in quotes: `ttl = "token_ttl"`.
+            let names_a_function = what == "ttl"
+                && syn::parse_str::<syn::Path>(&text).is_ok()
+                && !text.starts_with(|c: char| c.is_ascii_digit());
+            let hint = if names_a_function {
+                format!(
+                    "; to take each value's TTL from a function, name it without quotes: `ttl = {text}`"
+                )
+            } else {
+                String::new()
+            };
+            errors.push(span, format!("`{what}`: {error}{hint}"));
             None
         }
     }

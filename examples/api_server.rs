@@ -17,8 +17,8 @@
 //!
 //! | endpoint | cached as | ttl |
 //! |---|---|---|
-//! | `GET /plans`, `GET /plans/{id}` | global, tagged `plans`; `PUT /admin/plans/{id}` drops both | 24h |
-//! | `GET /profile`, `PUT /profile` | per user; the PUT drops the user's entries | 15m |
+//! | `GET /plans`, `GET /plans/{id}` | global, tagged `plans`; `PUT /admin/plans/{id}` drops both; `/plans` answers conditional requests (`http = true`) | 24h |
+//! | `GET /profile`, `PUT /profile` | per user; the PUT drops the user's entries; answers conditional requests | 15m |
 //! | `GET /notes?page=&per_page=`, `POST /notes` | per user, keyed by the query; the POST drops the user's entries | 10m |
 //! | `GET /rate-limit` | per user, keyed by the minute | 2m |
 //! | `GET /questionnaires/{id}` | per user; a 404 is not cached | 5m |
@@ -241,7 +241,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 /// The plan list and each plan's page carry the tag `plans`: an admin's
 /// change drops all of them with one `invalidate_tag`.
-#[cached_api(key = "all", ttl = "24h", name = "plans", tags = ["plans"])]
+#[cached_api(key = "all", ttl = "24h", name = "plans", tags = ["plans"], http = true)]
 async fn get_plans(State(state): State<AppState>) -> Json<Vec<Plan>> {
     state.source.read(&state.source.reads.plans).await;
     Json(state.source.plans())
@@ -295,7 +295,7 @@ async fn put_plan(
     ))
 }
 
-#[cached_api(key = "profile", user = user_id, ttl = "15m", name = "profile")]
+#[cached_api(key = "profile", user = user_id, ttl = "15m", name = "profile", http = true)]
 async fn get_profile(State(state): State<AppState>, Caller(user_id): Caller) -> Json<Profile> {
     let source = &state.source;
     source.read(&source.reads.profile).await;

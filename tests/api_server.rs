@@ -72,6 +72,35 @@ impl Service {
         response.json().await.expect("a JSON body")
     }
 
+    /// A `method` request of `path` as `user`, with `If-None-Match:
+    /// if_none_match`: its status, `ETag`, `Cache-Control` and body.
+    async fn conditional(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: Option<&str>,
+        if_none_match: Option<&str>,
+    ) -> (StatusCode, Option<String>, Option<String>, String) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(user) = user {
+            request = request.header("x-user-id", user);
+        }
+        if let Some(tag) = if_none_match {
+            request = request.header("if-none-match", tag);
+        }
+        let response = request.send().await.expect("the service answers");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_owned())
+        };
+        let (etag, cache_control) = (header("etag"), header("cache-control"));
+        let status = response.status();
+        let body = response.text().await.expect("a body");
+        (status, etag, cache_control, body)
+    }
+
     /// `PUT /admin/plans/{id}` as `caller`: its status and body.
     async fn put_plan(&self, id: &str, monthly_cents: u32, caller: &str) -> (StatusCode, Value) {
         let response = self
@@ -99,6 +128,127 @@ impl Service {
     }
 }
 
+/// Starts the reference service on a free port, with its cache the
+/// process-wide one.
+async fn serve() -> Service {
+    let state = AppState::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, api_server::router(state.clone())).into_future());
+    Service {
+        base,
+        state,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// `GET /profile` and `GET /plans` (`http = true`): an ETag and cache
+/// headers on each answer, a `304` with no body and no source read for a
+/// client that holds the entry, a `200` for another user's tag or after a
+/// write, and `HEAD` alike.
+async fn conditional_requests_are_answered_from_the_entry(svc: &Service) {
+    use reqwest::Method;
+    let not_modified_before = svc.stats("profile").await["not_modified"]
+        .as_u64()
+        .unwrap_or(0);
+    let (status, etag, cache_control, body) = svc
+        .conditional(Method::GET, "/profile", Some("carol"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        cache_control.as_deref(),
+        Some("private, no-cache"),
+        "per user, revalidated"
+    );
+    let etag = etag.expect("an ETag on a cached answer");
+    assert!(etag.starts_with('"') && etag.len() == 34, "{etag}");
+    assert_eq!(
+        profile(&serde_json::from_str(&body).unwrap()).user_id,
+        "carol"
+    );
+    let reads = svc.reads(|r| &r.profile);
+
+    let (status, again, cache_control, body) = svc
+        .conditional(Method::GET, "/profile", Some("carol"), Some(&etag))
+        .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert_eq!((again.as_deref(), body.as_str()), (Some(etag.as_str()), ""));
+    assert_eq!(cache_control.as_deref(), Some("private, no-cache"));
+    let weak = format!("\"x\", W/{etag}");
+    let (status, ..) = svc
+        .conditional(Method::GET, "/profile", Some("carol"), Some(&weak))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_MODIFIED,
+        "weak comparison, any listed tag"
+    );
+    let (status, _, _, body) = svc
+        .conditional(Method::HEAD, "/profile", Some("carol"), Some(&etag))
+        .await;
+    assert_eq!((status, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    let (status, head_etag, _, body) = svc
+        .conditional(Method::HEAD, "/profile", Some("carol"), None)
+        .await;
+    assert_eq!(
+        (status, head_etag.as_deref(), body.as_str()),
+        (StatusCode::OK, Some(etag.as_str()), "")
+    );
+    assert_eq!(svc.reads(|r| &r.profile), reads, "no 304 read the source");
+    let not_modified = svc.stats("profile").await["not_modified"].as_u64().unwrap();
+    assert_eq!(not_modified - not_modified_before, 3);
+
+    // Another user's tag is not this user's content.
+    let (status, dave, ..) = svc
+        .conditional(Method::GET, "/profile", Some("dave"), Some(&etag))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(dave.as_deref(), Some(etag.as_str()));
+
+    // A write changes the content, and so the tag.
+    svc.put_profile("carol", "Carol C.").await;
+    let (status, changed, _, body) = svc
+        .conditional(Method::GET, "/profile", Some("carol"), Some(&etag))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(changed.as_deref(), Some(etag.as_str()));
+    assert_eq!(
+        profile(&serde_json::from_str(&body).unwrap()).display_name,
+        "Carol C."
+    );
+
+    // A global entry may be kept by shared caches; still revalidated.
+    let (status, plans_etag, cache_control, _) =
+        svc.conditional(Method::GET, "/plans", None, None).await;
+    assert_eq!(
+        (status, cache_control.as_deref()),
+        (StatusCode::OK, Some("public, no-cache"))
+    );
+    let plans_etag = plans_etag.unwrap();
+    let (status, ..) = svc
+        .conditional(Method::GET, "/plans", None, Some(&plans_etag))
+        .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+}
+
+#[test]
+fn the_reference_service_answers_conditional_requests_on_the_embedded_store() {
+    const NAME: &str = "the_reference_service_answers_conditional_requests_on_the_embedded_store";
+    if !support::in_child(NAME) {
+        return;
+    }
+    cached_api::set_global(cached_api::Cache::builder().build().unwrap()).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let svc = serve().await;
+        conditional_requests_are_answered_from_the_entry(&svc).await;
+    });
+}
+
 fn profile(body: &Value) -> Profile {
     serde_json::from_value(body.clone()).expect("a profile")
 }
@@ -113,16 +263,7 @@ async fn the_reference_service_caches_per_plan_and_survives_redis_dying() {
         .build()
         .unwrap();
     cached_api::set_global(cache).unwrap();
-
-    let state = AppState::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, api_server::router(state.clone())).into_future());
-    let svc = Service {
-        base,
-        state,
-        http: reqwest::Client::new(),
-    };
+    let svc = serve().await;
 
     // A second GET is a hit: the source is read once, and /stats says so.
     let (status, first) = svc.get("/profile", Some("alice")).await;
@@ -294,6 +435,8 @@ async fn the_reference_service_caches_per_plan_and_survives_redis_dying() {
     assert_eq!(svc.reads(|r| &r.health), 1, "untagged entries stay");
     let (status, _) = svc.get("/plans/gold", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    conditional_requests_are_answered_from_the_entry(&svc).await;
 
     // Redis dies: every request still answers 200 with the right body.
     redis.kill();

@@ -347,6 +347,16 @@ fn current_thread<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// A cache of its own, on a clock the test moves.
+fn clocked() -> (cached_api::Clock, cached_api::Cache) {
+    let clock = cached_api::Clock::default();
+    let cache = cached_api::Cache::builder()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (clock, cache)
+}
+
 fn isolated() -> cached_api::Cache {
     cached_api::Cache::builder().build().unwrap()
 }
@@ -434,11 +444,7 @@ fn a_task_spawned_in_a_scope_uses_its_own_scope_or_the_process_wide_cache() {
 #[test]
 fn a_test_scopes_its_own_cache_and_moves_its_clock() {
     Memory::install();
-    let clock = cached_api::Clock::default();
-    let cache = cached_api::Cache::builder()
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (clock, cache) = clocked();
     current_thread(cache.scope(async {
         scoped(70).await;
         scoped(70).await;
@@ -512,11 +518,7 @@ async fn session(id: u64, valid_for_secs: u64) -> Result<Session, String> {
 #[test]
 fn each_value_lives_as_long_as_its_ttl_function_says() {
     Memory::install();
-    let clock = cached_api::Clock::default();
-    let cache = cached_api::Cache::builder()
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (clock, cache) = clocked();
     let runs = || SESSION_RUNS.load(std::sync::atomic::Ordering::SeqCst);
     current_thread(cache.scope(async {
         session(1, 10).await.unwrap();

@@ -22,9 +22,11 @@ mod kw {
     syn::custom_keyword!(shared);
     syn::custom_keyword!(cache);
     syn::custom_keyword!(tags);
+    syn::custom_keyword!(http);
+    syn::custom_keyword!(max_age);
 }
 
-const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, tags, cache, crate";
+const VALID: &str = "key, user, shared, ttl, error_ttl, none, version, name, jitter, l1, refresh, stale, lock, invalidate, tags, http, max_age, cache, crate";
 
 /// One argument: where its name was written, and its value.
 pub struct Arg<T> {
@@ -88,6 +90,10 @@ pub struct Args {
     /// `tags = ["org:{org_id}", "plans"]`: groups an invalidation drops at
     /// once, across functions.
     pub tags: Option<Arg<Vec<LitStr>>>,
+    /// `http = true`: the axum handler answers conditional requests.
+    pub http: Option<Arg<LitBool>>,
+    /// `max_age = "30s"`: how long a client may keep an answer (`http`).
+    pub max_age: Option<Arg<DurationArg>>,
     /// `cache = EU`: a `static` whose type derefs to `Cache`, used instead
     /// of the process-wide cache.
     pub cache: Option<Arg<Path>>,
@@ -190,6 +196,12 @@ impl Parse for Args {
             } else if lookahead.peek(kw::tags) {
                 let span = input.parse::<kw::tags>()?.span;
                 set_once(&mut args.tags, "tags", span, value(input, tag_list)?)?;
+            } else if lookahead.peek(kw::http) {
+                let span = input.parse::<kw::http>()?.span;
+                set_once(&mut args.http, "http", span, value(input, LitBool::parse)?)?;
+            } else if lookahead.peek(kw::max_age) {
+                let span = input.parse::<kw::max_age>()?.span;
+                set_once(&mut args.max_age, "max_age", span, value(input, duration)?)?;
             } else if lookahead.peek(kw::cache) {
                 let span = input.parse::<kw::cache>()?.span;
                 let value = value(input, |input| {

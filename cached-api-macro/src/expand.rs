@@ -159,7 +159,23 @@ pub fn expand(model: &Model) -> TokenStream {
         #with_l1
         #ttl_of
     };
-    let call = if model.func.is_async() {
+    let call = if let Some(max_age) = model.http {
+        let max_age = optional_secs(max_age);
+        let body = quote_spanned!(at(ret_span)=> __cached_api_body);
+        quote_spanned! {at(ret_span)=>
+            let #body = async move #block;
+            #krate::__private::call_http::<#krate::__private::#policy, _, _>(
+                __cached_api_cache,
+                &__CACHED_API_SPEC,
+                __cached_api_codec,
+                __cached_api_key,
+                __cached_api_request,
+                #max_age,
+                #body,
+            )
+            .await
+        }
+    } else if model.func.is_async() {
         // With `stale` or `refresh`, the body runs in a task of its own, which
         // needs its future `Send`: an error about that points at the argument.
         let (call, span) = match model.detached {
@@ -258,6 +274,25 @@ pub fn expand(model: &Model) -> TokenStream {
         }
     });
 
+    // A handler answering conditional requests takes the request's
+    // validators as an extractor of its own, first, and answers with them.
+    let sig = match model.http {
+        Some(_) => {
+            let mut sig = sig.clone();
+            sig.inputs.insert(
+                0,
+                syn::parse_quote!(__cached_api_request: #krate::__private::Conditional),
+            );
+            if let syn::ReturnType::Type(_, ty) = &mut sig.output {
+                let answered = &**ty;
+                **ty = syn::parse_quote_spanned! {at(ret_span)=>
+                    #krate::__private::Answer<#answered>
+                };
+            }
+            std::borrow::Cow::Owned(sig)
+        }
+        None => std::borrow::Cow::Borrowed(sig),
+    };
     quote! {
         #(#attrs)*
         #vis #sig {

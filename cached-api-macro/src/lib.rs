@@ -39,6 +39,8 @@ use proc_macro::TokenStream;
 /// | `tags` | a list of templates: `["org:{org_id}", "plans"]` | put the entries in groups that `invalidate_tag("org:42")` drops at once, across functions, users and processes (at most 4) |
 /// | `version` | integer | bump to orphan older entries whose meaning changed but not their shape |
 /// | `name` | string | function id in keys and stats (default `module_path::fn_name`) |
+/// | `http` | `true` / `false` | on an axum handler: an ETag and `Cache-Control` on its answers, and `304 Not Modified` from the entry for a client that holds it (feature `axum`) |
+/// | `max_age` | a duration: `"30s"` | with `http`: how long a client may keep an answer without asking again (default: revalidate each time); at most `ttl` |
 /// | `cache` | a path to a `static` that derefs to `Cache` (`cache = EU`) | use that cache instead of the process-wide one: its store, its stats, its invalidations |
 /// | `crate` | a path (`crate = my_cache`) | where the `cached-api` facade is, if the dependency was renamed or re-exported |
 ///

@@ -53,6 +53,9 @@ pub struct Model {
     pub krate: TokenStream,
     /// The `static` the function's cache is, if not the process-wide one.
     pub cache: Option<syn::Path>,
+    /// `http = true`: the handler answers conditional requests; with
+    /// `max_age`, the seconds a client may keep an answer.
+    pub http: Option<Option<u64>>,
 }
 
 /// A function, beside the cached one, that drops the entry of one call.
@@ -118,6 +121,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
             ),
         );
     }
+    let http = http(&args, &func, ttl_secs, &mut errors);
     let error_ttl_secs = args
         .error_ttl
         .as_ref()
@@ -268,7 +272,9 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
         (_, Some(refresh)) if refresh_beta.is_some() => Some(refresh.span),
         _ => None,
     };
-    let detached = asks_for_task.filter(|_| func.is_async() && borrows_nothing(&func));
+    // A handler answering conditional requests recomputes in its caller.
+    let detached =
+        asks_for_task.filter(|_| func.is_async() && borrows_nothing(&func) && http.is_none());
     match errors.0 {
         Some(errors) => Err(errors),
         None => Ok(Model {
@@ -296,6 +302,7 @@ pub fn check(args: Args, func: Function) -> syn::Result<Model> {
                 None => quote!(::cached_api),
             },
             cache: args.cache.map(|cache| cache.value),
+            http,
         }),
     }
 }
@@ -416,6 +423,48 @@ fn policy(
         Output::Option(some) => (Policy::SomeOnly, some.clone()),
         _ => (Policy::Whole, whole()),
     }
+}
+
+/// `http = true` and its `max_age`: an async function without `self` (an
+/// axum handler), a client's lifetime no longer than the entry's.
+fn http(
+    args: &Args,
+    func: &Function,
+    ttl_secs: Option<u64>,
+    errors: &mut Errors,
+) -> Option<Option<u64>> {
+    let on = args.http.as_ref().filter(|http| http.value.value);
+    let max_age = args.max_age.as_ref().and_then(|max_age| {
+        if on.is_none() {
+            errors.push(
+                max_age.span,
+                "`max_age` is how long an HTTP client may keep an answer: it needs `http = true`",
+            );
+        }
+        let secs = seconds(&max_age.value, "max_age", errors)?;
+        if let Some(ttl) = ttl_secs.filter(|&ttl| secs > ttl) {
+            errors.push(
+                max_age.span,
+                format!("`max_age` ({secs} s) is longer than `ttl` ({ttl} s): a client would keep an answer the cache has dropped"),
+            );
+        }
+        Some(secs)
+    });
+    let on = on?;
+    if !func.is_async() {
+        errors.push(
+            on.span,
+            "`http = true` answers an axum handler's conditional requests, and axum handlers are async: make the function `async`",
+        );
+    }
+    if func.has_receiver() {
+        errors.push(
+            on.span,
+            "`http = true` answers an axum handler's conditional requests: a handler takes no `self`",
+        );
+    }
+
+    Some(max_age)
 }
 
 /// Most tags a function may carry; the runtime's bound, where each tag's

@@ -2,6 +2,8 @@
 //! and the two drivers that walk a call through the cache-aside [`steps`],
 //! one awaiting and one blocking.
 
+#[cfg(feature = "axum")]
+mod http;
 mod shapes;
 mod steps;
 

@@ -167,6 +167,13 @@ impl<T> TypedCodec<T> {
         self.copies.and_then(|copies| (copies.copy)(shared))
     }
 
+    /// `value` as an entry's payload holds it (the bytes after the header).
+    #[cfg(feature = "axum")]
+    pub(crate) fn payload(&self, value: &T) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        (self.encode)(value, &mut out).ok().map(|()| out)
+    }
+
     pub(crate) fn decode(&self, payload: &[u8]) -> Option<T> {
         (self.decode)(payload)
     }

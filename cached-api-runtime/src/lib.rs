@@ -17,6 +17,8 @@ mod error;
 mod flight;
 mod footprint;
 mod global;
+#[cfg(feature = "axum")]
+mod http;
 mod invalidation;
 mod key;
 mod l1;
@@ -202,6 +204,48 @@ pub mod __private {
                     .await
             }
             None => compute.await,
+        }
+    }
+
+    /// What a handler with `http = true` takes and answers.
+    #[cfg(feature = "axum")]
+    pub use crate::http::{Answer, Conditional};
+
+    /// What a handler with `http = true` may return.
+    #[cfg(feature = "axum")]
+    #[diagnostic::on_unimplemented(
+        message = "`http = true` answers HTTP requests, and `{Self}` is not an axum response",
+        label = "not an axum response",
+        note = "`http = true` goes on an axum handler returning `Json<T>`, `Html<T>`, `(StatusCode, …)` or a `Result` of them; a function that is not a handler caches without it"
+    )]
+    pub trait HttpResponse: axum::response::IntoResponse {}
+
+    #[cfg(feature = "axum")]
+    impl<R: axum::response::IntoResponse> HttpResponse for R {}
+
+    /// The body of an async handler with `http = true`: [`call`], answering
+    /// `request` from the entry when it holds it already. `max_age` is
+    /// how long a client may keep the answer without asking again.
+    #[cfg(feature = "axum")]
+    pub async fn call_http<P: Policy<R, Stored = S>, R, S>(
+        cache: &Cache,
+        spec: &'static FnSpec,
+        codec: TypedCodec<S>,
+        key: Option<EntryKey>,
+        request: Conditional,
+        max_age: Option<std::time::Duration>,
+        compute: impl Future<Output = R>,
+    ) -> Answer<R>
+    where
+        R: HttpResponse,
+    {
+        match key {
+            Some(key) => {
+                cache
+                    .call_http::<P, R, _>(spec, codec, key, &request, max_age, compute)
+                    .await
+            }
+            None => Answer::full(compute.await, None, None),
         }
     }
 

@@ -44,6 +44,7 @@ struct Stripe {
     refreshes: AtomicU64,
     stale: AtomicU64,
     lease_waits: AtomicU64,
+    not_modified: AtomicU64,
 }
 
 /// One kind of event the cache counts.
@@ -64,6 +65,15 @@ pub(crate) enum Event {
     Stale,
     /// A hit on the value another process computed under the entry's lease.
     LeaseWait,
+    /// A `304 Not Modified` answer (`http = true`).
+    #[cfg_attr(
+        not(any(feature = "axum", feature = "metrics")),
+        expect(
+            dead_code,
+            reason = "answered by handlers with `http = true`, which need the axum feature"
+        )
+    )]
+    NotModified,
 }
 
 impl FnCounters {
@@ -100,6 +110,7 @@ impl Stripe {
             refreshes: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             lease_waits: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +130,7 @@ impl Stripe {
             Event::Refresh => &self.refreshes,
             Event::Stale => &self.stale,
             Event::LeaseWait => &self.lease_waits,
+            Event::NotModified => &self.not_modified,
         };
         counter.fetch_add(1, Relaxed);
     }
@@ -136,6 +148,7 @@ impl Stripe {
             refreshes: self.refreshes.load(Relaxed),
             stale: self.stale.load(Relaxed),
             lease_waits: self.lease_waits.load(Relaxed),
+            not_modified: self.not_modified.load(Relaxed),
         }
     }
 }
@@ -278,7 +291,7 @@ impl CacheStats {
 #[cfg(feature = "metrics")]
 /// The counters exported with the `metrics` feature, with their help
 /// text, by [`Event`] (`L1Hit` is also counted as `Hit`).
-const COUNTERS: [(Event, &str, &str); 11] = [
+const COUNTERS: [(Event, &str, &str); 12] = [
     (
         Event::Hit,
         "cached_api_hits_total",
@@ -333,6 +346,11 @@ const COUNTERS: [(Event, &str, &str); 11] = [
         Event::LeaseWait,
         "cached_api_lease_waits_total",
         "Hits on a value another process computed under the entry's lease (lock).",
+    ),
+    (
+        Event::NotModified,
+        "cached_api_not_modified_total",
+        "304 Not Modified answers of handlers with http = true.",
     ),
 ];
 
@@ -458,6 +476,10 @@ pub struct Counts {
     /// Calls (`lock`) that waited while another process computed their
     /// entry under its lease, and took its value: counted in `hits` too.
     pub lease_waits: u64,
+    /// `304 Not Modified` answers of handlers with `http = true`: in `hits`
+    /// too when the entry answered without running the handler, in
+    /// `misses` when the handler ran and its value was the client's.
+    pub not_modified: u64,
 }
 
 impl Counts {
@@ -483,12 +505,13 @@ impl Counts {
         self.refreshes += other.refreshes;
         self.stale += other.stale;
         self.lease_waits += other.lease_waits;
+        self.not_modified += other.not_modified;
     }
 }
 
 impl Serialize for Counts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Counts", 12)?;
+        let mut s = serializer.serialize_struct("Counts", 13)?;
         s.serialize_field("hits", &self.hits)?;
         s.serialize_field("misses", &self.misses)?;
         s.serialize_field("sets", &self.sets)?;
@@ -500,6 +523,7 @@ impl Serialize for Counts {
         s.serialize_field("refreshes", &self.refreshes)?;
         s.serialize_field("stale", &self.stale)?;
         s.serialize_field("lease_waits", &self.lease_waits)?;
+        s.serialize_field("not_modified", &self.not_modified)?;
         s.serialize_field("hit_rate", &self.hit_rate())?;
         s.end()
     }

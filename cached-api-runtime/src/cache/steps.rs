@@ -439,18 +439,27 @@ impl<'c, P: Policy<R>, R> Call<'c, P, R> {
         decoded: Option<&Shared>,
         expected: Option<Generations>,
     ) -> Option<(P::Stored, Header)> {
-        let (header, payload) = Header::open(bytes)?;
-        let current = header.version == self.spec.version()
-            && header.fingerprint == self.spec.fingerprint(&self.codec)
-            && expected.is_none_or(|expected| header.generations() == expected);
-        if !current {
-            return None;
-        }
+        let (header, payload) = self.opened(bytes, expected)?;
         let value = match decoded.and_then(|decoded| self.codec.copy(decoded)) {
             Some(value) => value,
             None => self.codec.decode(payload)?,
         };
         Some((value, header))
+    }
+
+    /// The header and payload of `bytes`, if they were written by this
+    /// shape of the function and, when `expected` is given, at those
+    /// generations.
+    fn opened<'b>(
+        &self,
+        bytes: &'b [u8],
+        expected: Option<Generations>,
+    ) -> Option<(Header, &'b [u8])> {
+        let (header, payload) = Header::open(bytes)?;
+        let current = header.version == self.spec.version()
+            && header.fingerprint == self.spec.fingerprint(&self.codec)
+            && expected.is_none_or(|expected| header.generations() == expected);
+        current.then_some((header, payload))
     }
 
     /// The bytes to store for `value`, how long the store keeps them and
@@ -584,6 +593,29 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
     /// what the read should leave tracked.
     pub(super) fn l1(&self) -> L1Read {
         self.call.l1_read()
+    }
+
+    /// The payload of the entry in `read`, if a hit would answer with it
+    /// now (current at the generations read with it, and fresh), without
+    /// decoding it: what a validator of its content is computed from.
+    #[cfg(feature = "axum")]
+    pub(super) fn current_payload<'r>(&self, read: &'r Read) -> Option<&'r [u8]> {
+        let call = &self.call;
+        let user = match (call.key.generation(), read.generation) {
+            (None, _) => 0,
+            (Some(_), Some(generation)) => generation,
+            (Some(_), None) => return None,
+        };
+        let expected = Generations {
+            user,
+            function: read.function_generation,
+        };
+        let (header, payload) = call.opened(read.value.as_deref()?, Some(expected))?;
+        let fresh = matches!(
+            call.spec.freshness(&|| call.now_ms(), header.expires_at_ms),
+            Freshness::Fresh
+        );
+        fresh.then_some(payload)
     }
 
     /// Judges what the store returned.

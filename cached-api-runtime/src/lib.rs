@@ -249,6 +249,39 @@ pub mod __private {
         }
     }
 
+    /// Without the `axum` feature, `http = true` expands to these, so that
+    /// the error names the missing feature rather than missing items.
+    #[cfg(not(feature = "axum"))]
+    pub use self::without_axum::{Answer, Conditional, call_http};
+
+    #[cfg(not(feature = "axum"))]
+    mod without_axum {
+        use super::*;
+
+        pub struct Conditional;
+
+        pub struct Answer<R>(R);
+
+        #[diagnostic::on_unimplemented(
+            message = "`http = true` needs cached-api's `axum` feature",
+            label = "`http = true` without the `axum` feature",
+            note = "turn it on: `cached-api = {{ version = \"0.1\", features = [\"axum\"] }}`"
+        )]
+        pub trait AxumFeature {}
+
+        pub async fn call_http<P: Policy<R, Stored = S>, R: AxumFeature, S>(
+            _: &Cache,
+            _: &'static FnSpec,
+            _: TypedCodec<S>,
+            _: Option<EntryKey>,
+            _: Conditional,
+            _: Option<std::time::Duration>,
+            compute: impl Future<Output = R>,
+        ) -> Answer<R> {
+            Answer(compute.await)
+        }
+    }
+
     /// The body of a sync `#[cached_api]` function.
     pub fn call_blocking<P: Policy<R, Stored = S>, R, S>(
         cache: &Cache,

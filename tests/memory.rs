@@ -539,3 +539,24 @@ fn each_value_lives_as_long_as_its_ttl_function_says() {
         assert_eq!((counted.hits, counted.misses), (3, 5), "{counted:?}");
     }));
 }
+
+fn short_ttl(_: &axum::Json<u64>) -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+#[cached_api::cached_api(key = "{id}", ttl = short_ttl, http = true, max_age = "1m", name = "memory::kept_by_clients")]
+async fn kept_by_clients(id: u64) -> axum::Json<u64> {
+    axum::Json(id)
+}
+
+/// A client may keep an answer for `max_age`, and never longer than its
+/// entry lives.
+#[test]
+fn max_age_is_capped_by_the_entry_s_ttl() {
+    use axum::response::IntoResponse;
+    Memory::install();
+    let response = current_thread(isolated().scope(kept_by_clients(Default::default(), 3)));
+    let response = response.into_response();
+    assert_eq!(response.headers()["cache-control"], "public, max-age=10");
+    assert!(response.headers().contains_key("etag"));
+}

@@ -10,7 +10,7 @@ use crate::backend::Backend;
 use crate::codec::TypedCodec;
 use crate::http::{Answer, Conditional, ETag, Freshness};
 use crate::key::EntryKey;
-use crate::policy::Policy;
+use crate::policy::{Lifetime, Policy};
 use crate::spec::FnSpec;
 use crate::stats::Event;
 
@@ -28,9 +28,11 @@ impl Cache {
         max_age: Option<Duration>,
         compute: F,
     ) -> Answer<R> {
-        let freshness = Freshness {
-            private: key.generation().is_some(),
-            max_age_secs: max_age.map(|max_age| max_age.as_secs()),
+        // A client keeps an answer no longer than its entry lives.
+        let private = key.generation().is_some();
+        let freshness = |lives: Duration| Freshness {
+            private,
+            max_age_secs: max_age.map(|max_age| max_age.min(lives).as_secs()),
         };
         if spec.drops_entries() && !self.shape_recorded(spec, &key).await {
             return Answer::full(compute.await, None, None);
@@ -45,12 +47,12 @@ impl Cache {
                     .ok()
                     .filter(|_| request.asks())
                     .and_then(|read| lookup.current_payload(read))
-                    .map(|payload| ETag::of(&entry, payload))
-                    .filter(|&etag| request.holds(etag));
-                if let Some(etag) = held {
+                    .map(|(payload, left)| (ETag::of(&entry, payload), left))
+                    .filter(|&(etag, _)| request.holds(etag));
+                if let Some((etag, left)) = held {
                     self.inner.stats.record(spec, Event::Hit);
                     self.inner.stats.record(spec, Event::NotModified);
-                    return Answer::not_modified(etag, freshness);
+                    return Answer::not_modified(etag, freshness(left));
                 }
                 match lookup.read(read) {
                     Step::Done(value) => value,
@@ -59,15 +61,23 @@ impl Cache {
             }
             step => Box::pin(self.drive(step, compute, None)).await,
         };
-        let etag = P::keep(&value)
-            .and_then(|(stored, _)| codec.payload(stored))
+        let kept = P::keep(&value);
+        let stored = kept.map(|(stored, _)| stored);
+        let lives = match kept {
+            Some((_, Lifetime::Error)) => spec.error_ttl(),
+            Some((stored, Lifetime::Value)) => codec.ttl_of(stored),
+            None => None,
+        }
+        .unwrap_or_else(|| spec.ttl(self.inner.config.default_ttl));
+        let etag = stored
+            .and_then(|stored| codec.payload(stored))
             .map(|payload| ETag::of(&entry, &payload));
         match etag {
             Some(etag) if request.asks() && request.holds(etag) => {
                 self.inner.stats.record(spec, Event::NotModified);
-                Answer::not_modified(etag, freshness)
+                Answer::not_modified(etag, freshness(lives))
             }
-            _ => Answer::full(value, etag, Some(freshness)),
+            _ => Answer::full(value, etag, Some(freshness(lives))),
         }
     }
 }

@@ -597,9 +597,10 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
 
     /// The payload of the entry in `read`, if a hit would answer with it
     /// now (current at the generations read with it, and fresh), without
-    /// decoding it: what a validator of its content is computed from.
+    /// decoding it: what a validator of its content is computed from; and
+    /// how long the entry has left.
     #[cfg(feature = "axum")]
-    pub(super) fn current_payload<'r>(&self, read: &'r Read) -> Option<&'r [u8]> {
+    pub(super) fn current_payload<'r>(&self, read: &'r Read) -> Option<(&'r [u8], Duration)> {
         let call = &self.call;
         let user = match (call.key.generation(), read.generation) {
             (None, _) => 0,
@@ -611,11 +612,13 @@ impl<'c, P: Policy<R>, R> Lookup<'c, P, R> {
             function: read.function_generation,
         };
         let (header, payload) = call.opened(read.value.as_deref()?, Some(expected))?;
+        let now_ms = call.now_ms();
         let fresh = matches!(
-            call.spec.freshness(&|| call.now_ms(), header.expires_at_ms),
+            call.spec.freshness(&|| now_ms, header.expires_at_ms),
             Freshness::Fresh
         );
-        fresh.then_some(payload)
+        let left = Duration::from_millis(header.expires_at_ms.saturating_sub(now_ms));
+        fresh.then_some((payload, left))
     }
 
     /// Judges what the store returned.

@@ -131,6 +131,10 @@ pub use cached_api_runtime::{
     set_global, stats, status,
 };
 
+/// HTTP validators of handlers with `http = true` (feature `axum`).
+#[cfg(feature = "axum")]
+pub use cached_api_runtime::http;
+
 /// What `#[cached_api]` expands to calls. Not a public API: it changes
 /// whenever the macro does.
 #[doc(hidden)]

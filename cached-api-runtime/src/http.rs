@@ -2,6 +2,31 @@
 //! stored content on every response the cache answers or stores, and
 //! `304 Not Modified` for a request that holds it already.
 //!
+//! The attribute makes the handler take a [`Conditional`] first (an
+//! extractor of `If-None-Match`) and answer an [`Answer`] of what it
+//! returns; both are named here so that code calling the handler itself,
+//! a test for instance, can:
+//!
+//! ```
+//! use axum::Json;
+//! use axum::response::IntoResponse;
+//! use cached_api::cached_api;
+//! use cached_api::http::{Answer, Conditional};
+//!
+//! #[cached_api(key = "plans", ttl = "24h", http = true)]
+//! async fn plans() -> Json<Vec<String>> {
+//!     Json(vec!["free".to_owned(), "pro".to_owned()])
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let answer: Answer<Json<Vec<String>>> = plans(Conditional::default()).await;
+//! let response = answer.into_response();
+//! assert_eq!(response.headers()["cache-control"], "public, no-cache");
+//! assert!(response.headers().contains_key("etag"));
+//! # }
+//! ```
+//!
 //! The ETag is a digest of the entry's key and its payload (the stored
 //! value's bytes, after the header): content, not a write's identity, so a
 //! recomputation that stores the same bytes keeps the ETag, and another
@@ -21,7 +46,8 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-/// A strong validator: 128 bits of a SHA-256.
+/// A strong validator of an entry's content: 128 bits of a SHA-256 of its
+/// key and stored bytes, sent as quoted hex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ETag([u8; 16]);
 
@@ -57,6 +83,7 @@ impl ETag {
 
 /// What a request's `If-None-Match` asks, extracted from any axum request:
 /// the handler the attribute wraps takes it as a first argument of its own.
+/// `Conditional::default()` is a request that holds no copy.
 /// Only `GET` and `HEAD` are answered `304` (RFC 9110, 13.1.2: another
 /// method's failed precondition is a `412`, the handler's to decide).
 #[derive(Debug, Default)]

@@ -18,7 +18,7 @@ mod flight;
 mod footprint;
 mod global;
 #[cfg(feature = "axum")]
-mod http;
+pub mod http;
 mod invalidation;
 mod key;
 mod l1;

@@ -108,6 +108,17 @@ pub fn expand(model: &Model) -> TokenStream {
             },
         })
         .collect::<Vec<_>>();
+    // The attribute's bound is checked against the runtime's, which keeps
+    // no more tags than it: a tag past it would be dropped unread.
+    let tag_count = model.tags.len();
+    let tags_bound = (tag_count > 0).then(|| {
+        quote! {
+            const _: () = ::core::assert!(
+                #tag_count <= #krate::__private::MAX_TAGS,
+                "cached-api-macro allows more tags than cached-api-runtime keeps",
+            );
+        }
+    });
     let tag_writes = model.tags.iter().map(|tag| {
         let parts = tag.iter().map(|part| match part {
             KeyPart::Literal(text) => quote!(__cached_api_key.tag_literal(#text);),
@@ -297,6 +308,7 @@ pub fn expand(model: &Model) -> TokenStream {
         #(#attrs)*
         #vis #sig {
             #spec
+            #tags_bound
             #codec
             let __cached_api_cache = #cache;
             let __cached_api_cache = &*__cached_api_cache;

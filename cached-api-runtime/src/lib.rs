@@ -51,7 +51,7 @@ pub mod __private {
     pub use crate::Error;
     pub use crate::codec::{L1Value, TypedCodec};
     pub use crate::global::global;
-    pub use crate::key::{EntryKey, Integer, KeyWriter, UserId};
+    pub use crate::key::{EntryKey, Integer, KeyWriter, MAX_TAGS, UserId};
     pub use crate::policy::{CacheValue, OkAndErr, OkOnly, Policy, SomeOnly, Whole};
     pub use crate::probe::{
         CloneCopies, DigestKey, DisplayKey, DisplayUser, IntegerKey, IntegerUser, KeyInteger,

@@ -364,7 +364,8 @@ impl KeyWriter {
                     continue;
                 }
                 written.push(text);
-                push_tag_generation(&mut self.buf, self.prefix_len, text);
+                self.buf.extend_from_within(..self.prefix_len);
+                push_tag_generation(&mut self.buf, text);
                 tag_ends[tags] = u32::try_from(self.buf.len()).expect("a key under 4 GiB");
                 tags += 1;
             }
@@ -381,10 +382,9 @@ impl KeyWriter {
     }
 }
 
-/// Appends the key of the generation of the tag whose escaped text is
-/// `escaped` to `buf`, which starts with the prefix (`prefix_len` bytes).
-fn push_tag_generation(buf: &mut String, prefix_len: usize, escaped: &str) {
-    buf.extend_from_within(..prefix_len);
+/// Appends what follows the prefix in the key of the generation of the tag
+/// whose escaped text is `escaped`: `:tgen:` and the text, hashed when long.
+fn push_tag_generation(buf: &mut String, escaped: &str) {
     buf.push_str(":tgen:");
     if escaped.len() > MAX_KEY_LEN {
         buf.push('#');
@@ -396,13 +396,12 @@ fn push_tag_generation(buf: &mut String, prefix_len: usize, escaped: &str) {
 
 /// The key of the generation of `tag`, as entries carrying it read it.
 pub(crate) fn tag_generation_key(prefix: &str, tag: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + tag.len() + 16);
+    key.push_str(prefix);
     let mut escaped = String::with_capacity(tag.len() + 8);
     escape_str(&mut escaped, tag);
-    // Written after a copy of the prefix, as a key writer writes it.
-    let mut key = String::with_capacity(2 * prefix.len() + escaped.len() + 8);
-    key.push_str(prefix);
-    push_tag_generation(&mut key, prefix.len(), &escaped);
-    key.split_off(prefix.len())
+    push_tag_generation(&mut key, &escaped);
+    key
 }
 
 /// The generation key of `user`, as [`KeyWriter`] derives it for entries.
@@ -561,7 +560,7 @@ fn hex_sha256(text: &str) -> String {
     hex
 }
 
-fn push_hex(out: &mut String, bytes: &[u8]) {
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     for byte in bytes {
         let _ = write!(out, "{byte:02x}");
     }

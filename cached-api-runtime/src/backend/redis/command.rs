@@ -49,8 +49,8 @@ pub(super) fn read_reply(key: &EntryKey, items: Vec<Option<Vec<u8>>>) -> Read {
     let mut items = items.into_iter();
     let value = items.next().flatten();
     let generation = key.generation().and_then(|_| items.next().flatten());
-    let function = function_generation(items.next().flatten().as_deref());
-    let tags = items.map(|tag| function_generation(tag.as_deref()));
+    let function = group_generation(items.next().flatten().as_deref());
+    let tags = items.map(|tag| group_generation(tag.as_deref()));
     Read {
         value: value.map(Bytes::Received),
         generation: generation.as_deref().and_then(parse_generation),
@@ -62,7 +62,7 @@ pub(super) fn read_reply(key: &EntryKey, items: Vec<Option<Vec<u8>>>) -> Read {
 
 /// A function's or a tag's generation as read: 0 if it was never
 /// invalidated, and bytes that are not a generation match no entry.
-pub(super) fn function_generation(bytes: Option<&[u8]>) -> u64 {
+pub(super) fn group_generation(bytes: Option<&[u8]>) -> u64 {
     bytes.map_or(0, |bytes| parse_generation(bytes).unwrap_or(u64::MAX))
 }
 

@@ -18,10 +18,10 @@ use std::time::Duration;
 use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 use self::command::{
-    GroupKeys, add_shape_cmd, function_generation, init_generation_cmd, init_generation_reply,
-    millis, parse_generation, read_cmd, read_reply, release_lease_cmd, server_version,
-    set_generation_cmd, shapes_cmd, store_cmd, store_reply, take_lease_cmd, take_lease_reply,
-    tracked_read_pipeline, write_cmd,
+    GroupKeys, add_shape_cmd, group_generation, init_generation_cmd, init_generation_reply, millis,
+    parse_generation, read_cmd, read_reply, release_lease_cmd, server_version, set_generation_cmd,
+    shapes_cmd, store_cmd, store_reply, take_lease_cmd, take_lease_reply, tracked_read_pipeline,
+    write_cmd,
 };
 use self::link::{Link, Request, Tracked};
 use self::replicas::Replicas;
@@ -168,13 +168,13 @@ impl RedisStore {
         let mut next = || replies.next().flatten();
         // A group never invalidated has no generation key: 0, tracked
         // like any value, since Redis tracks the missing key too.
-        let function = function_generation(next().as_deref());
+        let function = group_generation(next().as_deref());
         if let Some(Some(ticket)) = function_ticket {
             keys.finish(&groups.function, ticket, function);
         }
         let mut tags = Vec::with_capacity(groups.tags.len());
         for (tag_key, ticket) in groups.tags.iter().zip(tag_tickets) {
-            let tag = function_generation(next().as_deref());
+            let tag = group_generation(next().as_deref());
             if let Some(ticket) = ticket {
                 keys.finish(tag_key, ticket, tag);
             }
